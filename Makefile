@@ -1,0 +1,60 @@
+# sluice: `make run` and `make test` are the whole set-up on a fresh Debian/Ubuntu machine.
+
+CARGO      ?= cargo
+NPROC      := $(shell nproc 2>/dev/null || sysctl -n hw.ncpu 2>/dev/null || echo 1)
+FUZZ_SECS  ?= 60
+# Debian packages the tests talk to (real peers, no mocks).
+TEST_TOOLS := haproxy:haproxy tinyproxy:tinyproxy openssl:openssl curl:curl socat:socat nc:netcat-openbsd
+
+.PHONY: all build release test lint fmt fuzz bench run demo deps clean
+
+all: build
+
+build:
+	$(CARGO) build
+
+release:
+	$(CARGO) build --release
+
+# Installs what the integration tests need, with apt-get, only when it is missing.
+deps:
+	@missing=""; for t in $(TEST_TOOLS); do \
+	  cmd=$${t%%:*}; pkg=$${t##*:}; \
+	  command -v $$cmd >/dev/null 2>&1 || [ -x /usr/sbin/$$cmd ] || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+test: deps lint
+	$(CARGO) build --release
+	SLUICE_BIN=$(CURDIR)/target/release/sluice $(CARGO) test --release -- --test-threads=2
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets --release -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+# Each fuzz target for FUZZ_SECS seconds (needs cargo-fuzz and the nightly toolchain).
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz
+	cd fuzz && for t in $$($(CARGO) +nightly fuzz list); do \
+	  mkdir -p corpus/$$t && cp -n ../fixtures/*.bin corpus/$$t/ 2>/dev/null; \
+	  $(CARGO) +nightly fuzz run $$t corpus/$$t -- -max_total_time=$(FUZZ_SECS) || exit 1; \
+	done
+
+bench: release
+	bench/run
+
+# One instance per core on the defaults (ENVOY_* variables override them).
+run: release
+	scripts/run-per-core $(NPROC) target/release/sluice
+
+demo: deps release
+	scripts/demo
+
+clean:
+	$(CARGO) clean
