@@ -4,6 +4,9 @@
 
 use std::ffi::OsString;
 
+use crate::config::{Config, KEYS};
+use crate::event_loop::Worker;
+
 /// The text of `sluice --help`.
 pub const HELP: &str = "\
 sluice - a TCP proxy for PROXY-protocol + TLS traffic (never terminates TLS)
@@ -30,9 +33,63 @@ pub fn main(args: &[OsString]) -> i32 {
             println!("sluice {}", env!("CARGO_PKG_VERSION"));
             0
         }
-        other => {
+        None | Some("run") => run(),
+        Some("check-config") => check_config(),
+        Some(other) => {
             eprintln!("sluice: unknown command {other:?}\n\n{HELP}");
             2
         }
+    }
+}
+
+/// Loads the configuration, or prints why not (exit status 2, nothing bound).
+fn load_config() -> Result<Config, i32> {
+    Config::from_env().map_err(|e| {
+        eprintln!("sluice: {e}");
+        2
+    })
+}
+
+fn check_config() -> i32 {
+    let cfg = match load_config() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    for (key, value, source) in &cfg.entries {
+        println!("{key}={value} ({source})");
+    }
+    println!("# effective: upstream {} -> {:?}", cfg.upstream.name, cfg.upstream.addrs);
+    println!("# effective: max_sessions={} workers={}", cfg.max_sessions, cfg.workers);
+    debug_assert_eq!(cfg.entries.len(), KEYS.len());
+    0
+}
+
+/// Starts logging at the configured level. The logger itself lets everything through so
+/// that the level can change at run time with `log::set_max_level`.
+pub fn init_logging(level: log::LevelFilter) {
+    let _ = simple_logger::SimpleLogger::new()
+        .with_level(log::LevelFilter::Trace)
+        .with_utc_timestamps()
+        .init();
+    log::set_max_level(level);
+}
+
+fn run() -> i32 {
+    let cfg = match load_config() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    init_logging(cfg.log_level);
+    let addr = cfg.listen_addr();
+    let mut worker = match Worker::new(cfg) {
+        Ok(w) => w,
+        Err(e) => {
+            log::error!("cannot listen on {addr}: {e}");
+            return 1;
+        }
+    };
+    match worker.run() {
+        Ok(()) => 0,
+        Err(_) => 1,
     }
 }

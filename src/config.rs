@@ -1,0 +1,396 @@
+//! The configuration: every `ENVOY_*` key, its default, how it is validated, and where the
+//! effective value came from.
+//!
+//! A `Config` is built whole from a key lookup (the environment, later a file overlay) and is
+//! either entirely valid or refused with an error naming the key and the value. Names are
+//! resolved here, at load time, never on the event loop. Nothing here touches a socket.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::str::FromStr;
+
+use crate::cidr::Cidr;
+
+/// Where an effective value came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The built-in default.
+    Default,
+    /// An environment variable.
+    Environment,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Source::Default => "default",
+            Source::Environment => "environment",
+        })
+    }
+}
+
+/// A key and value that failed validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The key, e.g. `ENVOY_PORT`.
+    pub key: &'static str,
+    /// The value as given.
+    pub value: String,
+    /// Why it was refused.
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid {}={:?}: {}",
+            self.key,
+            crate::hexdump::Escaped(self.value.as_bytes()).to_string(),
+            self.reason
+        )
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// What to do with a PROXY protocol header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyPolicy {
+    /// Every connection must start with a header (v1 or v2).
+    Required,
+    /// A header is used when present; otherwise the socket's own peer is the client.
+    Optional,
+    /// Headers are not looked for: every byte is the client's and passes as is.
+    Off,
+}
+
+/// A `host:port` as written, with the addresses it resolved to at load time, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    /// The text as configured, e.g. `localhost:10000`.
+    pub name: String,
+    /// Every address the name resolved to; tried in order on connect failure.
+    pub addrs: Vec<SocketAddr>,
+}
+
+/// One extra header sent on CONNECT (`ENVOY_HEADERS`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// A token, as in RFC 9110 §5.1.
+    pub name: String,
+    /// Visible ASCII, spaces and tabs; never CR, LF or NUL.
+    pub value: String,
+}
+
+/// The whole, validated configuration of one worker.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// ENVOY_IP
+    pub ip: IpAddr,
+    /// ENVOY_PORT
+    pub port: u16,
+    /// ENVOY_UPSTREAM
+    pub upstream: Upstream,
+    /// ENVOY_ACCEPTORS
+    pub acceptors: usize,
+    /// ENVOY_COUNTRY (upper-cased)
+    pub country: String,
+    /// ENVOY_HEADERS
+    pub headers: Vec<Header>,
+    /// ENVOY_REGION_KEY
+    pub region_key: String,
+    /// ENVOY_SESSION_KEY
+    pub session_key: String,
+    /// ENVOY_LOG_LEVEL
+    pub log_level: log::LevelFilter,
+    /// ENVOY_BUFFER_SIZE
+    pub buffer_size: usize,
+    /// ENVOY_MAX_SESSIONS
+    pub max_sessions: usize,
+    /// ENVOY_HEADER_TIMEOUT_MS
+    pub header_timeout_ms: u64,
+    /// ENVOY_CONNECT_TIMEOUT_MS
+    pub connect_timeout_ms: u64,
+    /// ENVOY_IDLE_TIMEOUT_MS (0: never)
+    pub idle_timeout_ms: u64,
+    /// ENVOY_PROXY_PROTOCOL
+    pub proxy_protocol: ProxyPolicy,
+    /// ENVOY_TRUSTED_PROXIES
+    pub trusted_proxies: Vec<Cidr>,
+    /// ENVOY_WORKERS
+    pub workers: usize,
+    /// ENVOY_BACKLOG
+    pub backlog: i32,
+    /// Each key's effective value as text and its source, in table order.
+    pub entries: Vec<(&'static str, String, Source)>,
+}
+
+/// Every key: name, default (as text), one line of meaning. The README's table says the same.
+pub const KEYS: &[(&str, &str, &str)] = &[
+    ("ENVOY_IP", "127.0.0.1", "listen address (IPv4 or IPv6)"),
+    ("ENVOY_PORT", "8000", "listen port"),
+    ("ENVOY_UPSTREAM", "localhost:10000", "default upstream host:port, resolved at load"),
+    ("ENVOY_ACCEPTORS", "5", "accepts per readiness event before the loop serves others"),
+    ("ENVOY_COUNTRY", "US", "region header value in CONNECT mode (upper-cased)"),
+    ("ENVOY_HEADERS", "", "extra CONNECT headers: 'Name: value' pairs separated by ';'"),
+    ("ENVOY_REGION_KEY", "x-region-key", "region header name in CONNECT mode"),
+    ("ENVOY_SESSION_KEY", "x-session-key", "session header name in CONNECT mode"),
+    ("ENVOY_LOG_LEVEL", "info", "off, error, warn, info, debug or trace"),
+    ("ENVOY_BUFFER_SIZE", "16384", "bytes per direction per session (2048..=1048576)"),
+    ("ENVOY_MAX_SESSIONS", "auto", "sessions per worker; auto = (open-file limit - 64) / 2"),
+    ("ENVOY_HEADER_TIMEOUT_MS", "5000", "time to receive the PROXY header and ClientHello"),
+    ("ENVOY_CONNECT_TIMEOUT_MS", "5000", "time for the upstream connect"),
+    ("ENVOY_IDLE_TIMEOUT_MS", "300000", "close a session idle this long both ways (0: never)"),
+    ("ENVOY_PROXY_PROTOCOL", "optional", "required, optional or off"),
+    (
+        "ENVOY_TRUSTED_PROXIES",
+        "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,fc00::/7",
+        "CIDRs allowed to send a PROXY header",
+    ),
+    ("ENVOY_WORKERS", "auto", "worker processes; auto = online CPUs"),
+    ("ENVOY_BACKLOG", "1024", "listen backlog"),
+];
+
+impl Config {
+    /// Loads from the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::load(|k| std::env::var(k).ok())
+    }
+
+    /// Loads from any key lookup; every key is validated, the first bad one is returned.
+    pub fn load(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let mut entries = Vec::with_capacity(KEYS.len());
+        let mut get = |key: &'static str| -> (String, &'static str) {
+            let default = KEYS.iter().find(|k| k.0 == key).map(|k| k.1).unwrap_or("");
+            let (value, source) = match lookup(key) {
+                Some(v) => (v, Source::Environment),
+                None => (default.to_string(), Source::Default),
+            };
+            entries.push((key, value.clone(), source));
+            (value, key)
+        };
+        let ip = parse_with(get("ENVOY_IP"), "not an IP address", |v| IpAddr::from_str(v).ok())?;
+        let port = parse_with(get("ENVOY_PORT"), "not a port (0-65535)", |v| v.parse().ok())?;
+        let upstream = parse_upstream(get("ENVOY_UPSTREAM"))?;
+        let acceptors = parse_range(get("ENVOY_ACCEPTORS"), 1, 1024)? as usize;
+        let country = parse_with(get("ENVOY_COUNTRY"), "expected 1-16 letters or digits", |v| {
+            let ok = !v.is_empty() && v.len() <= 16 && v.bytes().all(|b| b.is_ascii_alphanumeric());
+            ok.then(|| v.to_ascii_uppercase())
+        })?;
+        let headers = parse_headers(get("ENVOY_HEADERS"))?;
+        let region_key = parse_with(get("ENVOY_REGION_KEY"), "not an HTTP header name", token)?;
+        let session_key = parse_with(get("ENVOY_SESSION_KEY"), "not an HTTP header name", token)?;
+        let log_level = parse_with(
+            get("ENVOY_LOG_LEVEL"),
+            "expected off, error, warn, info, debug or trace",
+            |v| log::LevelFilter::from_str(v).ok(),
+        )?;
+        let buffer_size = parse_range(get("ENVOY_BUFFER_SIZE"), 2048, 1 << 20)? as usize;
+        let max_sessions = {
+            let (v, key) = get("ENVOY_MAX_SESSIONS");
+            if v == "auto" {
+                auto_max_sessions()
+            } else {
+                parse_range((v, key), 1, 10_000_000)? as usize
+            }
+        };
+        let header_timeout_ms = parse_range(get("ENVOY_HEADER_TIMEOUT_MS"), 1, 3_600_000)?;
+        let connect_timeout_ms = parse_range(get("ENVOY_CONNECT_TIMEOUT_MS"), 1, 3_600_000)?;
+        let idle_timeout_ms = parse_range(get("ENVOY_IDLE_TIMEOUT_MS"), 0, 86_400_000)?;
+        let proxy_protocol = parse_with(
+            get("ENVOY_PROXY_PROTOCOL"),
+            "expected required, optional or off",
+            |v| match v {
+                "required" => Some(ProxyPolicy::Required),
+                "optional" => Some(ProxyPolicy::Optional),
+                "off" => Some(ProxyPolicy::Off),
+                _ => None,
+            },
+        )?;
+        let trusted_proxies = parse_with(
+            get("ENVOY_TRUSTED_PROXIES"),
+            "expected comma-separated CIDRs such as 10.0.0.0/8,::1/128",
+            |v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| s.parse::<Cidr>().ok())
+                    .collect::<Option<Vec<_>>>()
+            },
+        )?;
+        let workers = {
+            let (v, key) = get("ENVOY_WORKERS");
+            if v == "auto" {
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            } else {
+                parse_range((v, key), 1, 1024)? as usize
+            }
+        };
+        let backlog = parse_range(get("ENVOY_BACKLOG"), 1, 65535)? as i32;
+        Ok(Config {
+            ip,
+            port,
+            upstream,
+            acceptors,
+            country,
+            headers,
+            region_key,
+            session_key,
+            log_level,
+            buffer_size,
+            max_sessions,
+            header_timeout_ms,
+            connect_timeout_ms,
+            idle_timeout_ms,
+            proxy_protocol,
+            trusted_proxies,
+            workers,
+            backlog,
+            entries,
+        })
+    }
+
+    /// The listen address.
+    pub fn listen_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.ip, self.port)
+    }
+
+    /// True when `addr` may send a PROXY header.
+    pub fn is_trusted(&self, addr: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|c| c.contains(addr))
+    }
+}
+
+fn error(key: &'static str, value: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError { key, value: value.to_string(), reason: reason.into() }
+}
+
+fn parse_with<T>(
+    (value, key): (String, &'static str),
+    reason: &str,
+    f: impl FnOnce(&str) -> Option<T>,
+) -> Result<T, ConfigError> {
+    f(value.trim()).ok_or_else(|| error(key, &value, reason))
+}
+
+fn parse_range((value, key): (String, &'static str), min: u64, max: u64) -> Result<u64, ConfigError> {
+    match value.trim().parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(error(key, &value, format!("expected a whole number from {min} to {max}"))),
+    }
+}
+
+fn token(v: &str) -> Option<String> {
+    let ok = !v.is_empty() && v.bytes().all(is_tchar);
+    ok.then(|| v.to_string())
+}
+
+/// RFC 9110 token characters.
+pub fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn parse_upstream((value, key): (String, &'static str)) -> Result<Upstream, ConfigError> {
+    let v = value.trim();
+    let has_port = v.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+    if !has_port {
+        return Err(error(key, &value, "expected host:port (IPv6 as [addr]:port)"));
+    }
+    match v.to_socket_addrs() {
+        Ok(addrs) => {
+            let addrs: Vec<SocketAddr> = addrs.collect();
+            if addrs.is_empty() {
+                Err(error(key, &value, "the name resolved to no address"))
+            } else {
+                Ok(Upstream { name: v.to_string(), addrs })
+            }
+        }
+        Err(e) => Err(error(key, &value, format!("cannot resolve: {e}"))),
+    }
+}
+
+fn parse_headers((value, key): (String, &'static str)) -> Result<Vec<Header>, ConfigError> {
+    let mut out = Vec::new();
+    for part in value.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((name, val)) = part.split_once(':') else {
+            return Err(error(key, &value, format!("{part:?} is not 'Name: value'")));
+        };
+        let (name, val) = (name.trim(), val.trim());
+        if token(name).is_none() {
+            return Err(error(key, &value, format!("{name:?} is not an HTTP header name")));
+        }
+        if !val.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)) {
+            return Err(error(key, &value, format!("the value of {name} holds a control or non-ASCII byte")));
+        }
+        out.push(Header { name: name.to_string(), value: val.to_string() });
+    }
+    Ok(out)
+}
+
+/// Two descriptors per session plus a margin for listeners, logs and control sockets.
+fn auto_max_sessions() -> usize {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into the struct we own and has no other effect.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0;
+    let nofile = if ok { lim.rlim_cur as usize } else { 1024 };
+    (nofile.saturating_sub(64) / 2).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::load(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_load_and_are_reported_as_defaults() {
+        let c = load(&[("ENVOY_UPSTREAM", "127.0.0.1:10000")]).unwrap();
+        assert_eq!(c.listen_addr(), "127.0.0.1:8000".parse().unwrap());
+        assert_eq!(c.acceptors, 5);
+        assert_eq!(c.country, "US");
+        assert_eq!(c.proxy_protocol, ProxyPolicy::Optional);
+        assert_eq!(c.buffer_size, 16384);
+        assert!(c.is_trusted("10.1.2.3".parse().unwrap()));
+        assert!(c.is_trusted("::1".parse().unwrap()));
+        assert!(!c.is_trusted("8.8.8.8".parse().unwrap()));
+        assert_eq!(c.entries.len(), KEYS.len());
+        let port = c.entries.iter().find(|e| e.0 == "ENVOY_PORT").unwrap();
+        assert_eq!(port.2, Source::Default);
+        let up = c.entries.iter().find(|e| e.0 == "ENVOY_UPSTREAM").unwrap();
+        assert_eq!(up.2, Source::Environment);
+    }
+
+    #[test]
+    fn country_is_upper_cased_and_headers_parse() {
+        let c = load(&[("ENVOY_COUNTRY", "de"), ("ENVOY_HEADERS", "X-A: 1; X-B:two words")]).unwrap();
+        assert_eq!(c.country, "DE");
+        assert_eq!(c.headers.len(), 2);
+        assert_eq!(c.headers[1].name, "X-B");
+        assert_eq!(c.headers[1].value, "two words");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        for (k, v) in [
+            ("ENVOY_PORT", "80000"),
+            ("ENVOY_IP", "localhost"),
+            ("ENVOY_PROXY_PROTOCOL", "maybe"),
+            ("ENVOY_BUFFER_SIZE", "10"),
+            ("ENVOY_TRUSTED_PROXIES", "10.0.0.0/33"),
+            ("ENVOY_UPSTREAM", "no-port"),
+            ("ENVOY_HEADERS", "X-A: a\rb"),
+            ("ENVOY_REGION_KEY", "bad key"),
+            ("ENVOY_LOG_LEVEL", "loud"),
+        ] {
+            let e = load(&[(k, v)]).unwrap_err();
+            assert_eq!(e.key, k, "{e}");
+            assert!(e.to_string().contains(k));
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! Counters kept by one worker: cheap `u64` increments on the hot path, read by the log at
+//! exit, by `show stats` and by the metrics endpoint. Labels are `&'static str` so that a
+//! counter by reason costs no allocation.
+
+use std::collections::BTreeMap;
+
+/// Why a session ended. `as_str` is the stable label used in logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum CloseReason {
+    /// Both directions finished with FIN, every byte delivered.
+    Done,
+    /// The client reset the connection or failed with an error.
+    ClientReset,
+    /// The upstream reset the connection or failed with an error.
+    UpstreamReset,
+    /// The PROXY header or ClientHello did not arrive within the header timeout.
+    HeaderTimeout,
+    /// No upstream address accepted the connection within the connect timeout.
+    ConnectTimeout,
+    /// Every upstream address refused or failed the connection.
+    UpstreamRefused,
+    /// No byte moved either way for the idle timeout.
+    IdleTimeout,
+    /// The client closed before its PROXY header / ClientHello was complete.
+    ClientClosedEarly,
+    /// A PROXY header from an address not in ENVOY_TRUSTED_PROXIES.
+    UntrustedProxy,
+    /// ENVOY_PROXY_PROTOCOL=required and the connection had no header.
+    MissingProxyHeader,
+    /// The PROXY header was malformed.
+    InvalidProxy,
+    /// The ClientHello was malformed or over the cap.
+    InvalidTls,
+    /// No buffer was left in the pool.
+    NoBuffer,
+}
+
+impl CloseReason {
+    /// Every reason, in label order.
+    pub const ALL: [CloseReason; 13] = [
+        CloseReason::Done,
+        CloseReason::ClientReset,
+        CloseReason::UpstreamReset,
+        CloseReason::HeaderTimeout,
+        CloseReason::ConnectTimeout,
+        CloseReason::UpstreamRefused,
+        CloseReason::IdleTimeout,
+        CloseReason::ClientClosedEarly,
+        CloseReason::UntrustedProxy,
+        CloseReason::MissingProxyHeader,
+        CloseReason::InvalidProxy,
+        CloseReason::InvalidTls,
+        CloseReason::NoBuffer,
+    ];
+
+    /// The stable label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::Done => "done",
+            CloseReason::ClientReset => "client_reset",
+            CloseReason::UpstreamReset => "upstream_reset",
+            CloseReason::HeaderTimeout => "header_timeout",
+            CloseReason::ConnectTimeout => "connect_timeout",
+            CloseReason::UpstreamRefused => "upstream_refused",
+            CloseReason::IdleTimeout => "idle_timeout",
+            CloseReason::ClientClosedEarly => "client_closed_early",
+            CloseReason::UntrustedProxy => "untrusted_proxy",
+            CloseReason::MissingProxyHeader => "missing_proxy_header",
+            CloseReason::InvalidProxy => "invalid_proxy",
+            CloseReason::InvalidTls => "invalid_tls",
+            CloseReason::NoBuffer => "no_buffer",
+        }
+    }
+}
+
+/// One worker's counters.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    /// Connections accepted into a session.
+    pub accepted: u64,
+    /// Connections refused at accept because ENVOY_MAX_SESSIONS was reached.
+    pub refused_max_sessions: u64,
+    /// accept() failures for lack of descriptors or memory (each starts a back-off).
+    pub accept_exhausted: u64,
+    /// Sessions closed, by reason (indexed like `CloseReason::ALL`).
+    pub closed: [u64; CloseReason::ALL.len()],
+    /// Bytes written to upstreams (client to upstream).
+    pub bytes_up: u64,
+    /// Bytes written to clients (upstream to client).
+    pub bytes_down: u64,
+    /// Upstream connect attempts that failed (each address tried counts once).
+    pub connect_failures: u64,
+    /// Parse errors by parser and kind, e.g. `proxy/v1_too_long`.
+    pub parse_errors: BTreeMap<(&'static str, &'static str), u64>,
+}
+
+impl Stats {
+    /// Counts a close.
+    pub fn close(&mut self, reason: CloseReason) {
+        if let Some(i) = CloseReason::ALL.iter().position(|r| *r == reason) {
+            self.closed[i] += 1;
+        }
+    }
+
+    /// Counts a parse error of `parser` (e.g. "proxy", "tls") and `kind`.
+    pub fn parse_error(&mut self, parser: &'static str, kind: &'static str) {
+        *self.parse_errors.entry((parser, kind)).or_insert(0) += 1;
+    }
+
+    /// Closes by reason, for reports.
+    pub fn closed_by_reason(&self) -> impl Iterator<Item = (CloseReason, u64)> + '_ {
+        CloseReason::ALL.iter().copied().zip(self.closed.iter().copied())
+    }
+}

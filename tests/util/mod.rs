@@ -1,0 +1,428 @@
+//! Shared pieces of the integration tests: start the real `sluice` binary on an ephemeral
+//! port and read its log, start real peers (haproxy, openssl s_server, plain TCP servers),
+//! generate checksummed payloads. No mocks: every byte crosses real loopback sockets.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// The path of the sluice binary under test.
+pub fn sluice_bin() -> PathBuf {
+    std::env::var_os("SLUICE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_sluice")))
+}
+
+/// A fixture's bytes.
+pub fn fixture(name: &str) -> Vec<u8> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// A running sluice whose stderr is collected.
+pub struct Sluice {
+    pub child: Child,
+    pub addr: SocketAddr,
+    log: Arc<Mutex<String>>,
+}
+
+impl Sluice {
+    /// Starts `sluice run` with ENVOY_PORT=0 and the given settings; waits until it listens.
+    pub fn start(env: &[(&str, &str)]) -> Sluice {
+        let mut cmd = Command::new(sluice_bin());
+        cmd.arg("run")
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("ENVOY_IP", "127.0.0.1")
+            .env("ENVOY_PORT", "0")
+            .env("ENVOY_LOG_LEVEL", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start sluice");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = Arc::clone(&log);
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let mut s = Sluice { child, addr: "127.0.0.1:0".parse().unwrap(), log };
+        let line = s.wait_for_log("listening on ", Duration::from_secs(10));
+        let addr = line.split("listening on ").nth(1).unwrap().split_whitespace().next().unwrap();
+        s.addr = addr.parse().unwrap();
+        s
+    }
+
+    /// Everything logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits for a log line containing `needle`; returns it. Panics with the log on timeout.
+    pub fn wait_for_log(&mut self, needle: &str, timeout: Duration) -> String {
+        let until = Instant::now() + timeout;
+        loop {
+            if let Some(l) = self.log().lines().find(|l| l.contains(needle)) {
+                return l.to_string();
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("sluice exited ({status}) before logging {needle:?}; log:\n{}", self.log());
+            }
+            if Instant::now() > until {
+                panic!("no log line with {needle:?} within {timeout:?}; log:\n{}", self.log());
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until `n` lines contain `needle`.
+    pub fn wait_for_count(&mut self, needle: &str, n: usize, timeout: Duration) -> Vec<String> {
+        let until = Instant::now() + timeout;
+        loop {
+            let lines: Vec<String> =
+                self.log().lines().filter(|l| l.contains(needle)).map(String::from).collect();
+            if lines.len() >= n {
+                return lines;
+            }
+            if Instant::now() > until {
+                panic!(
+                    "{} of {n} lines with {needle:?} within {timeout:?}; log tail:\n{}",
+                    lines.len(),
+                    tail(&self.log(), 40)
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The resident set size of the process, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    }
+
+    /// Connects a client.
+    pub fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect(self.addr).expect("connect to sluice");
+        s.set_nodelay(true).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s
+    }
+}
+
+impl Drop for Sluice {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The last `n` lines of `s`.
+pub fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// The `key=value` fields of a log line.
+pub fn fields(line: &str) -> HashMap<String, String> {
+    line.split_whitespace()
+        .filter_map(|w| w.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// A listener on an ephemeral loopback port.
+pub fn listener() -> (TcpListener, SocketAddr) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let a = l.local_addr().unwrap();
+    (l, a)
+}
+
+/// A port that is free right now (bound then released).
+pub fn free_port() -> u16 {
+    listener().1.port()
+}
+
+/// Deterministic pseudo-random bytes (xorshift64*), so both ends can regenerate a stream.
+pub struct Prng(u64);
+
+impl Prng {
+    pub fn new(seed: u64) -> Prng {
+        Prng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number in `lo..=hi`.
+    pub fn range(&mut self, lo: usize, hi: usize) -> usize {
+        lo + (self.next_u64() % (hi - lo + 1) as u64) as usize
+    }
+
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            let v = self.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+    }
+
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        let mut v = vec![0; n];
+        self.fill(&mut v);
+        v
+    }
+}
+
+/// FNV-1a over a stream, with its length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Digest {
+    pub hash: u64,
+    pub len: u64,
+}
+
+impl Default for Digest {
+    fn default() -> Self {
+        Digest { hash: 0xcbf2_9ce4_8422_2325, len: 0 }
+    }
+}
+
+impl Digest {
+    pub fn update(&mut self, data: &[u8]) {
+        for &b in data {
+            self.hash ^= u64::from(b);
+            self.hash = self.hash.wrapping_mul(0x100_0000_01b3);
+        }
+        self.len += data.len() as u64;
+    }
+
+    pub fn of(data: &[u8]) -> Digest {
+        let mut d = Digest::default();
+        d.update(data);
+        d
+    }
+}
+
+/// Sends `n` pseudo-random bytes from `seed` in chunks; returns their digest.
+pub fn send_stream(s: &mut TcpStream, seed: u64, n: usize) -> Digest {
+    let mut rng = Prng::new(seed);
+    let mut d = Digest::default();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(buf.len());
+        rng.fill(&mut buf[..k]);
+        s.write_all(&buf[..k]).expect("write stream");
+        d.update(&buf[..k]);
+        left -= k;
+    }
+    d
+}
+
+/// Reads until EOF; returns the digest of what came.
+pub fn read_to_eof(s: &mut TcpStream) -> Digest {
+    let mut d = Digest::default();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return d,
+            Ok(n) => d.update(&buf[..n]),
+            Err(e) => panic!("read after {} bytes: {e}", d.len),
+        }
+    }
+}
+
+/// The digest `send_stream(seed, n)` produces.
+pub fn expected(seed: u64, n: usize) -> Digest {
+    let mut rng = Prng::new(seed);
+    let mut d = Digest::default();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(buf.len());
+        rng.fill(&mut buf[..k]);
+        d.update(&buf[..k]);
+        left -= k;
+    }
+    d
+}
+
+/// Reads exactly `n` bytes.
+pub fn read_exact(s: &mut TcpStream, n: usize) -> Vec<u8> {
+    let mut v = vec![0; n];
+    s.read_exact(&mut v).unwrap_or_else(|e| panic!("reading {n} bytes: {e}"));
+    v
+}
+
+/// True if `s` is closed by the peer (EOF or reset) within `timeout`.
+pub fn closed_within(s: &mut TcpStream, timeout: Duration) -> bool {
+    s.set_read_timeout(Some(timeout)).unwrap();
+    let mut buf = [0u8; 4096];
+    let until = Instant::now() + timeout;
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+                || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return false
+            }
+            Err(_) => return true,
+        }
+        if Instant::now() > until {
+            return false;
+        }
+    }
+}
+
+/// A scratch directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("sluice-test-{}-{tag}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A child process killed on drop (haproxy, openssl s_server, ...).
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until something accepts connections on `addr`.
+pub fn wait_listening(addr: SocketAddr, timeout: Duration) {
+    let until = Instant::now() + timeout;
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        assert!(Instant::now() < until, "nothing listening on {addr} within {timeout:?}");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Finds an executable in PATH or the sbin directories (haproxy lives in /usr/sbin).
+pub fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    path.split(':')
+        .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"])
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
+}
+
+/// A self-signed certificate and key for `example.test`, made with the real openssl.
+pub fn make_cert(dir: &TempDir) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.path("cert.pem"), dir.path("key.pem"));
+    let ok = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=example.test"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run openssl")
+        .success();
+    assert!(ok, "openssl req failed");
+    (cert, key)
+}
+
+/// `openssl s_server -www` on an ephemeral port.
+pub fn s_server(dir: &TempDir) -> (Proc, SocketAddr) {
+    let (cert, key) = make_cert(dir);
+    let port = free_port();
+    let child = Command::new("openssl")
+        .args(["s_server", "-www", "-quiet", "-accept"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-cert")
+        .arg(&cert)
+        .arg("-key")
+        .arg(&key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start openssl s_server");
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_listening(addr, Duration::from_secs(10));
+    (Proc(child), addr)
+}
+
+/// haproxy in mode tcp, forwarding `listen` to `server` with the given server options.
+pub fn haproxy(dir: &TempDir, server: SocketAddr, server_opts: &str) -> (Proc, SocketAddr) {
+    let bin = which("haproxy").expect("haproxy is installed (make deps)");
+    let port = free_port();
+    let cfg = format!(
+        "global\n    maxconn 4096\ndefaults\n    mode tcp\n    timeout connect 5s\n    timeout client 30s\n    timeout server 30s\n\
+         frontend fe\n    bind 127.0.0.1:{port}\n    default_backend be\n\
+         backend be\n    server s1 {server} {server_opts}\n"
+    );
+    let path = dir.path("haproxy.cfg");
+    std::fs::write(&path, cfg).unwrap();
+    let child = Command::new(bin)
+        .arg("-db")
+        .arg("-f")
+        .arg(&path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start haproxy");
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_listening(addr, Duration::from_secs(10));
+    (Proc(child), addr)
+}
+
+/// The PROXY header length of a fixture, per its MANIFEST line.
+pub fn header_len(name: &str) -> usize {
+    let manifest = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/MANIFEST.tsv"))
+        .unwrap();
+    let line = manifest.lines().find(|l| l.starts_with(name)).expect("fixture in MANIFEST");
+    line.split(|c: char| c == ' ' || c == ';' || c == '\t')
+        .find_map(|w| w.strip_prefix("hdr_len="))
+        .map_or(0, |v| v.parse().unwrap())
+}
