@@ -8,6 +8,7 @@
 //! The same code serves the proxy, `sluice inspect`, the tests and the fuzzers.
 
 pub mod reader;
+pub mod tls;
 
 /// The outcome of running a parser over the bytes received so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
