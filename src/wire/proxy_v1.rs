@@ -87,9 +87,10 @@ pub fn parse(buf: &[u8]) -> Parsed<ProxyHeader<'_>, ProxyError> {
                 None if window.len() >= MAX_V1_LEN => {
                     return Parsed::Invalid(ProxyError::V1TooLong)
                 }
+                // Only LF may follow, so the line before the CR must already be whole.
                 None => {
                     let body = window.get(..i).unwrap_or(&[]);
-                    return match check_line(body, false) {
+                    return match check_line(body, true) {
                         Ok(_) => Parsed::NeedMore,
                         Err(e) => Parsed::Invalid(e),
                     };
@@ -331,5 +332,368 @@ fn as_v6(ip: IpAddr) -> Ipv6Addr {
     match ip {
         IpAddr::V4(v4) => v4.to_ipv6_mapped(),
         IpAddr::V6(v6) => v6,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )]
+
+    use super::*;
+
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn complete(buf: &[u8]) -> ProxyHeader<'_> {
+        match parse(buf) {
+            Parsed::Complete(h, n) => {
+                assert_eq!(n, h.len);
+                h
+            }
+            other => panic!(
+                "expected Complete for {:?}, got {other:?}",
+                String::from_utf8_lossy(buf)
+            ),
+        }
+    }
+
+    fn invalid(buf: &[u8]) -> ProxyError {
+        match parse(buf) {
+            Parsed::Invalid(e) => e,
+            other => panic!(
+                "expected Invalid for {:?}, got {other:?}",
+                String::from_utf8_lossy(buf)
+            ),
+        }
+    }
+
+    /// Every strict prefix of a valid line is NeedMore, the line alone is Complete.
+    fn assert_prefixes(line: &[u8]) {
+        for n in 0..line.len() {
+            assert_eq!(
+                parse(&line[..n]),
+                Parsed::NeedMore,
+                "prefix {n} of {:?}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        assert!(matches!(parse(line), Parsed::Complete(_, n) if n == line.len()));
+    }
+
+    /// A TCP6 line of exactly `len` bytes: 11 + a + 1 + b + 1 + 11 + 2.
+    fn tcp6_line(len: usize) -> Vec<u8> {
+        let src = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255"; // 45, the longest
+        let fixed = "PROXY TCP6 ".len() + src.len() + 1 + 1 + "65535 65535\r\n".len();
+        let dst_len = len - fixed;
+        // "ffff:...:1.2.3.4" shortened by dropping leading hex digits of the first group.
+        let mut dst = String::from("ffff:ffff:ffff:ffff:ffff:ffff:1.2.3.4"); // 37
+        while dst.len() > dst_len {
+            dst.remove(0);
+        }
+        assert_eq!(dst.len(), dst_len, "cannot build a {len}-byte line");
+        let line = format!("PROXY TCP6 {src} {dst} 65535 65535\r\n").into_bytes();
+        assert_eq!(line.len(), len);
+        line
+    }
+
+    #[test]
+    fn tcp4_line() {
+        let line = b"PROXY TCP4 192.0.2.1 198.51.100.7 56324 443\r\n";
+        let mut buf = line.to_vec();
+        buf.extend_from_slice(b"\x16\x03\x01"); // the ClientHello that follows
+        let h = complete(&buf);
+        assert_eq!((h.version, h.command), (Version::V1, Command::Proxy));
+        assert_eq!((h.family, h.transport), (Family::Inet, Transport::Stream));
+        assert_eq!(
+            h.addrs,
+            Addresses::Inet {
+                src: sa("192.0.2.1:56324"),
+                dst: sa("198.51.100.7:443")
+            }
+        );
+        assert_eq!(h.len, line.len());
+        assert!(h.tlvs.is_empty());
+        assert_prefixes(line);
+    }
+
+    #[test]
+    fn tcp6_line_parses() {
+        let line = b"PROXY TCP6 2001:db8::1 ::ffff:192.0.2.1 0 65535\r\n";
+        let h = complete(line);
+        assert_eq!(h.family, Family::Inet6);
+        assert_eq!(
+            h.addrs,
+            Addresses::Inet {
+                src: sa("[2001:db8::1]:0"),
+                dst: sa("[::ffff:192.0.2.1]:65535")
+            }
+        );
+        assert_prefixes(line);
+    }
+
+    #[test]
+    fn exactly_107_bytes_is_valid_108_is_not() {
+        let line = tcp6_line(107);
+        let h = complete(&line);
+        assert_eq!(h.len, MAX_V1_LEN);
+        assert_prefixes(&line);
+        let long = tcp6_line(108);
+        assert_eq!(invalid(&long), ProxyError::V1TooLong);
+        // Decided at 107 bytes (the CR is the 107th: its LF would be the 108th).
+        assert_eq!(invalid(&long[..107]), ProxyError::V1TooLong);
+        assert_eq!(parse(&long[..106]), Parsed::NeedMore);
+    }
+
+    #[test]
+    fn unknown_forms() {
+        for line in [
+            &b"PROXY UNKNOWN\r\n"[..],
+            b"PROXY UNKNOWN ffff::1 ::2 1 2\r\n",
+            b"PROXY UNKNOWN whatever, even  double spaces\r\n",
+        ] {
+            let h = complete(line);
+            assert_eq!((h.family, h.transport), (Family::Unspec, Transport::Unspec));
+            assert_eq!(h.addrs, Addresses::None);
+            assert_eq!(h.command, Command::Proxy);
+            assert_prefixes(line);
+        }
+        assert_eq!(invalid(b"PROXY UNKNOWNX\r\n"), ProxyError::V1BadProtocol);
+        assert_eq!(invalid(b"PROXY UNKNOWN \xff"), ProxyError::V1BadByte);
+    }
+
+    #[test]
+    fn line_endings() {
+        // Bare LF.
+        assert_eq!(
+            invalid(b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n"),
+            ProxyError::V1BadLineEnd
+        );
+        // CR followed by something other than LF.
+        assert_eq!(
+            invalid(b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\rX"),
+            ProxyError::V1BadLineEnd
+        );
+        // A CR at the end may still get its LF.
+        assert_eq!(parse(b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r"), Parsed::NeedMore);
+        // ... but not when the line is already wrong before it.
+        assert_eq!(
+            invalid(b"PROXY TCP4 1.2.3.4 5.6.7.8 1\r"),
+            ProxyError::V1BadSyntax
+        );
+    }
+
+    #[test]
+    fn ports() {
+        assert_eq!(
+            invalid(b"PROXY TCP4 1.2.3.4 5.6.7.8 01 2\r\n"),
+            ProxyError::V1BadPort
+        );
+        assert_eq!(
+            invalid(b"PROXY TCP4 1.2.3.4 5.6.7.8 1 65536\r\n"),
+            ProxyError::V1BadPort
+        );
+        assert_eq!(
+            invalid(b"PROXY TCP4 1.2.3.4 5.6.7.8 1 -1\r\n"),
+            ProxyError::V1BadPort
+        );
+        assert_eq!(
+            invalid(b"PROXY TCP4 1.2.3.4 5.6.7.8 1 655350\r\n"),
+            ProxyError::V1BadPort
+        );
+        // Rejected while the port is still being typed.
+        assert_eq!(
+            invalid(b"PROXY TCP4 1.2.3.4 5.6.7.8 00"),
+            ProxyError::V1BadPort
+        );
+        assert_eq!(
+            invalid(b"PROXY TCP4 1.2.3.4 5.6.7.8 65536"),
+            ProxyError::V1BadPort
+        );
+        assert_eq!(parse(b"PROXY TCP4 1.2.3.4 5.6.7.8 6553"), Parsed::NeedMore);
+        let h = complete(b"PROXY TCP4 1.2.3.4 5.6.7.8 0 65535\r\n");
+        assert_eq!(h.src().unwrap().port(), 0);
+        assert_eq!(h.dst().unwrap().port(), 65535);
+    }
+
+    #[test]
+    fn addresses_must_match_the_family() {
+        assert_eq!(
+            invalid(b"PROXY TCP4 ::1 ::1 1 2\r\n"),
+            ProxyError::V1BadAddress
+        );
+        assert_eq!(invalid(b"PROXY TCP4 2001:db8::1"), ProxyError::V1BadAddress);
+        assert_eq!(
+            invalid(b"PROXY TCP6 1.2.3.4 5.6.7.8 1 2\r\n"),
+            ProxyError::V1BadAddress
+        );
+        // Strict dotted quad.
+        for bad in [
+            &b"127.000.0.1"[..],
+            b"127.0.0.01",
+            b"256.0.0.1",
+            b"1.2.3",
+            b"1.2.3.4.5",
+            b"1..2.3",
+        ] {
+            let mut line = b"PROXY TCP4 ".to_vec();
+            line.extend_from_slice(bad);
+            line.extend_from_slice(b" 5.6.7.8 1 2\r\n");
+            assert_eq!(
+                invalid(&line),
+                ProxyError::V1BadAddress,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert_eq!(
+            invalid(b"PROXY TCP6 fe80::1%eth0 ::1 1 2\r\n"),
+            ProxyError::V1BadAddress
+        );
+    }
+
+    #[test]
+    fn syntax() {
+        assert_eq!(
+            invalid(b"PROXY  TCP4 1.2.3.4 5.6.7.8 1 2\r\n"),
+            ProxyError::V1BadSyntax
+        );
+        assert_eq!(
+            invalid(b"PROXY TCP4 1.2.3.4  5.6.7.8 1 2\r\n"),
+            ProxyError::V1BadSyntax
+        );
+        assert_eq!(
+            invalid(b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2 \r\n"),
+            ProxyError::V1BadSyntax
+        );
+        assert_eq!(
+            invalid(b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2 3\r\n"),
+            ProxyError::V1BadSyntax
+        );
+        assert_eq!(
+            invalid(b"PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n"),
+            ProxyError::V1BadSyntax
+        );
+        assert_eq!(invalid(b"PROXY TCP4\r\n"), ProxyError::V1BadSyntax);
+        assert_eq!(invalid(b"PROXY \r\n"), ProxyError::V1BadSyntax);
+        assert_eq!(
+            invalid(b"PROXY tcp4 1.2.3.4 5.6.7.8 1 2\r\n"),
+            ProxyError::V1BadProtocol
+        );
+        assert_eq!(invalid(b"PROXY UDP4"), ProxyError::V1BadProtocol);
+        assert_eq!(invalid(b"PROXY\tTCP4"), ProxyError::NotProxy);
+        assert_eq!(invalid(b"GET / HTTP/1.1\r\n"), ProxyError::NotProxy);
+        assert_eq!(parse(b"PRO"), Parsed::NeedMore);
+        assert_eq!(parse(b""), Parsed::NeedMore);
+    }
+
+    #[test]
+    fn impossible_bytes_fail_at_once() {
+        assert_eq!(invalid(b"PROXY TCP4 1\0"), ProxyError::V1BadByte);
+        assert_eq!(invalid(b"PROXY \x16"), ProxyError::V1BadByte);
+        assert_eq!(
+            invalid(b"PROXY TCP4 1.2.3.4 \xc3\xa9"),
+            ProxyError::V1BadByte
+        );
+        assert_eq!(invalid(b"PROXY TCP4 1.2.3.4\t"), ProxyError::V1BadByte);
+        // Letters are not digits: TCP4 fields reject them before the line ends.
+        assert_eq!(invalid(b"PROXY TCP4 1.2.x"), ProxyError::V1BadAddress);
+    }
+
+    #[test]
+    fn emit_round_trips() {
+        type Case = (
+            Option<SocketAddr>,
+            Option<SocketAddr>,
+            &'static [u8],
+            Family,
+            Addresses<'static>,
+        );
+        let cases: [Case; 5] = [
+            (
+                Some(sa("192.0.2.1:56324")),
+                Some(sa("198.51.100.7:443")),
+                b"PROXY TCP4 192.0.2.1 198.51.100.7 56324 443\r\n",
+                Family::Inet,
+                Addresses::Inet {
+                    src: sa("192.0.2.1:56324"),
+                    dst: sa("198.51.100.7:443"),
+                },
+            ),
+            (
+                Some(sa("[2001:db8::1]:1")),
+                Some(sa("[::1]:65535")),
+                b"PROXY TCP6 2001:db8::1 ::1 1 65535\r\n",
+                Family::Inet6,
+                Addresses::Inet {
+                    src: sa("[2001:db8::1]:1"),
+                    dst: sa("[::1]:65535"),
+                },
+            ),
+            (
+                // A v4/v6 mix: TCP6 with the IPv4 side v4-mapped.
+                Some(sa("192.0.2.1:5000")),
+                Some(sa("[2001:db8::2]:443")),
+                b"PROXY TCP6 ::ffff:192.0.2.1 2001:db8::2 5000 443\r\n",
+                Family::Inet6,
+                Addresses::Inet {
+                    src: sa("[::ffff:192.0.2.1]:5000"),
+                    dst: sa("[2001:db8::2]:443"),
+                },
+            ),
+            (
+                None,
+                None,
+                b"PROXY UNKNOWN\r\n",
+                Family::Unspec,
+                Addresses::None,
+            ),
+            (
+                Some(sa("192.0.2.1:1")),
+                None,
+                b"PROXY UNKNOWN\r\n",
+                Family::Unspec,
+                Addresses::None,
+            ),
+        ];
+        for (src, dst, text, family, addrs) in cases {
+            let mut out = [0u8; MAX_V1_LEN];
+            let n = emit(src, dst, &mut out).unwrap();
+            assert_eq!(&out[..n], text);
+            let h = complete(&out[..n]);
+            assert_eq!((h.family, h.addrs, h.len), (family, addrs, n));
+        }
+    }
+
+    #[test]
+    fn emit_longest_fits_in_107() {
+        let ip = "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe]:65535";
+        let mut out = [0u8; MAX_V1_LEN];
+        let n = emit(Some(sa(ip)), Some(sa(ip)), &mut out).unwrap();
+        assert!(n <= MAX_V1_LEN);
+        assert!(matches!(parse(&out[..n]), Parsed::Complete(..)));
+    }
+
+    #[test]
+    fn emit_buffer_too_small() {
+        let (src, dst) = (Some(sa("192.0.2.1:56324")), Some(sa("198.51.100.7:443")));
+        let mut out = [0u8; 64];
+        let n = emit(src, dst, &mut out).unwrap();
+        for short in 0..n {
+            assert_eq!(
+                emit(src, dst, &mut out[..short]),
+                Err(EmitError::BufferTooSmall),
+                "{short}"
+            );
+        }
+        assert_eq!(
+            emit(None, None, &mut [0u8; 14]),
+            Err(EmitError::BufferTooSmall)
+        );
     }
 }
