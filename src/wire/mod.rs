@@ -7,6 +7,10 @@
 //! a length field: lengths are read through [`reader::Reader`], which cannot overrun.
 //! The same code serves the proxy, `sluice inspect`, the tests and the fuzzers.
 
+pub mod crc32c;
+pub mod proxy;
+pub mod proxy_v1;
+pub mod proxy_v2;
 pub mod reader;
 pub mod tls;
 

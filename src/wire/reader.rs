@@ -70,7 +70,12 @@ impl<'a> Reader<'a> {
     /// A big-endian u32.
     pub fn u32(&mut self) -> Option<u32> {
         let b = self.take(4)?;
-        Some(u32::from_be_bytes([*b.first()?, *b.get(1)?, *b.get(2)?, *b.get(3)?]))
+        Some(u32::from_be_bytes([
+            *b.first()?,
+            *b.get(1)?,
+            *b.get(2)?,
+            *b.get(3)?,
+        ]))
     }
 
     /// A vector with a one-byte length prefix, as a sub-reader.
