@@ -74,7 +74,13 @@ pub struct Pool {
 impl Pool {
     /// A pool of `size`-byte buffers, at most `limit` lent at once, at most `keep` kept idle.
     pub fn new(size: usize, limit: usize, keep: usize) -> Pool {
-        Pool { size, free: Vec::new(), keep, limit, lent: 0 }
+        Pool {
+            size,
+            free: Vec::new(),
+            keep,
+            limit,
+            lent: 0,
+        }
     }
 
     /// A buffer, or `None` when `limit` are already lent.
@@ -83,8 +89,15 @@ impl Pool {
             return None;
         }
         self.lent += 1;
-        let data = self.free.pop().unwrap_or_else(|| vec![0u8; self.size].into_boxed_slice());
-        Some(Buffer { data, start: 0, end: 0 })
+        let data = self
+            .free
+            .pop()
+            .unwrap_or_else(|| vec![0u8; self.size].into_boxed_slice());
+        Some(Buffer {
+            data,
+            start: 0,
+            end: 0,
+        })
     }
 
     /// Gives a buffer back. Buffers of another size (after a reload) are dropped.

@@ -21,11 +21,15 @@ impl Cidr {
         };
         match (self.addr, ip) {
             (IpAddr::V4(net), IpAddr::V4(a)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(net) & mask == u32::from(a) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(a)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u128::from(net) & mask == u128::from(a) & mask
             }
             _ => false,
@@ -38,10 +42,19 @@ impl FromStr for Cidr {
 
     /// `addr/prefix`, or a bare address meaning a single host.
     fn from_str(s: &str) -> Result<Self, ()> {
-        let (a, p) = s.split_once('/').unwrap_or((s, ""));
+        let (a, p) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
         let addr = IpAddr::from_str(a).map_err(|_| ())?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = if p.is_empty() { max } else { p.parse::<u8>().map_err(|_| ())? };
+        let prefix = match p {
+            None => max,
+            Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
+                p.parse::<u8>().map_err(|_| ())?
+            }
+            Some(_) => return Err(()),
+        };
         if prefix > max {
             return Err(());
         }
@@ -79,7 +92,14 @@ mod tests {
 
     #[test]
     fn bad_blocks_are_refused() {
-        for s in ["10.0.0.0/33", "::/129", "x/8", "10.0.0.0/", "10.0.0.0/-1", ""] {
+        for s in [
+            "10.0.0.0/33",
+            "::/129",
+            "x/8",
+            "10.0.0.0/",
+            "10.0.0.0/-1",
+            "",
+        ] {
             assert!(s.parse::<Cidr>().is_err(), "{s}");
         }
     }

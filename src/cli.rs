@@ -58,8 +58,14 @@ fn check_config() -> i32 {
     for (key, value, source) in &cfg.entries {
         println!("{key}={value} ({source})");
     }
-    println!("# effective: upstream {} -> {:?}", cfg.upstream.name, cfg.upstream.addrs);
-    println!("# effective: max_sessions={} workers={}", cfg.max_sessions, cfg.workers);
+    println!(
+        "# effective: upstream {} -> {:?}",
+        cfg.upstream.name, cfg.upstream.addrs
+    );
+    println!(
+        "# effective: max_sessions={} workers={}",
+        cfg.max_sessions, cfg.workers
+    );
     debug_assert_eq!(cfg.entries.len(), KEYS.len());
     0
 }

@@ -130,25 +130,81 @@ pub struct Config {
 pub const KEYS: &[(&str, &str, &str)] = &[
     ("ENVOY_IP", "127.0.0.1", "listen address (IPv4 or IPv6)"),
     ("ENVOY_PORT", "8000", "listen port"),
-    ("ENVOY_UPSTREAM", "localhost:10000", "default upstream host:port, resolved at load"),
-    ("ENVOY_ACCEPTORS", "5", "accepts per readiness event before the loop serves others"),
-    ("ENVOY_COUNTRY", "US", "region header value in CONNECT mode (upper-cased)"),
-    ("ENVOY_HEADERS", "", "extra CONNECT headers: 'Name: value' pairs separated by ';'"),
-    ("ENVOY_REGION_KEY", "x-region-key", "region header name in CONNECT mode"),
-    ("ENVOY_SESSION_KEY", "x-session-key", "session header name in CONNECT mode"),
-    ("ENVOY_LOG_LEVEL", "info", "off, error, warn, info, debug or trace"),
-    ("ENVOY_BUFFER_SIZE", "16384", "bytes per direction per session (2048..=1048576)"),
-    ("ENVOY_MAX_SESSIONS", "auto", "sessions per worker; auto = (open-file limit - 64) / 2"),
-    ("ENVOY_HEADER_TIMEOUT_MS", "5000", "time to receive the PROXY header and ClientHello"),
-    ("ENVOY_CONNECT_TIMEOUT_MS", "5000", "time for the upstream connect"),
-    ("ENVOY_IDLE_TIMEOUT_MS", "300000", "close a session idle this long both ways (0: never)"),
-    ("ENVOY_PROXY_PROTOCOL", "optional", "required, optional or off"),
+    (
+        "ENVOY_UPSTREAM",
+        "localhost:10000",
+        "default upstream host:port, resolved at load",
+    ),
+    (
+        "ENVOY_ACCEPTORS",
+        "5",
+        "accepts per readiness event before the loop serves others",
+    ),
+    (
+        "ENVOY_COUNTRY",
+        "US",
+        "region header value in CONNECT mode (upper-cased)",
+    ),
+    (
+        "ENVOY_HEADERS",
+        "",
+        "extra CONNECT headers: 'Name: value' pairs separated by ';'",
+    ),
+    (
+        "ENVOY_REGION_KEY",
+        "x-region-key",
+        "region header name in CONNECT mode",
+    ),
+    (
+        "ENVOY_SESSION_KEY",
+        "x-session-key",
+        "session header name in CONNECT mode",
+    ),
+    (
+        "ENVOY_LOG_LEVEL",
+        "info",
+        "off, error, warn, info, debug or trace",
+    ),
+    (
+        "ENVOY_BUFFER_SIZE",
+        "16384",
+        "bytes per direction per session (2048..=1048576)",
+    ),
+    (
+        "ENVOY_MAX_SESSIONS",
+        "auto",
+        "sessions per worker; auto = (open-file limit - 64) / 2",
+    ),
+    (
+        "ENVOY_HEADER_TIMEOUT_MS",
+        "5000",
+        "time to receive the PROXY header and ClientHello",
+    ),
+    (
+        "ENVOY_CONNECT_TIMEOUT_MS",
+        "5000",
+        "time for the upstream connect",
+    ),
+    (
+        "ENVOY_IDLE_TIMEOUT_MS",
+        "300000",
+        "close a session idle this long both ways (0: never)",
+    ),
+    (
+        "ENVOY_PROXY_PROTOCOL",
+        "optional",
+        "required, optional or off",
+    ),
     (
         "ENVOY_TRUSTED_PROXIES",
         "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,fc00::/7",
         "CIDRs allowed to send a PROXY header",
     ),
-    ("ENVOY_WORKERS", "auto", "worker processes; auto = online CPUs"),
+    (
+        "ENVOY_WORKERS",
+        "auto",
+        "worker processes; auto = online CPUs",
+    ),
     ("ENVOY_BACKLOG", "1024", "listen backlog"),
 ];
 
@@ -170,14 +226,23 @@ impl Config {
             entries.push((key, value.clone(), source));
             (value, key)
         };
-        let ip = parse_with(get("ENVOY_IP"), "not an IP address", |v| IpAddr::from_str(v).ok())?;
-        let port = parse_with(get("ENVOY_PORT"), "not a port (0-65535)", |v| v.parse().ok())?;
+        let ip = parse_with(get("ENVOY_IP"), "not an IP address", |v| {
+            IpAddr::from_str(v).ok()
+        })?;
+        let port = parse_with(get("ENVOY_PORT"), "not a port (0-65535)", |v| {
+            v.parse().ok()
+        })?;
         let upstream = parse_upstream(get("ENVOY_UPSTREAM"))?;
         let acceptors = parse_range(get("ENVOY_ACCEPTORS"), 1, 1024)? as usize;
-        let country = parse_with(get("ENVOY_COUNTRY"), "expected 1-16 letters or digits", |v| {
-            let ok = !v.is_empty() && v.len() <= 16 && v.bytes().all(|b| b.is_ascii_alphanumeric());
-            ok.then(|| v.to_ascii_uppercase())
-        })?;
+        let country = parse_with(
+            get("ENVOY_COUNTRY"),
+            "expected 1-16 letters or digits",
+            |v| {
+                let ok =
+                    !v.is_empty() && v.len() <= 16 && v.bytes().all(|b| b.is_ascii_alphanumeric());
+                ok.then(|| v.to_ascii_uppercase())
+            },
+        )?;
         let headers = parse_headers(get("ENVOY_HEADERS"))?;
         let region_key = parse_with(get("ENVOY_REGION_KEY"), "not an HTTP header name", token)?;
         let session_key = parse_with(get("ENVOY_SESSION_KEY"), "not an HTTP header name", token)?;
@@ -263,7 +328,11 @@ impl Config {
 }
 
 fn error(key: &'static str, value: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError { key, value: value.to_string(), reason: reason.into() }
+    ConfigError {
+        key,
+        value: value.to_string(),
+        reason: reason.into(),
+    }
 }
 
 fn parse_with<T>(
@@ -274,10 +343,18 @@ fn parse_with<T>(
     f(value.trim()).ok_or_else(|| error(key, &value, reason))
 }
 
-fn parse_range((value, key): (String, &'static str), min: u64, max: u64) -> Result<u64, ConfigError> {
+fn parse_range(
+    (value, key): (String, &'static str),
+    min: u64,
+    max: u64,
+) -> Result<u64, ConfigError> {
     match value.trim().parse::<u64>() {
         Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(error(key, &value, format!("expected a whole number from {min} to {max}"))),
+        _ => Err(error(
+            key,
+            &value,
+            format!("expected a whole number from {min} to {max}"),
+        )),
     }
 }
 
@@ -293,9 +370,15 @@ pub fn is_tchar(b: u8) -> bool {
 
 fn parse_upstream((value, key): (String, &'static str)) -> Result<Upstream, ConfigError> {
     let v = value.trim();
-    let has_port = v.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+    let has_port = v
+        .rsplit_once(':')
+        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
     if !has_port {
-        return Err(error(key, &value, "expected host:port (IPv6 as [addr]:port)"));
+        return Err(error(
+            key,
+            &value,
+            "expected host:port (IPv6 as [addr]:port)",
+        ));
     }
     match v.to_socket_addrs() {
         Ok(addrs) => {
@@ -303,7 +386,10 @@ fn parse_upstream((value, key): (String, &'static str)) -> Result<Upstream, Conf
             if addrs.is_empty() {
                 Err(error(key, &value, "the name resolved to no address"))
             } else {
-                Ok(Upstream { name: v.to_string(), addrs })
+                Ok(Upstream {
+                    name: v.to_string(),
+                    addrs,
+                })
             }
         }
         Err(e) => Err(error(key, &value, format!("cannot resolve: {e}"))),
@@ -318,19 +404,36 @@ fn parse_headers((value, key): (String, &'static str)) -> Result<Vec<Header>, Co
         };
         let (name, val) = (name.trim(), val.trim());
         if token(name).is_none() {
-            return Err(error(key, &value, format!("{name:?} is not an HTTP header name")));
+            return Err(error(
+                key,
+                &value,
+                format!("{name:?} is not an HTTP header name"),
+            ));
         }
-        if !val.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)) {
-            return Err(error(key, &value, format!("the value of {name} holds a control or non-ASCII byte")));
+        if !val
+            .bytes()
+            .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+        {
+            return Err(error(
+                key,
+                &value,
+                format!("the value of {name} holds a control or non-ASCII byte"),
+            ));
         }
-        out.push(Header { name: name.to_string(), value: val.to_string() });
+        out.push(Header {
+            name: name.to_string(),
+            value: val.to_string(),
+        });
     }
     Ok(out)
 }
 
 /// Two descriptors per session plus a margin for listeners, logs and control sockets.
 fn auto_max_sessions() -> usize {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit writes into the struct we own and has no other effect.
     let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0;
     let nofile = if ok { lim.rlim_cur as usize } else { 1024 };
@@ -343,8 +446,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::load(|k| map.get(k).cloned())
     }
 
@@ -368,7 +473,11 @@ mod tests {
 
     #[test]
     fn country_is_upper_cased_and_headers_parse() {
-        let c = load(&[("ENVOY_COUNTRY", "de"), ("ENVOY_HEADERS", "X-A: 1; X-B:two words")]).unwrap();
+        let c = load(&[
+            ("ENVOY_COUNTRY", "de"),
+            ("ENVOY_HEADERS", "X-A: 1; X-B:two words"),
+        ])
+        .unwrap();
         assert_eq!(c.country, "DE");
         assert_eq!(c.headers.len(), 2);
         assert_eq!(c.headers[1].name, "X-B");

@@ -64,7 +64,8 @@ impl Worker {
     pub fn new(cfg: Config) -> io::Result<Worker> {
         let poll = Poll::new()?;
         let mut listener = net::listen(cfg.listen_addr(), cfg.backlog)?;
-        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
         let pool = Pool::new(cfg.buffer_size, cfg.max_sessions * 2, 1024);
         Ok(Worker {
             poll,
@@ -183,14 +184,18 @@ impl Worker {
 
     fn drive(&mut self, key: usize) {
         let (sessions, mut ctx) = self.ctx();
-        let Some(s) = sessions.get_mut(key) else { return };
+        let Some(s) = sessions.get_mut(key) else {
+            return;
+        };
         let step = s.drive(&mut ctx);
         self.after(key, step);
     }
 
     fn on_timer(&mut self, key: usize, gen: u32) {
         let (sessions, mut ctx) = self.ctx();
-        let Some(s) = sessions.get_mut(key) else { return };
+        let Some(s) = sessions.get_mut(key) else {
+            return;
+        };
         let step = s.on_timer(gen, &mut ctx);
         self.after(key, step);
     }
@@ -223,7 +228,10 @@ impl Worker {
                 Ok((stream, peer)) => {
                     if self.sessions.len() >= self.cfg.max_sessions {
                         self.stats.refused_max_sessions += 1;
-                        debug!("refused {peer}: ENVOY_MAX_SESSIONS={} reached", self.cfg.max_sessions);
+                        debug!(
+                            "refused {peer}: ENVOY_MAX_SESSIONS={} reached",
+                            self.cfg.max_sessions
+                        );
                         drop(stream);
                         continue;
                     }
@@ -248,7 +256,9 @@ impl Worker {
                 Err(e) if net::is_resource_exhaustion(&e) => {
                     self.stats.accept_exhausted += 1;
                     self.accept_paused_until = self.now_ms + ACCEPT_BACKOFF_MS;
-                    let quiet = self.exhausted_logged_ms.is_some_and(|t| self.now_ms < t + 1000);
+                    let quiet = self
+                        .exhausted_logged_ms
+                        .is_some_and(|t| self.now_ms < t + 1000);
                     if !quiet {
                         self.exhausted_logged_ms = Some(self.now_ms);
                         warn!(

@@ -41,7 +41,11 @@ impl fmt::Display for HexDump<'_> {
             }
             f.write_str("  ")?;
             for &b in line {
-                let c = if b.is_ascii_graphic() || b == b' ' { b as char } else { '.' };
+                let c = if b.is_ascii_graphic() || b == b' ' {
+                    b as char
+                } else {
+                    '.'
+                };
                 write!(f, "{c}")?;
             }
         }
@@ -101,8 +105,14 @@ mod tests {
         let bytes: Vec<u8> = (0u8..20).chain(*b"AB\r\n").collect();
         let s = HexDump::new(&bytes, 1024).to_string();
         let lines: Vec<&str> = s.lines().collect();
-        assert_eq!(lines[0], "00000000: 0001 0203 0405 0607 0809 0a0b 0c0d 0e0f  ................");
-        assert_eq!(lines[1], "00000010: 1011 1213 4142 0d0a                      ....AB..");
+        assert_eq!(
+            lines[0],
+            "00000000: 0001 0203 0405 0607 0809 0a0b 0c0d 0e0f  ................"
+        );
+        assert_eq!(
+            lines[1],
+            "00000010: 1011 1213 4142 0d0a                      ....AB.."
+        );
         assert_eq!(lines.len(), 2);
     }
 

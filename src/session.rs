@@ -51,7 +51,14 @@ pub fn token(key: usize, leg: Leg) -> Token {
 
 /// The slab key and leg of a session token.
 pub fn untoken(t: Token) -> (usize, Leg) {
-    (t.0 >> 1, if t.0 & 1 == 0 { Leg::Client } else { Leg::Upstream })
+    (
+        t.0 >> 1,
+        if t.0 & 1 == 0 {
+            Leg::Client
+        } else {
+            Leg::Upstream
+        },
+    )
 }
 
 /// A session's state.
@@ -114,7 +121,10 @@ pub struct Inline<const N: usize> {
 impl<const N: usize> Inline<N> {
     /// Empty.
     pub const fn new() -> Self {
-        Inline { len: 0, buf: [0; N] }
+        Inline {
+            len: 0,
+            buf: [0; N],
+        }
     }
 
     /// Holds at most `N` bytes of `s`.
@@ -267,7 +277,10 @@ impl Session {
             client_ready: Ready::default(),
             upstream_ready: Ready::default(),
             peer,
-            facts: Facts { src: Some(peer), ..Facts::default() },
+            facts: Facts {
+                src: Some(peer),
+                ..Facts::default()
+            },
             up: Flow::default(),
             down: Flow::default(),
             attempt: 0,
@@ -310,7 +323,13 @@ impl Session {
     fn arm(&mut self, ctx: &mut Ctx<'_>, deadline_ms: u64) {
         self.deadline_ms = deadline_ms;
         self.timer_gen = self.timer_gen.wrapping_add(1);
-        ctx.wheel.insert(deadline_ms, Entry { key: self.key, gen: self.timer_gen });
+        ctx.wheel.insert(
+            deadline_ms,
+            Entry {
+                key: self.key,
+                gen: self.timer_gen,
+            },
+        );
     }
 
     /// Records readiness from an event on `leg`.
@@ -360,7 +379,8 @@ impl Session {
                 debug!(
                     "sid={} connect to {} timed out",
                     self.id,
-                    self.upstream_addr.map_or_else(|| "-".into(), |a| a.to_string())
+                    self.upstream_addr
+                        .map_or_else(|| "-".into(), |a| a.to_string())
                 );
                 self.attempt += 1;
                 match self.start_connect(ctx) {
@@ -392,7 +412,11 @@ impl Session {
             if self.up.buf.is_none() {
                 self.up.buf = Some(ctx.pool.take().ok_or(Step::Close(CloseReason::NoBuffer))?);
             }
-            let buf = self.up.buf.as_mut().ok_or(Step::Close(CloseReason::NoBuffer))?;
+            let buf = self
+                .up
+                .buf
+                .as_mut()
+                .ok_or(Step::Close(CloseReason::NoBuffer))?;
             for _ in 0..READ_BUDGET {
                 match net::read(&mut self.client, buf.space()) {
                     Io::Done(n) => buf.filled(n),
@@ -421,7 +445,9 @@ impl Session {
         }
         let full = self.up.buf.as_ref().is_some_and(Buffer::is_full);
         if full {
-            return Err(self.refuse_handshake(ctx, "first bytes fill the buffer without completing"));
+            return Err(
+                self.refuse_handshake(ctx, "first bytes fill the buffer without completing")
+            );
         }
         if self.up.eof {
             return Err(Step::Close(CloseReason::ClientClosedEarly));
@@ -438,7 +464,7 @@ impl Session {
 
     /// Opened: look for a PROXY header per policy.
     fn parse_proxy(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Step> {
-        let data = self.received();
+        let data = self.up.buf.as_ref().map_or(&[][..], Buffer::data);
         match proxy::detect(data) {
             Detected::NeedMore => return Ok(false),
             Detected::NoHeader => {
@@ -637,7 +663,12 @@ impl Session {
             }
             Err(e) => {
                 ctx.stats.connect_failures += 1;
-                debug!("sid={} connect to {} failed: {}", self.id, self.upstream_label(), e);
+                debug!(
+                    "sid={} connect to {} failed: {}",
+                    self.id,
+                    self.upstream_label(),
+                    e
+                );
                 self.attempt += 1;
                 self.start_connect(ctx).map_err(Step::Close)?;
                 Ok(true)
@@ -713,11 +744,14 @@ impl Session {
     }
 
     fn client_label(&self) -> String {
-        self.facts.src.map_or_else(|| self.peer.to_string(), |a| a.to_string())
+        self.facts
+            .src
+            .map_or_else(|| self.peer.to_string(), |a| a.to_string())
     }
 
     fn upstream_label(&self) -> String {
-        self.upstream_addr.map_or_else(|| "-".to_string(), |a| a.to_string())
+        self.upstream_addr
+            .map_or_else(|| "-".to_string(), |a| a.to_string())
     }
 }
 

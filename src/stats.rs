@@ -109,6 +109,9 @@ impl Stats {
 
     /// Closes by reason, for reports.
     pub fn closed_by_reason(&self) -> impl Iterator<Item = (CloseReason, u64)> + '_ {
-        CloseReason::ALL.iter().copied().zip(self.closed.iter().copied())
+        CloseReason::ALL
+            .iter()
+            .copied()
+            .zip(self.closed.iter().copied())
     }
 }

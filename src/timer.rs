@@ -54,7 +54,9 @@ impl Wheel {
     /// Files `entry` to fire at or after `deadline_ms` (early if beyond the horizon).
     pub fn insert(&mut self, deadline_ms: u64, entry: Entry) {
         let n = self.slots.len() as u64;
-        let tick = deadline_ms.div_ceil(self.tick_ms).clamp(self.cursor, self.cursor + n - 1);
+        let tick = deadline_ms
+            .div_ceil(self.tick_ms)
+            .clamp(self.cursor, self.cursor + n - 1);
         self.slots[(tick % n) as usize].push(entry);
         self.len += 1;
     }
@@ -113,7 +115,11 @@ mod tests {
         assert_eq!(out, vec![e(1)]);
         out.clear();
         w.expire(80, &mut out);
-        assert_eq!(out, vec![e(2)], "filed in the last slot, fires early for a re-arm");
+        assert_eq!(
+            out,
+            vec![e(2)],
+            "filed in the last slot, fires early for a re-arm"
+        );
     }
 
     #[test]

@@ -22,7 +22,9 @@ pub fn sluice_bin() -> PathBuf {
 
 /// A fixture's bytes.
 pub fn fixture(name: &str) -> Vec<u8> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name);
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name);
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
@@ -60,9 +62,19 @@ impl Sluice {
                 l.push('\n');
             }
         });
-        let mut s = Sluice { child, addr: "127.0.0.1:0".parse().unwrap(), log };
+        let mut s = Sluice {
+            child,
+            addr: "127.0.0.1:0".parse().unwrap(),
+            log,
+        };
         let line = s.wait_for_log("listening on ", Duration::from_secs(10));
-        let addr = line.split("listening on ").nth(1).unwrap().split_whitespace().next().unwrap();
+        let addr = line
+            .split("listening on ")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap();
         s.addr = addr.parse().unwrap();
         s
     }
@@ -80,10 +92,16 @@ impl Sluice {
                 return l.to_string();
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("sluice exited ({status}) before logging {needle:?}; log:\n{}", self.log());
+                panic!(
+                    "sluice exited ({status}) before logging {needle:?}; log:\n{}",
+                    self.log()
+                );
             }
             if Instant::now() > until {
-                panic!("no log line with {needle:?} within {timeout:?}; log:\n{}", self.log());
+                panic!(
+                    "no log line with {needle:?} within {timeout:?}; log:\n{}",
+                    self.log()
+                );
             }
             thread::sleep(Duration::from_millis(20));
         }
@@ -93,8 +111,12 @@ impl Sluice {
     pub fn wait_for_count(&mut self, needle: &str, n: usize, timeout: Duration) -> Vec<String> {
         let until = Instant::now() + timeout;
         loop {
-            let lines: Vec<String> =
-                self.log().lines().filter(|l| l.contains(needle)).map(String::from).collect();
+            let lines: Vec<String> = self
+                .log()
+                .lines()
+                .filter(|l| l.contains(needle))
+                .map(String::from)
+                .collect();
             if lines.len() >= n {
                 return lines;
             }
@@ -207,7 +229,10 @@ pub struct Digest {
 
 impl Default for Digest {
     fn default() -> Self {
-        Digest { hash: 0xcbf2_9ce4_8422_2325, len: 0 }
+        Digest {
+            hash: 0xcbf2_9ce4_8422_2325,
+            len: 0,
+        }
     }
 }
 
@@ -274,7 +299,8 @@ pub fn expected(seed: u64, n: usize) -> Digest {
 /// Reads exactly `n` bytes.
 pub fn read_exact(s: &mut TcpStream, n: usize) -> Vec<u8> {
     let mut v = vec![0; n];
-    s.read_exact(&mut v).unwrap_or_else(|e| panic!("reading {n} bytes: {e}"));
+    s.read_exact(&mut v)
+        .unwrap_or_else(|e| panic!("reading {n} bytes: {e}"));
     v
 }
 
@@ -287,8 +313,9 @@ pub fn closed_within(s: &mut TcpStream, timeout: Duration) -> bool {
         match s.read(&mut buf) {
             Ok(0) => return true,
             Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
-                || e.kind() == std::io::ErrorKind::TimedOut =>
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
             {
                 return false
             }
@@ -338,7 +365,10 @@ impl Drop for Proc {
 pub fn wait_listening(addr: SocketAddr, timeout: Duration) {
     let until = Instant::now() + timeout;
     while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        assert!(Instant::now() < until, "nothing listening on {addr} within {timeout:?}");
+        assert!(
+            Instant::now() < until,
+            "nothing listening on {addr} within {timeout:?}"
+        );
         thread::sleep(Duration::from_millis(50));
     }
 }
@@ -346,17 +376,26 @@ pub fn wait_listening(addr: SocketAddr, timeout: Duration) {
 /// Finds an executable in PATH or the sbin directories (haproxy lives in /usr/sbin).
 pub fn which(name: &str) -> Option<PathBuf> {
     let path = std::env::var("PATH").unwrap_or_default();
-    path.split(':')
+    let found = path
+        .split(':')
         .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"])
         .map(|d| Path::new(d).join(name))
-        .find(|p| p.is_file())
+        .find(|p| p.is_file());
+    found
 }
 
 /// A self-signed certificate and key for `example.test`, made with the real openssl.
 pub fn make_cert(dir: &TempDir) -> (PathBuf, PathBuf) {
     let (cert, key) = (dir.path("cert.pem"), dir.path("key.pem"));
     let ok = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
         .args(["-nodes", "-days", "2", "-subj", "/CN=example.test"])
         .arg("-keyout")
         .arg(&key)
@@ -419,10 +458,15 @@ pub fn haproxy(dir: &TempDir, server: SocketAddr, server_opts: &str) -> (Proc, S
 
 /// The PROXY header length of a fixture, per its MANIFEST line.
 pub fn header_len(name: &str) -> usize {
-    let manifest = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/MANIFEST.tsv"))
-        .unwrap();
-    let line = manifest.lines().find(|l| l.starts_with(name)).expect("fixture in MANIFEST");
-    line.split(|c: char| c == ' ' || c == ';' || c == '\t')
+    let manifest = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/MANIFEST.tsv"),
+    )
+    .unwrap();
+    let line = manifest
+        .lines()
+        .find(|l| l.starts_with(name))
+        .expect("fixture in MANIFEST");
+    line.split([' ', ';', '\t'])
         .find_map(|w| w.strip_prefix("hdr_len="))
         .map_or(0, |v| v.parse().unwrap())
 }
