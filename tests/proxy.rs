@@ -225,10 +225,20 @@ fn a_thousand_concurrent_sessions_move_random_sizes_byte_exact() {
                 .unwrap()
         })
         .collect();
-    let total: usize = clients
-        .into_iter()
-        .map(|h| h.join().expect("a client failed"))
-        .sum();
+    let results: Vec<_> = clients.into_iter().map(|h| h.join()).collect();
+    if results.iter().any(|r| r.is_err()) {
+        let log = sluice.log();
+        let mut reasons = std::collections::BTreeMap::new();
+        for l in log.lines().filter(|l| l.contains("reason=")) {
+            *reasons.entry(fields(l)["reason"].clone()).or_insert(0) += 1;
+        }
+        let failed = results.iter().filter(|r| r.is_err()).count();
+        panic!(
+            "{failed} clients failed; close reasons: {reasons:?}; log tail:\n{}",
+            tail(&log, 20)
+        );
+    }
+    let total: usize = results.into_iter().map(Result::unwrap).sum();
     server.join().unwrap();
     let lines = sluice.wait_for_count("reason=", N, Duration::from_secs(30));
     assert!(

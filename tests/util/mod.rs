@@ -172,9 +172,16 @@ pub fn fields(line: &str) -> HashMap<String, String> {
         .collect()
 }
 
-/// A listener on an ephemeral loopback port.
+/// A listener on an ephemeral loopback port, with a backlog deep enough for a burst of a
+/// thousand connects (std's default of 128 overflows, and the kernel then drops handshakes).
 pub fn listener() -> (TcpListener, SocketAddr) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    s.set_reuse_address(true).unwrap();
+    s.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    s.listen(4096).unwrap();
+    let l: TcpListener = s.into();
     let a = l.local_addr().unwrap();
     (l, a)
 }
