@@ -10,6 +10,7 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::str::FromStr;
 
 use crate::cidr::Cidr;
+use crate::route::{self, Mode, Route};
 
 /// Where an effective value came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +64,17 @@ pub enum ProxyPolicy {
     Optional,
     /// Headers are not looked for: every byte is the client's and passes as is.
     Off,
+}
+
+/// When the ClientHello's SNI and the PROXY v2 AUTHORITY TLV both exist and differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameMismatch {
+    /// Refuse the session.
+    Reject,
+    /// Route on the SNI.
+    PreferSni,
+    /// Route on the AUTHORITY.
+    PreferAuthority,
 }
 
 /// A `host:port` as written, with the addresses it resolved to at load time, in order.
@@ -122,6 +134,14 @@ pub struct Config {
     pub workers: usize,
     /// ENVOY_BACKLOG
     pub backlog: i32,
+    /// ENVOY_ROUTES then ENVOY_ROUTES_FILE, in order.
+    pub routes: Vec<Route>,
+    /// ENVOY_UPSTREAM in ENVOY_UPSTREAM_MODE, used when no route matches.
+    pub default_route: Route,
+    /// ENVOY_NAME_MISMATCH
+    pub name_mismatch: NameMismatch,
+    /// ENVOY_ECH: false refuses ClientHellos carrying encrypted_client_hello.
+    pub allow_ech: bool,
     /// Each key's effective value as text and its source, in table order.
     pub entries: Vec<(&'static str, String, Source)>,
 }
@@ -206,6 +226,15 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "worker processes; auto = online CPUs",
     ),
     ("ENVOY_BACKLOG", "1024", "listen backlog"),
+    ("ENVOY_UPSTREAM_MODE", "direct", "default route's mode: direct, proxy-v2 or connect"),
+    ("ENVOY_ROUTES", "", "routes, separated by ';' or newlines (see README, Routing)"),
+    ("ENVOY_ROUTES_FILE", "", "a file of routes, one a line, after ENVOY_ROUTES"),
+    (
+        "ENVOY_NAME_MISMATCH",
+        "prefer-sni",
+        "SNI and PROXY AUTHORITY differ: reject, prefer-sni or prefer-authority",
+    ),
+    ("ENVOY_ECH", "allow", "ClientHellos with encrypted_client_hello: allow or refuse"),
 ];
 
 impl Config {
@@ -293,6 +322,54 @@ impl Config {
             }
         };
         let backlog = parse_range(get("ENVOY_BACKLOG"), 1, 65535)? as i32;
+        let mode = parse_with(
+            get("ENVOY_UPSTREAM_MODE"),
+            "expected direct, proxy-v2 or connect",
+            Mode::parse,
+        )?;
+        let resolve = |s: &str| parse_upstream((s.to_string(), "ENVOY_ROUTES")).map_err(|e| e.reason);
+        let (inline, _) = get("ENVOY_ROUTES");
+        let mut routes = route::parse_routes(
+            &inline,
+            true,
+            |n| format!("ENVOY_ROUTES route {n}"),
+            &upstream,
+            mode,
+            &resolve,
+        )
+        .map_err(|e| error("ENVOY_ROUTES", &e.text, format!("{}: {}", e.origin, e.reason)))?;
+        let (file, _) = get("ENVOY_ROUTES_FILE");
+        if !file.trim().is_empty() {
+            let path = file.trim();
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| error("ENVOY_ROUTES_FILE", path, format!("cannot read: {e}")))?;
+            let more = route::parse_routes(
+                &text,
+                false,
+                |n| format!("{path} line {n}"),
+                &upstream,
+                mode,
+                &resolve,
+            )
+            .map_err(|e| error("ENVOY_ROUTES_FILE", &e.text, format!("{}: {}", e.origin, e.reason)))?;
+            routes.extend(more);
+        }
+        let name_mismatch = parse_with(
+            get("ENVOY_NAME_MISMATCH"),
+            "expected reject, prefer-sni or prefer-authority",
+            |v| match v {
+                "reject" => Some(NameMismatch::Reject),
+                "prefer-sni" => Some(NameMismatch::PreferSni),
+                "prefer-authority" => Some(NameMismatch::PreferAuthority),
+                _ => None,
+            },
+        )?;
+        let allow_ech = parse_with(get("ENVOY_ECH"), "expected allow or refuse", |v| match v {
+            "allow" => Some(true),
+            "refuse" => Some(false),
+            _ => None,
+        })?;
+        let default_route = Route::default_route(upstream.clone(), mode);
         Ok(Config {
             ip,
             port,
@@ -312,6 +389,10 @@ impl Config {
             trusted_proxies,
             workers,
             backlog,
+            routes,
+            default_route,
+            name_mismatch,
+            allow_ech,
             entries,
         })
     }
@@ -319,6 +400,11 @@ impl Config {
     /// The listen address.
     pub fn listen_addr(&self) -> SocketAddr {
         SocketAddr::new(self.ip, self.port)
+    }
+
+    /// The route for a session: the first that matches, else the default.
+    pub fn route(&self, req: &route::Request<'_>) -> &Route {
+        route::select(&self.routes, &self.default_route, req)
     }
 
     /// True when `addr` may send a PROXY header.

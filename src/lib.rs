@@ -18,6 +18,7 @@ pub mod config;
 pub mod event_loop;
 pub mod hexdump;
 pub mod net;
+pub mod route;
 pub mod session;
 pub mod stats;
 pub mod timer;

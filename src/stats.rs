@@ -33,11 +33,27 @@ pub enum CloseReason {
     InvalidTls,
     /// No buffer was left in the pool.
     NoBuffer,
+    /// A route denied the server name (TLS alert unrecognized_name unless set otherwise).
+    DeniedName,
+    /// A route denied the client address (TLS alert access_denied unless set otherwise).
+    DeniedClient,
+    /// SNI and PROXY AUTHORITY differ and ENVOY_NAME_MISMATCH=reject.
+    NameMismatch,
+    /// The ClientHello carried ECH and ENVOY_ECH=refuse.
+    EchRefused,
+    /// A plain HTTP request with a malformed head or Host.
+    InvalidHttp,
+    /// A PROXY v2 AUTHORITY that is not a valid host name.
+    InvalidAuthority,
+    /// The CONNECT proxy answered something other than 2xx.
+    ConnectRejected,
+    /// The CONNECT proxy's reply was malformed or too long.
+    InvalidConnectReply,
 }
 
 impl CloseReason {
     /// Every reason, in label order.
-    pub const ALL: [CloseReason; 13] = [
+    pub const ALL: [CloseReason; 21] = [
         CloseReason::Done,
         CloseReason::ClientReset,
         CloseReason::UpstreamReset,
@@ -51,6 +67,14 @@ impl CloseReason {
         CloseReason::InvalidProxy,
         CloseReason::InvalidTls,
         CloseReason::NoBuffer,
+        CloseReason::DeniedName,
+        CloseReason::DeniedClient,
+        CloseReason::NameMismatch,
+        CloseReason::EchRefused,
+        CloseReason::InvalidHttp,
+        CloseReason::InvalidAuthority,
+        CloseReason::ConnectRejected,
+        CloseReason::InvalidConnectReply,
     ];
 
     /// The stable label.
@@ -69,6 +93,14 @@ impl CloseReason {
             CloseReason::InvalidProxy => "invalid_proxy",
             CloseReason::InvalidTls => "invalid_tls",
             CloseReason::NoBuffer => "no_buffer",
+            CloseReason::DeniedName => "denied_name",
+            CloseReason::DeniedClient => "denied_client",
+            CloseReason::NameMismatch => "name_mismatch",
+            CloseReason::EchRefused => "ech_refused",
+            CloseReason::InvalidHttp => "invalid_http",
+            CloseReason::InvalidAuthority => "invalid_authority",
+            CloseReason::ConnectRejected => "connect_rejected",
+            CloseReason::InvalidConnectReply => "invalid_connect_reply",
         }
     }
 }
@@ -90,6 +122,10 @@ pub struct Stats {
     pub bytes_down: u64,
     /// Upstream connect attempts that failed (each address tried counts once).
     pub connect_failures: u64,
+    /// Sessions whose SNI and PROXY AUTHORITY differed.
+    pub name_mismatches: u64,
+    /// CONNECT replies that refused the tunnel, by status code.
+    pub connect_status: BTreeMap<u16, u64>,
     /// Parse errors by parser and kind, e.g. `proxy/v1_too_long`.
     pub parse_errors: BTreeMap<(&'static str, &'static str), u64>,
 }

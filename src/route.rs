@@ -1,0 +1,521 @@
+//! Routes: which sessions may pass, and where and how they go.
+//!
+//! A route is one line: match conditions, `allow` or `deny`, then options. Routes come from
+//! `ENVOY_ROUTES` (separated by `;` or newlines) followed by the file named by
+//! `ENVOY_ROUTES_FILE`; the first route whose every condition holds wins; when none does, the
+//! default route (ENVOY_UPSTREAM, ENVOY_UPSTREAM_MODE, allow) applies. Everything is parsed,
+//! validated and resolved at load; matching does no I/O and no allocation.
+//!
+//! ```text
+//! route     := condition* ("allow" | "deny") option*
+//! condition := "sni=" pattern ("," pattern)*      name: exact, "*.suffix" or "*" (any name)
+//!            | "port=" n ("," n)*                  destination port from the PROXY header
+//!            | "client=" cidr ("," cidr)*          the client (PROXY header source, else peer)
+//!            | "alpn=" proto ("," proto)*          any ALPN protocol the client offered
+//!            | "proto=" ("tls" | "http" | "other") ("," ...)*
+//! option    := "upstream=" host:port ("," host:port)*   tried in order on connect failure
+//!            | "mode=" ("direct" | "proxy-v2" | "connect")
+//!            | "connect_timeout_ms=" n | "idle_timeout_ms=" n
+//!            | "tlvs=" 0xNN ("," 0xNN)*             received PROXY v2 TLVs passed on (proxy-v2)
+//!            | "crc32c=" ("yes" | "no")             add a CRC32C TLV (proxy-v2)
+//!            | "connect_port=" n                    CONNECT port when the PROXY header has none
+//!            | "alert=" ("unrecognized_name" | "access_denied" | "none")   for deny
+//! ```
+//! A `#` starts a comment. An invalid route is refused at load with its line and the reason.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+
+use crate::cidr::Cidr;
+use crate::config::Upstream;
+
+/// How the upstream leg starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The buffered bytes, then the shuffle.
+    Direct,
+    /// A PROXY v2 header (client addresses, AUTHORITY, ALPN, UNIQUE_ID, chosen TLVs) first.
+    ProxyV2,
+    /// An HTTP/1.1 CONNECT to a forward proxy, which must answer 2xx.
+    Connect,
+}
+
+impl Mode {
+    /// Parses `direct`, `proxy-v2` or `connect`.
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s {
+            "direct" => Some(Mode::Direct),
+            "proxy-v2" => Some(Mode::ProxyV2),
+            "connect" => Some(Mode::Connect),
+            _ => None,
+        }
+    }
+
+    /// The name as written in config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Direct => "direct",
+            Mode::ProxyV2 => "proxy-v2",
+            Mode::Connect => "connect",
+        }
+    }
+}
+
+/// The TLS alert a denied TLS session receives before the close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alert {
+    /// unrecognized_name (112): nothing serves this name.
+    UnrecognizedName,
+    /// access_denied (49): this client may not pass.
+    AccessDenied,
+    /// No alert, just the close.
+    None,
+}
+
+impl Alert {
+    /// The alert description byte (RFC 8446 §6).
+    pub fn code(self) -> Option<u8> {
+        match self {
+            Alert::UnrecognizedName => Some(112),
+            Alert::AccessDenied => Some(49),
+            Alert::None => None,
+        }
+    }
+}
+
+/// What a matching route does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Let the session through.
+    Allow,
+    /// Refuse it, with this alert for TLS sessions.
+    Deny(Alert),
+}
+
+/// What the first bytes were.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    /// A TLS ClientHello.
+    Tls,
+    /// A plain HTTP/1.x request.
+    Http,
+    /// Anything else.
+    Other,
+}
+
+impl Proto {
+    fn parse(s: &str) -> Option<Proto> {
+        match s {
+            "tls" => Some(Proto::Tls),
+            "http" => Some(Proto::Http),
+            "other" => Some(Proto::Other),
+            _ => None,
+        }
+    }
+
+    /// The name as written in config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Tls => "tls",
+            Proto::Http => "http",
+            Proto::Other => "other",
+        }
+    }
+}
+
+/// A server-name pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum NamePattern {
+    /// Any name (but a name must be there).
+    Any,
+    /// This name, case-insensitively.
+    Exact(String),
+    /// `*.example.com`: stored as `.example.com`; matches any name ending so.
+    Suffix(String),
+}
+
+impl NamePattern {
+    fn parse(s: &str) -> Option<NamePattern> {
+        let lower = s.to_ascii_lowercase();
+        let ok_chars = |t: &str| {
+            !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+        };
+        if lower == "*" {
+            Some(NamePattern::Any)
+        } else if let Some(rest) = lower.strip_prefix("*.") {
+            ok_chars(rest).then(|| NamePattern::Suffix(format!(".{rest}")))
+        } else {
+            ok_chars(&lower).then_some(NamePattern::Exact(lower))
+        }
+    }
+
+    fn matches(&self, name: &[u8]) -> bool {
+        match self {
+            NamePattern::Any => true,
+            NamePattern::Exact(e) => name.eq_ignore_ascii_case(e.as_bytes()),
+            NamePattern::Suffix(s) => {
+                name.len() > s.len()
+                    && name[name.len() - s.len()..].eq_ignore_ascii_case(s.as_bytes())
+            }
+        }
+    }
+}
+
+/// What a session is matched on.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Request<'a> {
+    /// The routed name (SNI, else AUTHORITY, else Host).
+    pub name: Option<&'a [u8]>,
+    /// The destination port from the PROXY header.
+    pub dst_port: Option<u16>,
+    /// The client address.
+    pub client: Option<IpAddr>,
+    /// The offered ALPN protocols, comma-separated (commas inside names are escaped).
+    pub alpn: &'a [u8],
+    /// What the first bytes were.
+    pub proto: Option<Proto>,
+}
+
+/// One route.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Where it was written, e.g. `ENVOY_ROUTES route 2` or `routes.conf line 7`; `default`.
+    pub origin: String,
+    names: Vec<NamePattern>,
+    ports: Vec<u16>,
+    clients: Vec<Cidr>,
+    alpn: Vec<Vec<u8>>,
+    protos: Vec<Proto>,
+    /// allow or deny.
+    pub action: Action,
+    /// The upstreams, in the order they are tried.
+    pub upstreams: Vec<Upstream>,
+    /// Every address of every upstream, flattened in order.
+    pub addrs: Vec<SocketAddr>,
+    /// How the upstream leg starts.
+    pub mode: Mode,
+    /// Overrides ENVOY_CONNECT_TIMEOUT_MS.
+    pub connect_timeout_ms: Option<u64>,
+    /// Overrides ENVOY_IDLE_TIMEOUT_MS.
+    pub idle_timeout_ms: Option<u64>,
+    /// Received PROXY v2 TLV types passed on in proxy-v2 mode.
+    pub pass_tlvs: Vec<u8>,
+    /// Add a CRC32C TLV in proxy-v2 mode.
+    pub crc32c: bool,
+    /// CONNECT port when the PROXY header gave no destination.
+    pub connect_port: Option<u16>,
+}
+
+impl Route {
+    /// The default route: allow everything to `upstream` in `mode`.
+    pub fn default_route(upstream: Upstream, mode: Mode) -> Route {
+        Route {
+            origin: "default".to_string(),
+            names: Vec::new(),
+            ports: Vec::new(),
+            clients: Vec::new(),
+            alpn: Vec::new(),
+            protos: Vec::new(),
+            action: Action::Allow,
+            addrs: upstream.addrs.clone(),
+            upstreams: vec![upstream],
+            mode,
+            connect_timeout_ms: None,
+            idle_timeout_ms: None,
+            pass_tlvs: Vec::new(),
+            crc32c: false,
+            connect_port: None,
+        }
+    }
+
+    /// True when every condition of the route holds for `r`.
+    pub fn matches(&self, r: &Request<'_>) -> bool {
+        let name_ok = self.names.is_empty()
+            || r.name.is_some_and(|n| self.names.iter().any(|p| p.matches(n)));
+        let port_ok = self.ports.is_empty() || r.dst_port.is_some_and(|p| self.ports.contains(&p));
+        let client_ok =
+            self.clients.is_empty() || r.client.is_some_and(|c| self.clients.iter().any(|b| b.contains(c)));
+        let alpn_ok = self.alpn.is_empty()
+            || r.alpn.split(|&b| b == b',').any(|p| self.alpn.iter().any(|a| a.as_slice() == p));
+        let proto_ok = self.protos.is_empty() || r.proto.is_some_and(|p| self.protos.contains(&p));
+        name_ok && port_ok && client_ok && alpn_ok && proto_ok
+    }
+
+    /// True when the route names clients (a denial then means access_denied).
+    pub fn matches_on_client(&self) -> bool {
+        !self.clients.is_empty()
+    }
+}
+
+impl fmt::Display for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.origin)
+    }
+}
+
+/// A route that could not be loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteError {
+    /// Where: `ENVOY_ROUTES route 2` or `FILE line 7`.
+    pub origin: String,
+    /// The route as written.
+    pub text: String,
+    /// Why.
+    pub reason: String,
+}
+
+impl fmt::Display for RouteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {:?}: {}", self.origin, self.text, self.reason)
+    }
+}
+
+/// Parses the routes in `text`; `origin(n)` names route number `n` (1-based) for errors.
+/// `default_upstream` and `default_mode` fill allow routes that name no upstream / mode.
+/// `resolve` turns `host:port` into addresses (the caller's DNS, at load time only).
+pub fn parse_routes(
+    text: &str,
+    split_semicolons: bool,
+    origin: impl Fn(usize) -> String,
+    default_upstream: &Upstream,
+    default_mode: Mode,
+    resolve: &dyn Fn(&str) -> Result<Upstream, String>,
+) -> Result<Vec<Route>, RouteError> {
+    let mut routes = Vec::new();
+    let lines: Vec<&str> = if split_semicolons {
+        text.split(['\n', ';']).collect()
+    } else {
+        text.split('\n').collect()
+    };
+    for (i, raw) in lines.iter().enumerate() {
+        let line = raw.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let err = |reason: String| RouteError { origin: origin(i + 1), text: line.to_string(), reason };
+        routes.push(parse_route(line, origin(i + 1), default_upstream, default_mode, resolve).map_err(err)?);
+    }
+    Ok(routes)
+}
+
+fn parse_route(
+    line: &str,
+    origin: String,
+    default_upstream: &Upstream,
+    default_mode: Mode,
+    resolve: &dyn Fn(&str) -> Result<Upstream, String>,
+) -> Result<Route, String> {
+    let mut r = Route::default_route(default_upstream.clone(), default_mode);
+    r.origin = origin;
+    let mut action = None;
+    let mut upstreams = None;
+    let mut alert = None;
+    for word in line.split_whitespace() {
+        if word == "allow" || word == "deny" {
+            if action.is_some() {
+                return Err("more than one allow/deny".into());
+            }
+            action = Some(word);
+            continue;
+        }
+        let Some((key, value)) = word.split_once('=') else {
+            return Err(format!("{word:?} is not allow, deny or key=value"));
+        };
+        let list = || value.split(',').filter(|s| !s.is_empty());
+        let is_condition = matches!(key, "sni" | "port" | "client" | "alpn" | "proto");
+        if is_condition && action.is_some() {
+            return Err(format!("condition {key}= after allow/deny"));
+        }
+        if !is_condition && action.is_none() {
+            return Err(format!("option {key}= before allow/deny"));
+        }
+        match key {
+            "sni" => {
+                for p in list() {
+                    r.names.push(NamePattern::parse(p).ok_or(format!("bad name pattern {p:?}"))?);
+                }
+            }
+            "port" => {
+                for p in list() {
+                    r.ports.push(p.parse().map_err(|_| format!("bad port {p:?}"))?);
+                }
+            }
+            "client" => {
+                for c in list() {
+                    r.clients.push(c.parse().map_err(|_| format!("bad CIDR {c:?}"))?);
+                }
+            }
+            "alpn" => r.alpn.extend(list().map(|a| a.as_bytes().to_vec())),
+            "proto" => {
+                for p in list() {
+                    r.protos.push(Proto::parse(p).ok_or(format!("bad proto {p:?} (tls, http, other)"))?);
+                }
+            }
+            "upstream" => {
+                let ups: Vec<Upstream> = list().map(resolve).collect::<Result<_, _>>()?;
+                if ups.is_empty() {
+                    return Err("upstream= names nothing".into());
+                }
+                upstreams = Some(ups);
+            }
+            "mode" => r.mode = Mode::parse(value).ok_or(format!("bad mode {value:?} (direct, proxy-v2, connect)"))?,
+            "connect_timeout_ms" | "idle_timeout_ms" => {
+                let n: u64 = value.parse().map_err(|_| format!("bad {key} {value:?}"))?;
+                if key == "connect_timeout_ms" {
+                    if n == 0 {
+                        return Err("connect_timeout_ms must be at least 1".into());
+                    }
+                    r.connect_timeout_ms = Some(n);
+                } else {
+                    r.idle_timeout_ms = Some(n);
+                }
+            }
+            "tlvs" => {
+                for t in list() {
+                    let hex = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")).unwrap_or(t);
+                    r.pass_tlvs.push(u8::from_str_radix(hex, 16).map_err(|_| format!("bad TLV type {t:?}"))?);
+                }
+            }
+            "crc32c" => {
+                r.crc32c = match value {
+                    "yes" => true,
+                    "no" => false,
+                    _ => return Err(format!("crc32c={value:?}: yes or no")),
+                }
+            }
+            "connect_port" => {
+                r.connect_port = Some(value.parse().map_err(|_| format!("bad connect_port {value:?}"))?)
+            }
+            "alert" => {
+                alert = Some(match value {
+                    "unrecognized_name" => Alert::UnrecognizedName,
+                    "access_denied" => Alert::AccessDenied,
+                    "none" => Alert::None,
+                    _ => return Err(format!("bad alert {value:?}")),
+                })
+            }
+            _ => return Err(format!("unknown key {key:?}")),
+        }
+    }
+    r.action = match action {
+        Some("allow") => {
+            if alert.is_some() {
+                return Err("alert= goes with deny".into());
+            }
+            Action::Allow
+        }
+        Some(_) => {
+            if upstreams.is_some() {
+                return Err("upstream= goes with allow".into());
+            }
+            let default_alert =
+                if r.matches_on_client() { Alert::AccessDenied } else { Alert::UnrecognizedName };
+            Action::Deny(alert.unwrap_or(default_alert))
+        }
+        None => return Err("no allow or deny".into()),
+    };
+    if let Some(ups) = upstreams {
+        r.addrs = ups.iter().flat_map(|u| u.addrs.iter().copied()).collect();
+        r.upstreams = ups;
+    }
+    Ok(r)
+}
+
+/// The first route that matches, else `default`.
+pub fn select<'r>(routes: &'r [Route], default: &'r Route, req: &Request<'_>) -> &'r Route {
+    routes.iter().find(|r| r.matches(req)).unwrap_or(default)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn up(s: &str) -> Upstream {
+        Upstream { name: s.to_string(), addrs: vec![s.parse().unwrap()] }
+    }
+
+    fn resolve(s: &str) -> Result<Upstream, String> {
+        s.parse::<SocketAddr>().map(|_| up(s)).map_err(|_| format!("cannot resolve {s:?}"))
+    }
+
+    fn load(text: &str) -> Result<Vec<Route>, RouteError> {
+        parse_routes(text, true, |n| format!("route {n}"), &up("127.0.0.1:10000"), Mode::Direct, &resolve)
+    }
+
+    fn req<'a>(name: Option<&'a str>, port: Option<u16>, client: &str, alpn: &'a str) -> Request<'a> {
+        Request {
+            name: name.map(str::as_bytes),
+            dst_port: port,
+            client: Some(client.parse().unwrap()),
+            alpn: alpn.as_bytes(),
+            proto: Some(Proto::Tls),
+        }
+    }
+
+    #[test]
+    fn the_route_matrix_first_match_wins() {
+        let routes = load(
+            "client=203.0.113.0/24 deny;\
+             sni=api.example.com allow upstream=127.0.0.1:1001 mode=proxy-v2 tlvs=0xea crc32c=yes;\
+             sni=*.example.com port=443 allow upstream=127.0.0.1:1002,127.0.0.1:1003 mode=connect;\
+             alpn=h2 allow upstream=127.0.0.1:1004;\
+             proto=other deny alert=none;\
+             sni=*.blocked.test deny",
+        )
+        .unwrap();
+        let default = Route::default_route(up("127.0.0.1:10000"), Mode::Direct);
+        let pick = |r: Request<'_>| select(&routes, &default, &r).origin.clone();
+        // A denied client is denied whatever the name.
+        assert_eq!(pick(req(Some("api.example.com"), Some(443), "203.0.113.9", "")), "route 1");
+        assert_eq!(pick(req(Some("api.example.com"), Some(443), "10.0.0.1", "")), "route 2");
+        assert_eq!(pick(req(Some("API.Example.COM"), None, "10.0.0.1", "")), "route 2");
+        assert_eq!(pick(req(Some("www.example.com"), Some(443), "10.0.0.1", "")), "route 3");
+        // The port condition fails, the ALPN one holds.
+        assert_eq!(pick(req(Some("www.example.com"), Some(8443), "10.0.0.1", "http/1.1,h2")), "route 4");
+        // `*.example.com` does not match the bare domain.
+        assert_eq!(pick(req(Some("example.com"), Some(443), "10.0.0.1", "")), "default");
+        assert_eq!(pick(req(Some("x.blocked.test"), None, "10.0.0.1", "")), "route 6");
+        assert_eq!(pick(req(None, None, "10.0.0.1", "")), "default");
+        let mut other = req(None, None, "10.0.0.1", "");
+        other.proto = Some(Proto::Other);
+        assert_eq!(pick(other), "route 5");
+        assert_eq!(routes[0].action, Action::Deny(Alert::AccessDenied));
+        assert_eq!(routes[5].action, Action::Deny(Alert::UnrecognizedName));
+        assert_eq!(routes[4].action, Action::Deny(Alert::None));
+        assert_eq!(routes[1].mode, Mode::ProxyV2);
+        assert_eq!(routes[1].pass_tlvs, vec![0xea]);
+        assert!(routes[1].crc32c);
+        assert_eq!(routes[2].addrs.len(), 2);
+        assert_eq!(routes[3].mode, Mode::Direct, "the default mode fills in");
+    }
+
+    #[test]
+    fn invalid_routes_are_refused_with_line_and_reason() {
+        for (text, why) in [
+            ("sni=example.com", "no allow or deny"),
+            ("sni=exa mple.com allow", "not allow, deny or key=value"),
+            ("sni=a\u{7f}b allow", "bad name pattern"),
+            ("port=99999 allow", "bad port"),
+            ("client=10.0.0.0/40 deny", "bad CIDR"),
+            ("allow mode=tcp", "bad mode"),
+            ("allow upstream=nowhere", "cannot resolve"),
+            ("deny upstream=127.0.0.1:1", "goes with allow"),
+            ("allow sni=late.example", "after allow/deny"),
+            ("allow deny", "more than one"),
+            ("allow tlvs=0xzz", "bad TLV type"),
+            ("allow colour=blue", "unknown key"),
+            ("allow connect_timeout_ms=0", "at least 1"),
+        ] {
+            let e = load(&format!("sni=* allow; {text}")).unwrap_err();
+            assert_eq!(e.origin, "route 2", "{text}");
+            assert!(e.reason.contains(why), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn comments_and_blank_lines_are_skipped() {
+        let routes = load("# header\n\n  sni=a.test allow # trailing\n").unwrap();
+        assert_eq!(routes.len(), 1);
+        assert_eq!(routes[0].origin, "route 3");
+    }
+}
