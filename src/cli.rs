@@ -15,10 +15,12 @@ usage:
   sluice [run]                    run the proxy, configured by ENVOY_* environment variables
   sluice check-config             print every setting, its effective value and its source
   sluice inspect [--hexdump] FILE...
-                                  decode captured client bytes: PROXY header and ClientHello
+                                  decode captured client bytes (PROXY header, ClientHello),
+                                  one key=value fact a line; --hexdump adds a dump
   sluice --help | --version
 
-exit status: 0 ok; 1 inspect found invalid bytes; 2 usage, I/O or configuration error
+exit status: 0 ok; 1 inspect found invalid or truncated bytes; 2 usage, I/O or
+configuration error
 ";
 
 /// Runs the command named by `args` (without the program name) and returns the exit status.
@@ -35,6 +37,7 @@ pub fn main(args: &[OsString]) -> i32 {
         }
         None | Some("run") => run(),
         Some("check-config") => check_config(),
+        Some("inspect") => crate::inspect::run(&args[1..]),
         Some(other) => {
             eprintln!("sluice: unknown command {other:?}\n\n{HELP}");
             2

@@ -17,6 +17,7 @@ pub mod cli;
 pub mod config;
 pub mod event_loop;
 pub mod hexdump;
+pub mod inspect;
 pub mod net;
 pub mod route;
 pub mod session;
