@@ -8,6 +8,7 @@
 //! The same code serves the proxy, `sluice inspect`, the tests and the fuzzers.
 
 pub mod crc32c;
+pub mod http;
 pub mod proxy;
 pub mod proxy_v1;
 pub mod proxy_v2;
