@@ -226,15 +226,31 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "worker processes; auto = online CPUs",
     ),
     ("ENVOY_BACKLOG", "1024", "listen backlog"),
-    ("ENVOY_UPSTREAM_MODE", "direct", "default route's mode: direct, proxy-v2 or connect"),
-    ("ENVOY_ROUTES", "", "routes, separated by ';' or newlines (see README, Routing)"),
-    ("ENVOY_ROUTES_FILE", "", "a file of routes, one a line, after ENVOY_ROUTES"),
+    (
+        "ENVOY_UPSTREAM_MODE",
+        "direct",
+        "default route's mode: direct, proxy-v2 or connect",
+    ),
+    (
+        "ENVOY_ROUTES",
+        "",
+        "routes, separated by ';' or newlines (see README, Routing)",
+    ),
+    (
+        "ENVOY_ROUTES_FILE",
+        "",
+        "a file of routes, one a line, after ENVOY_ROUTES",
+    ),
     (
         "ENVOY_NAME_MISMATCH",
         "prefer-sni",
         "SNI and PROXY AUTHORITY differ: reject, prefer-sni or prefer-authority",
     ),
-    ("ENVOY_ECH", "allow", "ClientHellos with encrypted_client_hello: allow or refuse"),
+    (
+        "ENVOY_ECH",
+        "allow",
+        "ClientHellos with encrypted_client_hello: allow or refuse",
+    ),
 ];
 
 impl Config {
@@ -327,7 +343,8 @@ impl Config {
             "expected direct, proxy-v2 or connect",
             Mode::parse,
         )?;
-        let resolve = |s: &str| parse_upstream((s.to_string(), "ENVOY_ROUTES")).map_err(|e| e.reason);
+        let resolve =
+            |s: &str| parse_upstream((s.to_string(), "ENVOY_ROUTES")).map_err(|e| e.reason);
         let (inline, _) = get("ENVOY_ROUTES");
         let mut routes = route::parse_routes(
             &inline,
@@ -337,7 +354,13 @@ impl Config {
             mode,
             &resolve,
         )
-        .map_err(|e| error("ENVOY_ROUTES", &e.text, format!("{}: {}", e.origin, e.reason)))?;
+        .map_err(|e| {
+            error(
+                "ENVOY_ROUTES",
+                &e.text,
+                format!("{}: {}", e.origin, e.reason),
+            )
+        })?;
         let (file, _) = get("ENVOY_ROUTES_FILE");
         if !file.trim().is_empty() {
             let path = file.trim();
@@ -351,7 +374,13 @@ impl Config {
                 mode,
                 &resolve,
             )
-            .map_err(|e| error("ENVOY_ROUTES_FILE", &e.text, format!("{}: {}", e.origin, e.reason)))?;
+            .map_err(|e| {
+                error(
+                    "ENVOY_ROUTES_FILE",
+                    &e.text,
+                    format!("{}: {}", e.origin, e.reason),
+                )
+            })?;
             routes.extend(more);
         }
         let name_mismatch = parse_with(

@@ -23,4 +23,5 @@ pub mod route;
 pub mod session;
 pub mod stats;
 pub mod timer;
+pub mod upstream;
 pub mod wire;

@@ -138,7 +138,9 @@ impl NamePattern {
     fn parse(s: &str) -> Option<NamePattern> {
         let lower = s.to_ascii_lowercase();
         let ok_chars = |t: &str| {
-            !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+            !t.is_empty()
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
         };
         if lower == "*" {
             Some(NamePattern::Any)
@@ -231,12 +233,16 @@ impl Route {
     /// True when every condition of the route holds for `r`.
     pub fn matches(&self, r: &Request<'_>) -> bool {
         let name_ok = self.names.is_empty()
-            || r.name.is_some_and(|n| self.names.iter().any(|p| p.matches(n)));
+            || r.name
+                .is_some_and(|n| self.names.iter().any(|p| p.matches(n)));
         let port_ok = self.ports.is_empty() || r.dst_port.is_some_and(|p| self.ports.contains(&p));
-        let client_ok =
-            self.clients.is_empty() || r.client.is_some_and(|c| self.clients.iter().any(|b| b.contains(c)));
+        let client_ok = self.clients.is_empty()
+            || r.client
+                .is_some_and(|c| self.clients.iter().any(|b| b.contains(c)));
         let alpn_ok = self.alpn.is_empty()
-            || r.alpn.split(|&b| b == b',').any(|p| self.alpn.iter().any(|a| a.as_slice() == p));
+            || r.alpn
+                .split(|&b| b == b',')
+                .any(|p| self.alpn.iter().any(|a| a.as_slice() == p));
         let proto_ok = self.protos.is_empty() || r.proto.is_some_and(|p| self.protos.contains(&p));
         name_ok && port_ok && client_ok && alpn_ok && proto_ok
     }
@@ -292,8 +298,15 @@ pub fn parse_routes(
         if line.is_empty() {
             continue;
         }
-        let err = |reason: String| RouteError { origin: origin(i + 1), text: line.to_string(), reason };
-        routes.push(parse_route(line, origin(i + 1), default_upstream, default_mode, resolve).map_err(err)?);
+        let err = |reason: String| RouteError {
+            origin: origin(i + 1),
+            text: line.to_string(),
+            reason,
+        };
+        routes.push(
+            parse_route(line, origin(i + 1), default_upstream, default_mode, resolve)
+                .map_err(err)?,
+        );
     }
     Ok(routes)
 }
@@ -332,23 +345,28 @@ fn parse_route(
         match key {
             "sni" => {
                 for p in list() {
-                    r.names.push(NamePattern::parse(p).ok_or(format!("bad name pattern {p:?}"))?);
+                    r.names
+                        .push(NamePattern::parse(p).ok_or(format!("bad name pattern {p:?}"))?);
                 }
             }
             "port" => {
                 for p in list() {
-                    r.ports.push(p.parse().map_err(|_| format!("bad port {p:?}"))?);
+                    r.ports
+                        .push(p.parse().map_err(|_| format!("bad port {p:?}"))?);
                 }
             }
             "client" => {
                 for c in list() {
-                    r.clients.push(c.parse().map_err(|_| format!("bad CIDR {c:?}"))?);
+                    r.clients
+                        .push(c.parse().map_err(|_| format!("bad CIDR {c:?}"))?);
                 }
             }
             "alpn" => r.alpn.extend(list().map(|a| a.as_bytes().to_vec())),
             "proto" => {
                 for p in list() {
-                    r.protos.push(Proto::parse(p).ok_or(format!("bad proto {p:?} (tls, http, other)"))?);
+                    r.protos.push(
+                        Proto::parse(p).ok_or(format!("bad proto {p:?} (tls, http, other)"))?,
+                    );
                 }
             }
             "upstream" => {
@@ -358,7 +376,10 @@ fn parse_route(
                 }
                 upstreams = Some(ups);
             }
-            "mode" => r.mode = Mode::parse(value).ok_or(format!("bad mode {value:?} (direct, proxy-v2, connect)"))?,
+            "mode" => {
+                r.mode = Mode::parse(value)
+                    .ok_or(format!("bad mode {value:?} (direct, proxy-v2, connect)"))?
+            }
             "connect_timeout_ms" | "idle_timeout_ms" => {
                 let n: u64 = value.parse().map_err(|_| format!("bad {key} {value:?}"))?;
                 if key == "connect_timeout_ms" {
@@ -372,8 +393,13 @@ fn parse_route(
             }
             "tlvs" => {
                 for t in list() {
-                    let hex = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")).unwrap_or(t);
-                    r.pass_tlvs.push(u8::from_str_radix(hex, 16).map_err(|_| format!("bad TLV type {t:?}"))?);
+                    let hex = t
+                        .strip_prefix("0x")
+                        .or_else(|| t.strip_prefix("0X"))
+                        .unwrap_or(t);
+                    r.pass_tlvs.push(
+                        u8::from_str_radix(hex, 16).map_err(|_| format!("bad TLV type {t:?}"))?,
+                    );
                 }
             }
             "crc32c" => {
@@ -384,7 +410,11 @@ fn parse_route(
                 }
             }
             "connect_port" => {
-                r.connect_port = Some(value.parse().map_err(|_| format!("bad connect_port {value:?}"))?)
+                r.connect_port = Some(
+                    value
+                        .parse()
+                        .map_err(|_| format!("bad connect_port {value:?}"))?,
+                )
             }
             "alert" => {
                 alert = Some(match value {
@@ -408,8 +438,11 @@ fn parse_route(
             if upstreams.is_some() {
                 return Err("upstream= goes with allow".into());
             }
-            let default_alert =
-                if r.matches_on_client() { Alert::AccessDenied } else { Alert::UnrecognizedName };
+            let default_alert = if r.matches_on_client() {
+                Alert::AccessDenied
+            } else {
+                Alert::UnrecognizedName
+            };
             Action::Deny(alert.unwrap_or(default_alert))
         }
         None => return Err("no allow or deny".into()),
@@ -431,18 +464,35 @@ mod tests {
     use super::*;
 
     fn up(s: &str) -> Upstream {
-        Upstream { name: s.to_string(), addrs: vec![s.parse().unwrap()] }
+        Upstream {
+            name: s.to_string(),
+            addrs: vec![s.parse().unwrap()],
+        }
     }
 
     fn resolve(s: &str) -> Result<Upstream, String> {
-        s.parse::<SocketAddr>().map(|_| up(s)).map_err(|_| format!("cannot resolve {s:?}"))
+        s.parse::<SocketAddr>()
+            .map(|_| up(s))
+            .map_err(|_| format!("cannot resolve {s:?}"))
     }
 
     fn load(text: &str) -> Result<Vec<Route>, RouteError> {
-        parse_routes(text, true, |n| format!("route {n}"), &up("127.0.0.1:10000"), Mode::Direct, &resolve)
+        parse_routes(
+            text,
+            true,
+            |n| format!("route {n}"),
+            &up("127.0.0.1:10000"),
+            Mode::Direct,
+            &resolve,
+        )
     }
 
-    fn req<'a>(name: Option<&'a str>, port: Option<u16>, client: &str, alpn: &'a str) -> Request<'a> {
+    fn req<'a>(
+        name: Option<&'a str>,
+        port: Option<u16>,
+        client: &str,
+        alpn: &'a str,
+    ) -> Request<'a> {
         Request {
             name: name.map(str::as_bytes),
             dst_port: port,
@@ -466,15 +516,41 @@ mod tests {
         let default = Route::default_route(up("127.0.0.1:10000"), Mode::Direct);
         let pick = |r: Request<'_>| select(&routes, &default, &r).origin.clone();
         // A denied client is denied whatever the name.
-        assert_eq!(pick(req(Some("api.example.com"), Some(443), "203.0.113.9", "")), "route 1");
-        assert_eq!(pick(req(Some("api.example.com"), Some(443), "10.0.0.1", "")), "route 2");
-        assert_eq!(pick(req(Some("API.Example.COM"), None, "10.0.0.1", "")), "route 2");
-        assert_eq!(pick(req(Some("www.example.com"), Some(443), "10.0.0.1", "")), "route 3");
+        assert_eq!(
+            pick(req(Some("api.example.com"), Some(443), "203.0.113.9", "")),
+            "route 1"
+        );
+        assert_eq!(
+            pick(req(Some("api.example.com"), Some(443), "10.0.0.1", "")),
+            "route 2"
+        );
+        assert_eq!(
+            pick(req(Some("API.Example.COM"), None, "10.0.0.1", "")),
+            "route 2"
+        );
+        assert_eq!(
+            pick(req(Some("www.example.com"), Some(443), "10.0.0.1", "")),
+            "route 3"
+        );
         // The port condition fails, the ALPN one holds.
-        assert_eq!(pick(req(Some("www.example.com"), Some(8443), "10.0.0.1", "http/1.1,h2")), "route 4");
+        assert_eq!(
+            pick(req(
+                Some("www.example.com"),
+                Some(8443),
+                "10.0.0.1",
+                "http/1.1,h2"
+            )),
+            "route 4"
+        );
         // `*.example.com` does not match the bare domain.
-        assert_eq!(pick(req(Some("example.com"), Some(443), "10.0.0.1", "")), "default");
-        assert_eq!(pick(req(Some("x.blocked.test"), None, "10.0.0.1", "")), "route 6");
+        assert_eq!(
+            pick(req(Some("example.com"), Some(443), "10.0.0.1", "")),
+            "default"
+        );
+        assert_eq!(
+            pick(req(Some("x.blocked.test"), None, "10.0.0.1", "")),
+            "route 6"
+        );
         assert_eq!(pick(req(None, None, "10.0.0.1", "")), "default");
         let mut other = req(None, None, "10.0.0.1", "");
         other.proto = Some(Proto::Other);

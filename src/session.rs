@@ -20,11 +20,14 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use crate::buffer::{Buffer, Pool};
-use crate::config::{Config, ProxyPolicy};
+use crate::config::{Config, NameMismatch, ProxyPolicy};
 use crate::hexdump::{Escaped, HexDump, ERROR_DUMP_LIMIT};
 use crate::net::{self, Io};
+use crate::route::{self, Action, Alert, Mode, Proto, Route};
 use crate::stats::{CloseReason, Stats};
 use crate::timer::{Entry, Wheel};
+use crate::upstream;
+use crate::wire::http::{self, HttpError};
 use crate::wire::proxy::{self, Addresses, Detected};
 use crate::wire::tls::{self, TlsError};
 use crate::wire::Parsed;
@@ -172,14 +175,22 @@ pub struct Facts {
     pub dst: Option<SocketAddr>,
     /// Which PROXY header was seen: "v1", "v2" or none.
     pub proxy: Option<&'static str>,
-    /// The ClientHello's server name.
+    /// The ClientHello's server name (or a plain HTTP request's Host).
     pub sni: Inline<253>,
     /// The ClientHello's ALPN list, comma-separated (truncated at 64 bytes).
     pub alpn: Inline<64>,
     /// The ClientHello carried encrypted_client_hello.
     pub ech: bool,
-    /// The first bytes were not TLS.
-    pub not_tls: bool,
+    /// The first ALPN protocol the client offered.
+    pub first_alpn: Inline<64>,
+    /// The PROXY v2 AUTHORITY TLV (validated as a host name).
+    pub authority: Inline<253>,
+    /// The name routed on: SNI, else AUTHORITY, else Host, per ENVOY_NAME_MISMATCH.
+    pub name: Inline<253>,
+    /// What the first bytes were.
+    pub proto: Option<Proto>,
+    /// Bytes of PROXY header still at the front of the client buffer (until routed).
+    pub header_len: usize,
 }
 
 /// One direction of the shuffle.
@@ -237,8 +248,15 @@ pub struct Session {
     up: Flow,
     /// Upstream to client.
     down: Flow,
-    /// Which upstream address is being tried.
+    /// Index of the route taken in `cfg.routes`; `None`: the default route.
+    route: Option<usize>,
+    /// The PROXY v2 header or CONNECT request, written upstream before anything else.
+    pre: Option<Buffer>,
+    /// CONNECT mode: the request is out (or going), the reply not yet in.
+    awaiting_reply: bool,
+    /// Which upstream address of the route is being tried.
     attempt: usize,
+    connect_started_ms: u64,
     /// The upstream address connected to (or being tried).
     pub upstream_addr: Option<SocketAddr>,
     started_ms: u64,
@@ -283,7 +301,11 @@ impl Session {
             },
             up: Flow::default(),
             down: Flow::default(),
+            route: None,
+            pre: None,
+            awaiting_reply: false,
             attempt: 0,
+            connect_started_ms: 0,
             upstream_addr: None,
             started_ms: ctx.now_ms,
             last_active_ms: ctx.now_ms,
@@ -389,7 +411,7 @@ impl Session {
                 }
             }
             State::Connected | State::HalfClosed => {
-                let idle = self.cfg.idle_timeout_ms;
+                let idle = self.idle_timeout_ms();
                 if idle == 0 {
                     return Step::Wait;
                 }
@@ -462,7 +484,8 @@ impl Session {
         self.up.buf.as_ref().map_or(&[], Buffer::data)
     }
 
-    /// Opened: look for a PROXY header per policy.
+    /// Opened: look for a PROXY header per policy. The header stays in the buffer (its TLVs
+    /// may be passed on) until the route is chosen; `facts.header_len` marks its end.
     fn parse_proxy(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Step> {
         let data = self.up.buf.as_ref().map_or(&[][..], Buffer::data);
         match proxy::detect(data) {
@@ -521,24 +544,33 @@ impl Session {
                     self.facts.src = Some(src);
                     self.facts.dst = Some(dst);
                 }
-                if let Some(b) = self.up.buf.as_mut() {
-                    b.consume(n);
+                if let Some(a) = h.tlvs.authority() {
+                    if !http::valid_host(a) {
+                        ctx.stats.parse_error("proxy", "bad_authority");
+                        warn!(
+                            "sid={} peer={} refused: PROXY AUTHORITY {:?} is not a host name",
+                            self.id,
+                            self.peer,
+                            Escaped(a).to_string()
+                        );
+                        return Err(Step::Close(CloseReason::InvalidAuthority));
+                    }
+                    self.facts.authority = Inline::from_bytes(a);
                 }
+                self.facts.header_len = n;
                 self.set_state(State::HeaderParsed);
                 Ok(true)
             }
         }
     }
 
-    /// HeaderParsed: read the ClientHello, then connect.
+    /// HeaderParsed: read the ClientHello (or a plain HTTP request head), then route.
     fn parse_hello(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Step> {
-        let data = self.up.buf.as_ref().map_or(&[][..], Buffer::data);
+        let all = self.up.buf.as_ref().map_or(&[][..], Buffer::data);
+        let data = all.get(self.facts.header_len..).unwrap_or(&[]);
         match tls::parse_client_hello(data, ctx.scratch) {
             Parsed::NeedMore => return Ok(false),
-            Parsed::Invalid(TlsError::NotTls) => {
-                // Not TLS: the bytes pass as they are (routing on them comes with routes).
-                self.facts.not_tls = true;
-            }
+            Parsed::Invalid(TlsError::NotTls) => return self.parse_plain(ctx),
             Parsed::Invalid(e) => {
                 ctx.stats.parse_error("tls", e.as_str());
                 warn!(
@@ -551,11 +583,15 @@ impl Session {
                 return Err(Step::Close(CloseReason::InvalidTls));
             }
             Parsed::Complete(hello, n) => {
+                self.facts.proto = Some(Proto::Tls);
                 if let Some(sni) = hello.sni {
                     self.facts.sni = Inline::from_bytes(sni.as_bytes());
                 }
                 if let Some(alpn) = &hello.alpn {
                     self.facts.alpn = Inline::from_bytes(alpn.to_string().as_bytes());
+                    if let Some(first) = alpn.iter().next() {
+                        self.facts.first_alpn = Inline::from_bytes(first);
+                    }
                 }
                 self.facts.ech = hello.ech;
                 if log_enabled!(Level::Debug) {
@@ -572,8 +608,169 @@ impl Session {
                 }
             }
         }
-        self.start_connect(ctx).map_err(Step::Close)?;
+        self.decide(ctx)?;
         Ok(true)
+    }
+
+    /// Not TLS: a plain HTTP/1.x request is routed on its Host header; anything else has no
+    /// name and goes where the routes send `proto=other`.
+    fn parse_plain(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Step> {
+        let all = self.up.buf.as_ref().map_or(&[][..], Buffer::data);
+        let data = all.get(self.facts.header_len..).unwrap_or(&[]);
+        let looks_http = data.first().is_some_and(|&b| http::could_be_http(b));
+        self.facts.proto = Some(Proto::Other);
+        if looks_http {
+            match http::parse_request_host(data) {
+                Parsed::NeedMore => return Ok(false),
+                Parsed::Complete(head, _) => {
+                    self.facts.proto = Some(Proto::Http);
+                    if let Some(host) = head.host {
+                        self.facts.sni = Inline::from_bytes(host);
+                    }
+                }
+                // The request line is not HTTP at all: other bytes, routed as such.
+                Parsed::Invalid(
+                    HttpError::BadMethod | HttpError::BadTarget | HttpError::BadVersion,
+                ) => {}
+                Parsed::Invalid(e) => {
+                    ctx.stats.parse_error("http", e.as_str());
+                    warn!(
+                        "sid={} client={} invalid HTTP request head: {}; first bytes:\n{}",
+                        self.id,
+                        self.client_label(),
+                        e,
+                        HexDump::new(data, ERROR_DUMP_LIMIT)
+                    );
+                    return Err(Step::Close(CloseReason::InvalidHttp));
+                }
+            }
+        }
+        self.decide(ctx)?;
+        Ok(true)
+    }
+
+    /// Chooses the name and the route, refuses or starts the upstream leg.
+    fn decide(&mut self, ctx: &mut Ctx<'_>) -> Result<(), Step> {
+        let (sni, authority) = (self.facts.sni, self.facts.authority);
+        let name = match (sni.is_empty(), authority.is_empty()) {
+            (false, false) if !sni.as_bytes().eq_ignore_ascii_case(authority.as_bytes()) => {
+                ctx.stats.name_mismatches += 1;
+                match self.cfg.name_mismatch {
+                    NameMismatch::Reject => {
+                        warn!(
+                            "sid={} client={} refused: SNI {} differs from PROXY AUTHORITY {}",
+                            self.id,
+                            self.client_label(),
+                            sni,
+                            authority
+                        );
+                        return Err(self.refuse(CloseReason::NameMismatch, Alert::UnrecognizedName));
+                    }
+                    NameMismatch::PreferSni => sni,
+                    NameMismatch::PreferAuthority => authority,
+                }
+            }
+            (true, _) => authority,
+            _ => sni,
+        };
+        self.facts.name = name;
+        if self.facts.ech && !self.cfg.allow_ech {
+            info!(
+                "sid={} client={} refused: ECH (ENVOY_ECH=refuse)",
+                self.id,
+                self.client_label()
+            );
+            return Err(self.refuse(CloseReason::EchRefused, Alert::None));
+        }
+        let cfg = Rc::clone(&self.cfg);
+        let req = route::Request {
+            name: (!name.is_empty()).then(|| name.as_bytes()),
+            dst_port: self.facts.dst.map(|d| d.port()),
+            client: self.facts.src.map(|s| s.ip()),
+            alpn: self.facts.alpn.as_bytes(),
+            proto: self.facts.proto,
+        };
+        let route = cfg.route(&req);
+        self.route = cfg.routes.iter().position(|r| std::ptr::eq(r, route));
+        if let Action::Deny(alert) = route.action {
+            let reason = if route.matches_on_client() {
+                CloseReason::DeniedClient
+            } else {
+                CloseReason::DeniedName
+            };
+            info!(
+                "sid={} client={} name={} refused by {}",
+                self.id,
+                self.client_label(),
+                name,
+                route
+            );
+            return Err(self.refuse(reason, alert));
+        }
+        self.write_preamble(route, ctx)?;
+        // The PROXY header is not replayed: the preamble (if any) speaks for it.
+        if let Some(b) = self.up.buf.as_mut() {
+            b.consume(self.facts.header_len);
+        }
+        self.facts.header_len = 0;
+        self.start_connect(ctx).map_err(Step::Close)
+    }
+
+    /// Sends a TLS alert (for TLS sessions) and closes.
+    fn refuse(&mut self, reason: CloseReason, alert: Alert) -> Step {
+        if let (Some(Proto::Tls), Some(code)) = (self.facts.proto, alert.code()) {
+            // Seven bytes into an empty socket buffer: cannot block; a failure changes nothing.
+            let _ = net::write(&mut self.client, &upstream::alert_record(code));
+        }
+        Step::Close(reason)
+    }
+
+    /// Builds the route's PROXY v2 header or CONNECT request into `self.pre`.
+    fn write_preamble(&mut self, route: &Route, ctx: &mut Ctx<'_>) -> Result<(), Step> {
+        if route.mode == Mode::Direct {
+            return Ok(());
+        }
+        let all = self.up.buf.as_ref().map_or(&[][..], Buffer::data);
+        let header = all.get(..self.facts.header_len).unwrap_or(&[]);
+        let local = self.client.local_addr().unwrap_or(self.peer);
+        let id = self.id.to_string();
+        let hello = upstream::Hello {
+            src: self.facts.src.unwrap_or(self.peer),
+            dst: self.facts.dst.unwrap_or(local),
+            dst_from_header: self.facts.dst.is_some(),
+            name: (!self.facts.name.is_empty()).then(|| self.facts.name.as_bytes()),
+            alpn: (!self.facts.first_alpn.is_empty()).then(|| self.facts.first_alpn.as_bytes()),
+            unique_id: id.as_bytes(),
+            header,
+        };
+        let mut pre = ctx.pool.take().ok_or(Step::Close(CloseReason::NoBuffer))?;
+        match upstream::preamble(route, &self.cfg, &hello, pre.space()) {
+            Ok(n) => {
+                pre.filled(n);
+                if log_enabled!(Level::Debug) {
+                    debug!(
+                        "sid={} {} preamble, {} bytes:\n{}",
+                        self.id,
+                        route.mode.as_str(),
+                        n,
+                        HexDump::new(pre.data(), DEBUG_DUMP_LIMIT)
+                    );
+                }
+                self.pre = Some(pre);
+                Ok(())
+            }
+            Err(e) => {
+                ctx.pool.give(pre);
+                warn!(
+                    "sid={} client={} refused: {} ({})",
+                    self.id,
+                    self.client_label(),
+                    e,
+                    route
+                );
+                Err(Step::Close(CloseReason::InvalidAuthority))
+            }
+        }
     }
 
     fn refuse_handshake(&mut self, ctx: &mut Ctx<'_>, why: &str) -> Step {
@@ -592,11 +789,35 @@ impl Session {
         Step::Close(reason)
     }
 
-    /// Starts a connect to upstream address number `self.attempt`, skipping addresses
-    /// that fail at once. Errs when none is left.
+    /// The route this session took.
+    pub fn route(&self) -> &Route {
+        self.route
+            .and_then(|i| self.cfg.routes.get(i))
+            .unwrap_or(&self.cfg.default_route)
+    }
+
+    fn connect_timeout_ms(&self) -> u64 {
+        self.route()
+            .connect_timeout_ms
+            .unwrap_or(self.cfg.connect_timeout_ms)
+    }
+
+    fn idle_timeout_ms(&self) -> u64 {
+        self.route()
+            .idle_timeout_ms
+            .unwrap_or(self.cfg.idle_timeout_ms)
+    }
+
+    /// Starts a connect to upstream address number `self.attempt` of the route, skipping
+    /// addresses that fail at once. Errs when none is left.
     fn start_connect(&mut self, ctx: &mut Ctx<'_>) -> Result<(), CloseReason> {
         self.upstream = None;
-        while let Some(&addr) = self.cfg.upstream.addrs.get(self.attempt) {
+        let cfg = Rc::clone(&self.cfg);
+        let route = self
+            .route
+            .and_then(|i| cfg.routes.get(i))
+            .unwrap_or(&cfg.default_route);
+        while let Some(&addr) = route.addrs.get(self.attempt) {
             self.upstream_addr = Some(addr);
             let started = net::connect(addr).and_then(|mut s| {
                 ctx.registry.register(
@@ -611,7 +832,9 @@ impl Session {
                     self.upstream = Some(s);
                     self.upstream_ready = Ready::default();
                     self.set_state(State::Connecting);
-                    self.arm(ctx, ctx.now_ms + self.cfg.connect_timeout_ms);
+                    self.connect_started_ms = ctx.now_ms;
+                    let t = self.connect_timeout_ms();
+                    self.arm(ctx, ctx.now_ms + t);
                     return Ok(());
                 }
                 Err(e) => {
@@ -625,13 +848,17 @@ impl Session {
             "sid={} client={} no upstream of {} accepted the connection",
             self.id,
             self.client_label(),
-            self.cfg.upstream.name
+            route
         );
         Err(CloseReason::UpstreamRefused)
     }
 
-    /// Connecting: on writability, learn whether the connect worked.
+    /// Connecting: on writability, learn whether the connect worked; in CONNECT mode, then
+    /// send the request and wait for a 2xx reply.
     fn finish_connect(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Step> {
+        if self.awaiting_reply {
+            return self.await_reply(ctx);
+        }
         if !self.upstream_ready.writable {
             return Ok(false);
         }
@@ -644,21 +871,22 @@ impl Session {
                 Ok(false)
             }
             Ok(true) => {
-                self.set_state(State::Connected);
-                self.last_active_ms = ctx.now_ms;
-                if self.cfg.idle_timeout_ms > 0 {
-                    self.arm(ctx, ctx.now_ms + self.cfg.idle_timeout_ms);
-                } else {
-                    self.timer_gen = self.timer_gen.wrapping_add(1);
-                }
+                ctx.stats
+                    .connect_latency_ms(ctx.now_ms.saturating_sub(self.connect_started_ms));
                 debug!(
-                    "sid={} upstream client={} sni={} upstream={} connect_ms={}",
+                    "sid={} upstream client={} name={} upstream={} mode={} connect_ms={}",
                     self.id,
                     self.client_label(),
-                    self.facts.sni,
+                    self.facts.name,
                     self.upstream_label(),
-                    ctx.now_ms.saturating_sub(self.started_ms)
+                    self.route().mode.as_str(),
+                    ctx.now_ms.saturating_sub(self.connect_started_ms)
                 );
+                if self.route().mode == Mode::Connect {
+                    self.awaiting_reply = true;
+                    return Ok(true);
+                }
+                self.enter_connected(ctx);
                 Ok(true)
             }
             Err(e) => {
@@ -676,17 +904,133 @@ impl Session {
         }
     }
 
+    fn enter_connected(&mut self, ctx: &mut Ctx<'_>) {
+        self.set_state(State::Connected);
+        self.last_active_ms = ctx.now_ms;
+        let idle = self.idle_timeout_ms();
+        if idle > 0 {
+            self.arm(ctx, ctx.now_ms + idle);
+        } else {
+            self.timer_gen = self.timer_gen.wrapping_add(1);
+        }
+    }
+
+    /// CONNECT mode: flush the request, read the proxy's reply head. Bytes after the head
+    /// belong to the tunnel and stay in the buffer for the client.
+    fn await_reply(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Step> {
+        let (client, via) = (self.client_label(), self.upstream_label());
+        let Some(up) = self.upstream.as_mut() else {
+            return Err(Step::Close(CloseReason::UpstreamRefused));
+        };
+        if !flush_preamble(
+            &mut self.pre,
+            up,
+            &mut self.upstream_ready.writable,
+            ctx.pool,
+        )
+        .map_err(Step::Close)?
+        {
+            return Ok(false);
+        }
+        if !self.upstream_ready.readable {
+            return Ok(false);
+        }
+        if self.down.buf.is_none() {
+            self.down.buf = Some(ctx.pool.take().ok_or(Step::Close(CloseReason::NoBuffer))?);
+        }
+        let buf = self
+            .down
+            .buf
+            .as_mut()
+            .ok_or(Step::Close(CloseReason::NoBuffer))?;
+        let mut eof = false;
+        for _ in 0..READ_BUDGET {
+            match net::read(up, buf.space()) {
+                Io::Done(n) => buf.filled(n),
+                Io::WouldBlock => {
+                    if !buf.space().is_empty() {
+                        self.upstream_ready.readable = false;
+                    }
+                    break;
+                }
+                Io::Closed => {
+                    eof = true;
+                    break;
+                }
+                Io::Error(_) => return Err(Step::Close(CloseReason::UpstreamReset)),
+            }
+        }
+        let data = buf.data();
+        match http::parse_connect_reply(data) {
+            Parsed::Complete(reply, n) if (200..300).contains(&reply.status) => {
+                debug!("sid={} CONNECT {} via {}", self.id, reply.status, via);
+                buf.consume(n);
+                self.awaiting_reply = false;
+                self.enter_connected(ctx);
+                Ok(true)
+            }
+            Parsed::Complete(reply, n) => {
+                *ctx.stats.connect_status.entry(reply.status).or_insert(0) += 1;
+                warn!(
+                    "sid={} client={} name={} CONNECT refused by {}: status {} {}; reply:\n{}",
+                    self.id,
+                    client,
+                    self.facts.name,
+                    via,
+                    reply.status,
+                    Escaped(reply.reason),
+                    HexDump::new(data.get(..n).unwrap_or(data), ERROR_DUMP_LIMIT)
+                );
+                Err(Step::Close(CloseReason::ConnectRejected))
+            }
+            Parsed::NeedMore if !eof && !buf.is_full() => Ok(false),
+            Parsed::NeedMore | Parsed::Invalid(_) => {
+                let why = match http::parse_connect_reply(data) {
+                    Parsed::Invalid(e) => e.to_string(),
+                    _ if eof => "the proxy closed before its reply was complete".to_string(),
+                    _ => "the reply head fills the buffer".to_string(),
+                };
+                ctx.stats.parse_error("connect_reply", "invalid");
+                warn!(
+                    "sid={} client={} invalid CONNECT reply from {}: {}; reply:\n{}",
+                    self.id,
+                    client,
+                    via,
+                    why,
+                    HexDump::new(data, ERROR_DUMP_LIMIT)
+                );
+                Err(Step::Close(CloseReason::InvalidConnectReply))
+            }
+        }
+    }
+
     /// Connected / HalfClosed: move bytes both ways.
     fn shuffle(&mut self, ctx: &mut Ctx<'_>) -> Step {
         let Some(upstream) = self.upstream.as_mut() else {
             return Step::Close(CloseReason::UpstreamReset);
         };
         let before = (self.up.bytes, self.down.bytes);
+        let flushed = match flush_preamble(
+            &mut self.pre,
+            upstream,
+            &mut self.upstream_ready.writable,
+            ctx.pool,
+        ) {
+            Ok(f) => f,
+            Err(reason) => return Step::Close(reason),
+        };
+        // Until the preamble is out, nothing of the client's may overtake it.
+        let mut no_write = false;
+        let up_writable = if flushed {
+            &mut self.upstream_ready.writable
+        } else {
+            &mut no_write
+        };
         let a = pump(
             &mut self.client,
             &mut self.client_ready.readable,
             upstream,
-            &mut self.upstream_ready.writable,
+            up_writable,
             &mut self.up,
             ctx.pool,
             (CloseReason::ClientReset, CloseReason::UpstreamReset),
@@ -726,14 +1070,22 @@ impl Session {
     pub fn close(mut self, reason: CloseReason, ctx: &mut Ctx<'_>) {
         self.up.release(ctx.pool);
         self.down.release(ctx.pool);
+        if let Some(b) = self.pre.take() {
+            ctx.pool.give(b);
+        }
         let from = self.state;
         self.set_state(State::Closed);
         ctx.stats.close(reason);
+        ctx.stats
+            .session_duration
+            .observe(ctx.now_ms.saturating_sub(self.started_ms));
         info!(
-            "sid={} close client={} sni={} upstream={} state={} duration_ms={} bytes_up={} bytes_down={} reason={}",
+            "sid={} close client={} sni={} name={} route={} upstream={} state={} duration_ms={} bytes_up={} bytes_down={} reason={}",
             self.id,
             self.client_label(),
             self.facts.sni,
+            self.facts.name,
+            self.route(),
             self.upstream_label(),
             from,
             ctx.now_ms.saturating_sub(self.started_ms),
@@ -753,6 +1105,32 @@ impl Session {
         self.upstream_addr
             .map_or_else(|| "-".to_string(), |a| a.to_string())
     }
+}
+
+/// Writes what is left of the preamble. `Ok(true)` once nothing of it is left.
+fn flush_preamble(
+    pre: &mut Option<Buffer>,
+    dst: &mut TcpStream,
+    dst_writable: &mut bool,
+    pool: &mut Pool,
+) -> Result<bool, CloseReason> {
+    let Some(buf) = pre.as_mut() else {
+        return Ok(true);
+    };
+    while !buf.is_empty() && *dst_writable {
+        match net::write(dst, buf.data()) {
+            Io::Done(n) => buf.consume(n),
+            Io::WouldBlock => *dst_writable = false,
+            Io::Closed | Io::Error(_) => return Err(CloseReason::UpstreamReset),
+        }
+    }
+    if buf.is_empty() {
+        if let Some(b) = pre.take() {
+            pool.give(b);
+        }
+        return Ok(true);
+    }
+    Ok(false)
 }
 
 /// Moves bytes from `src` to `dst` through `flow` until both would block, the buffer is full

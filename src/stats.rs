@@ -105,6 +105,37 @@ impl CloseReason {
     }
 }
 
+/// A histogram with fixed upper bounds in milliseconds (Prometheus-style, cumulative on output).
+#[derive(Debug, Clone, Default)]
+pub struct Histogram {
+    /// Observations per bucket; the last bucket is +Inf.
+    pub counts: [u64; Histogram::BOUNDS_MS.len() + 1],
+    /// Sum of all observations, in milliseconds.
+    pub sum_ms: u64,
+}
+
+impl Histogram {
+    /// Upper bounds of the buckets, in milliseconds.
+    pub const BOUNDS_MS: [u64; 14] = [
+        1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 30000, 300000,
+    ];
+
+    /// Records one observation.
+    pub fn observe(&mut self, ms: u64) {
+        let i = Self::BOUNDS_MS
+            .iter()
+            .position(|&b| ms <= b)
+            .unwrap_or(Self::BOUNDS_MS.len());
+        self.counts[i] += 1;
+        self.sum_ms += ms;
+    }
+
+    /// Number of observations.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+}
+
 /// One worker's counters.
 #[derive(Debug, Default, Clone)]
 pub struct Stats {
@@ -126,6 +157,10 @@ pub struct Stats {
     pub name_mismatches: u64,
     /// CONNECT replies that refused the tunnel, by status code.
     pub connect_status: BTreeMap<u16, u64>,
+    /// Upstream connect latency (TCP connect, ms).
+    pub connect_latency: Histogram,
+    /// Session duration (ms), observed at close.
+    pub session_duration: Histogram,
     /// Parse errors by parser and kind, e.g. `proxy/v1_too_long`.
     pub parse_errors: BTreeMap<(&'static str, &'static str), u64>,
 }
@@ -136,6 +171,11 @@ impl Stats {
         if let Some(i) = CloseReason::ALL.iter().position(|r| *r == reason) {
             self.closed[i] += 1;
         }
+    }
+
+    /// Records an upstream connect latency.
+    pub fn connect_latency_ms(&mut self, ms: u64) {
+        self.connect_latency.observe(ms);
     }
 
     /// Counts a parse error of `parser` (e.g. "proxy", "tls") and `kind`.

@@ -68,7 +68,9 @@ pub enum PreambleError {
 impl std::fmt::Display for PreambleError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            PreambleError::NoName => f.write_str("CONNECT mode needs a server name and the session has none"),
+            PreambleError::NoName => {
+                f.write_str("CONNECT mode needs a server name and the session has none")
+            }
             PreambleError::ProxyV2(e) => write!(f, "PROXY v2 header: {e}"),
             PreambleError::Connect(e) => write!(f, "CONNECT request: {e}"),
         }
@@ -76,7 +78,12 @@ impl std::fmt::Display for PreambleError {
 }
 
 /// Writes the route's preamble into `out`; returns its length (0 for direct).
-pub fn preamble(route: &Route, cfg: &Config, h: &Hello<'_>, out: &mut [u8]) -> Result<usize, PreambleError> {
+pub fn preamble(
+    route: &Route,
+    cfg: &Config,
+    h: &Hello<'_>,
+    out: &mut [u8],
+) -> Result<usize, PreambleError> {
     match route.mode {
         Mode::Direct => Ok(0),
         Mode::ProxyV2 => proxy_v2_header(route, h, out),
@@ -85,16 +92,19 @@ pub fn preamble(route: &Route, cfg: &Config, h: &Hello<'_>, out: &mut [u8]) -> R
 }
 
 fn proxy_v2_header(route: &Route, h: &Hello<'_>, out: &mut [u8]) -> Result<usize, PreambleError> {
-    let mut raw: [RawTlv<'_>; MAX_PASSED_TLVS] = [RawTlv { kind: 0, value: &[] }; MAX_PASSED_TLVS];
+    let mut raw: [RawTlv<'_>; MAX_PASSED_TLVS] = [RawTlv {
+        kind: 0,
+        value: &[],
+    }; MAX_PASSED_TLVS];
     let mut n = 0;
     let mut alpn = h.alpn;
     if let Parsed::Complete(received, _) = proxy::parse(h.header) {
         if received.tlvs.alpn().is_some() {
             alpn = received.tlvs.alpn();
         }
-        for t in received.tlvs.raw_iter() {
-            if route.pass_tlvs.contains(&t.kind) && n < MAX_PASSED_TLVS {
-                raw[n] = t;
+        for (kind, value) in received.tlvs.raw_iter() {
+            if route.pass_tlvs.contains(&kind) && n < MAX_PASSED_TLVS {
+                raw[n] = RawTlv { kind, value };
                 n += 1;
             }
         }
@@ -111,9 +121,18 @@ fn proxy_v2_header(route: &Route, h: &Hello<'_>, out: &mut [u8]) -> Result<usize
     proxy_v2::emit(&v2, out).map_err(PreambleError::ProxyV2)
 }
 
-fn connect_request(route: &Route, cfg: &Config, h: &Hello<'_>, out: &mut [u8]) -> Result<usize, PreambleError> {
+fn connect_request(
+    route: &Route,
+    cfg: &Config,
+    h: &Hello<'_>,
+    out: &mut [u8],
+) -> Result<usize, PreambleError> {
     let name = h.name.ok_or(PreambleError::NoName)?;
-    let port = if h.dst_from_header { h.dst.port() } else { route.connect_port.unwrap_or(443) };
+    let port = if h.dst_from_header {
+        h.dst.port()
+    } else {
+        route.connect_port.unwrap_or(443)
+    };
     let key = session_key(h.src.ip());
     let mut headers: Vec<(&[u8], &[u8])> = Vec::with_capacity(2 + cfg.headers.len());
     headers.push((cfg.region_key.as_bytes(), cfg.country.as_bytes()));
@@ -121,7 +140,11 @@ fn connect_request(route: &Route, cfg: &Config, h: &Hello<'_>, out: &mut [u8]) -
     for x in &cfg.headers {
         headers.push((x.name.as_bytes(), x.value.as_bytes()));
     }
-    let req = ConnectRequest { host: name, port, headers: &headers };
+    let req = ConnectRequest {
+        host: name,
+        port,
+        headers: &headers,
+    };
     http::emit_connect(out, &req).map_err(PreambleError::Connect)
 }
 
@@ -133,7 +156,10 @@ mod tests {
     fn session_keys_are_fixed_width_hex() {
         assert_eq!(session_key("10.1.2.3".parse().unwrap()), "0a010203");
         assert_eq!(session_key("::ffff:10.1.2.3".parse().unwrap()), "0a010203");
-        assert_eq!(session_key("2001:db8::1".parse().unwrap()), "20010db8000000000000000000000001");
+        assert_eq!(
+            session_key("2001:db8::1".parse().unwrap()),
+            "20010db8000000000000000000000001"
+        );
         assert_eq!(session_key("0.0.0.0".parse().unwrap()).len(), 8);
     }
 

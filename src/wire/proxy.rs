@@ -189,6 +189,14 @@ impl<'a> Tlvs<'a> {
         }
     }
 
+    /// Every TLV as (type, value), in header order, without interpretation: for passing
+    /// received TLVs on to an upstream.
+    pub fn raw_iter(&self) -> impl Iterator<Item = (u8, &'a [u8])> {
+        RawIter {
+            r: Reader::new(self.raw),
+        }
+    }
+
     /// The first AUTHORITY (0x02) value: the host name the client asked for (SNI).
     pub fn authority(&self) -> Option<&'a [u8]> {
         self.iter().find_map(|t| match t {
