@@ -650,3 +650,32 @@ fn a_route_file_is_loaded_and_a_bad_line_is_refused_with_its_number() {
         "{err}"
     );
 }
+
+#[test]
+fn the_readme_route_file_for_the_operators_set_up_loads() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("# /etc/sluice/routes")
+        .expect("the README shows a route file");
+    let block: String = readme[start..]
+        .lines()
+        .take_while(|l| !l.starts_with("```"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(block.lines().count() > 3);
+    let dir = TempDir::new("readme-routes");
+    std::fs::write(dir.path("routes"), &block).unwrap();
+    let out = Command::new(sluice_bin())
+        .arg("check-config")
+        .env("ENVOY_UPSTREAM", "127.0.0.1:3128")
+        .env("ENVOY_UPSTREAM_MODE", "connect")
+        .env("ENVOY_ROUTES_FILE", dir.path("routes"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
