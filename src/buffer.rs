@@ -108,6 +108,16 @@ impl Pool {
         }
     }
 
+    /// Takes a new size and limit (after a reload). Lent buffers of the old size are dropped
+    /// when given back; idle ones of the old size are dropped now.
+    pub fn reconfigure(&mut self, size: usize, limit: usize) {
+        if size != self.size {
+            self.free.clear();
+            self.size = size;
+        }
+        self.limit = limit;
+    }
+
     /// Buffers lent right now.
     pub fn lent(&self) -> usize {
         self.lent

@@ -4,7 +4,7 @@
 
 use std::ffi::OsString;
 
-use crate::config::{Config, KEYS};
+use crate::config::{Config, Layers, KEYS};
 use crate::event_loop::Worker;
 
 /// The text of `sluice --help`.
@@ -14,6 +14,8 @@ sluice - a TCP proxy for PROXY-protocol + TLS traffic (never terminates TLS)
 usage:
   sluice [run]                    run the proxy, configured by ENVOY_* environment variables
   sluice check-config             print every setting, its effective value and its source
+  sluice ctl COMMAND...           send one command to the control socket (ENVOY_CONTROL_SOCKET)
+                                  and print the reply; `sluice ctl help` lists the commands
   sluice inspect [--hexdump] FILE...
                                   decode captured client bytes (PROXY header, ClientHello),
                                   one key=value fact a line; --hexdump adds a dump
@@ -37,6 +39,7 @@ pub fn main(args: &[OsString]) -> i32 {
         }
         None | Some("run") => run(),
         Some("check-config") => check_config(),
+        Some("ctl") => ctl(&args[1..]),
         Some("inspect") => crate::inspect::run(&args[1..]),
         Some(other) => {
             eprintln!("sluice: unknown command {other:?}\n\n{HELP}");
@@ -47,7 +50,7 @@ pub fn main(args: &[OsString]) -> i32 {
 
 /// Loads the configuration, or prints why not (exit status 2, nothing bound).
 fn load_config() -> Result<Config, i32> {
-    Config::from_env().map_err(|e| {
+    Layers::from_process_env().load().map_err(|e| {
         eprintln!("sluice: {e}");
         2
     })
@@ -90,7 +93,7 @@ fn run() -> i32 {
     };
     init_logging(cfg.log_level);
     let addr = cfg.listen_addr();
-    let mut worker = match Worker::new(cfg) {
+    let mut worker = match Worker::new(Layers::from_process_env(), cfg) {
         Ok(w) => w,
         Err(e) => {
             log::error!("cannot listen on {addr}: {e}");
@@ -101,4 +104,43 @@ fn run() -> i32 {
         Ok(()) => 0,
         Err(_) => 1,
     }
+}
+
+/// `sluice ctl COMMAND...`: one command over the control socket, the reply on stdout.
+fn ctl(args: &[OsString]) -> i32 {
+    use std::io::{BufRead, BufReader, Write};
+    let words: Vec<String> = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    if words.is_empty() {
+        eprintln!("usage: sluice ctl COMMAND... (try: sluice ctl help)");
+        return 2;
+    }
+    let path = std::env::var("ENVOY_CONTROL_SOCKET").unwrap_or_default();
+    if path.is_empty() {
+        eprintln!("sluice ctl: ENVOY_CONTROL_SOCKET is not set");
+        return 2;
+    }
+    let mut s = match std::os::unix::net::UnixStream::connect(&path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("sluice ctl: {path}: {e}");
+            return 2;
+        }
+    };
+    if let Err(e) = writeln!(s, "{}", words.join(" ")) {
+        eprintln!("sluice ctl: {e}");
+        return 2;
+    }
+    let mut failed = false;
+    for line in BufReader::new(s).lines() {
+        let Ok(line) = line else { return 2 };
+        if line.is_empty() {
+            break;
+        }
+        failed |= line.starts_with("error:");
+        println!("{line}");
+    }
+    i32::from(failed)
 }

@@ -17,8 +17,12 @@ use crate::route::{self, Mode, Route};
 pub enum Source {
     /// The built-in default.
     Default,
-    /// An environment variable.
+    /// An environment variable (as it was when the process started).
     Environment,
+    /// The KEY=VALUE file named by ENVOY_CONFIG_FILE.
+    File,
+    /// A `set` on the control socket.
+    Set,
 }
 
 impl fmt::Display for Source {
@@ -26,6 +30,8 @@ impl fmt::Display for Source {
         f.write_str(match self {
             Source::Default => "default",
             Source::Environment => "environment",
+            Source::File => "file",
+            Source::Set => "set",
         })
     }
 }
@@ -142,6 +148,18 @@ pub struct Config {
     pub name_mismatch: NameMismatch,
     /// ENVOY_ECH: false refuses ClientHellos carrying encrypted_client_hello.
     pub allow_ech: bool,
+    /// ENVOY_CONTROL_SOCKET ("": none)
+    pub control_socket: String,
+    /// ENVOY_METRICS_ADDR
+    pub metrics_addr: Option<SocketAddr>,
+    /// ENVOY_CAPTURE_DIR ("": no capture)
+    pub capture_dir: String,
+    /// ENVOY_CAPTURE_MAX_FILES
+    pub capture_max_files: usize,
+    /// ENVOY_CAPTURE_MAX_BYTES
+    pub capture_max_bytes: u64,
+    /// ENVOY_DRAIN_TIMEOUT_MS
+    pub drain_timeout_ms: u64,
     /// Each key's effective value as text and its source, in table order.
     pub entries: Vec<(&'static str, String, Source)>,
 }
@@ -251,21 +269,148 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "allow",
         "ClientHellos with encrypted_client_hello: allow or refuse",
     ),
+    (
+        "ENVOY_CONFIG_FILE",
+        "",
+        "KEY=VALUE file read at start and on reload, over the environment",
+    ),
+    (
+        "ENVOY_CONTROL_SOCKET",
+        "",
+        "UNIX control socket path (mode 0600); empty: none",
+    ),
+    (
+        "ENVOY_METRICS_ADDR",
+        "",
+        "ip:port serving Prometheus /metrics; empty: none",
+    ),
+    (
+        "ENVOY_CAPTURE_DIR",
+        "",
+        "directory for .bin captures of failed and traced sessions",
+    ),
+    (
+        "ENVOY_CAPTURE_MAX_FILES",
+        "100",
+        "captures kept; the oldest are deleted",
+    ),
+    (
+        "ENVOY_CAPTURE_MAX_BYTES",
+        "10485760",
+        "total bytes of captures kept",
+    ),
+    (
+        "ENVOY_DRAIN_TIMEOUT_MS",
+        "30000",
+        "drain: how long sessions may finish before they are closed",
+    ),
 ];
+
+/// Where a configuration is read from: the environment as it was at start, the
+/// ENVOY_CONFIG_FILE overlay (re-read on every load), and runtime `set` overrides.
+#[derive(Debug, Clone, Default)]
+pub struct Layers {
+    /// ENVOY_* variables at start.
+    pub env: std::collections::BTreeMap<String, String>,
+    /// Values set at run time; they survive reloads.
+    pub set: std::collections::BTreeMap<String, String>,
+}
+
+impl Layers {
+    /// Snapshots the ENVOY_* variables of this process.
+    pub fn from_process_env() -> Layers {
+        let env = std::env::vars()
+            .filter(|(k, _)| k.starts_with("ENVOY_"))
+            .collect();
+        Layers {
+            env,
+            set: Default::default(),
+        }
+    }
+
+    /// Builds and validates a whole configuration: set > file > environment > default.
+    /// Reads ENVOY_CONFIG_FILE and ENVOY_ROUTES_FILE (blocking: at start and reload only).
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        let path = self
+            .set
+            .get("ENVOY_CONFIG_FILE")
+            .or_else(|| self.env.get("ENVOY_CONFIG_FILE"))
+            .map(|p| p.trim().to_string())
+            .unwrap_or_default();
+        let file = if path.is_empty() {
+            Default::default()
+        } else {
+            read_config_file(&path)?
+        };
+        Config::load(|k| {
+            if let Some(v) = self.set.get(k) {
+                Some((v.clone(), Source::Set))
+            } else if let Some(v) = file.get(k) {
+                Some((v.clone(), Source::File))
+            } else {
+                self.env.get(k).map(|v| (v.clone(), Source::Environment))
+            }
+        })
+    }
+
+    /// The layers with `key` set to `value`, if `key` is a known key.
+    pub fn with_set(&self, key: &str, value: &str) -> Result<Layers, ConfigError> {
+        let Some(k) = KEYS.iter().find(|k| k.0 == key) else {
+            return Err(error("ENVOY_*", key, "no such key (see `show config`)"));
+        };
+        let mut l = self.clone();
+        l.set.insert(k.0.to_string(), value.to_string());
+        Ok(l)
+    }
+}
+
+/// Reads a KEY=VALUE file: `#` comments, blank lines, optional double quotes around values.
+fn read_config_file(path: &str) -> Result<std::collections::BTreeMap<String, String>, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| error("ENVOY_CONFIG_FILE", path, format!("cannot read: {e}")))?;
+    let mut out = std::collections::BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((k, v)) = line.split_once('=') else {
+            return Err(error(
+                "ENVOY_CONFIG_FILE",
+                line,
+                format!("{path} line {}: not KEY=VALUE", i + 1),
+            ));
+        };
+        let (k, v) = (k.trim(), v.trim());
+        let v = v
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(v);
+        if !KEYS.iter().any(|key| key.0 == k) {
+            return Err(error(
+                "ENVOY_CONFIG_FILE",
+                k,
+                format!("{path} line {}: unknown key", i + 1),
+            ));
+        }
+        out.insert(k.to_string(), v.to_string());
+    }
+    Ok(out)
+}
 
 impl Config {
     /// Loads from the process environment.
     pub fn from_env() -> Result<Config, ConfigError> {
-        Config::load(|k| std::env::var(k).ok())
+        Layers::from_process_env().load()
     }
 
     /// Loads from any key lookup; every key is validated, the first bad one is returned.
-    pub fn load(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    pub fn load(lookup: impl Fn(&str) -> Option<(String, Source)>) -> Result<Config, ConfigError> {
         let mut entries = Vec::with_capacity(KEYS.len());
         let mut get = |key: &'static str| -> (String, &'static str) {
             let default = KEYS.iter().find(|k| k.0 == key).map(|k| k.1).unwrap_or("");
             let (value, source) = match lookup(key) {
-                Some(v) => (v, Source::Environment),
+                Some(v) => v,
                 None => (default.to_string(), Source::Default),
             };
             entries.push((key, value.clone(), source));
@@ -399,7 +544,30 @@ impl Config {
             _ => None,
         })?;
         let default_route = Route::default_route(upstream.clone(), mode);
+        let (_config_file, _) = get("ENVOY_CONFIG_FILE");
+        let (control_socket, _) = get("ENVOY_CONTROL_SOCKET");
+        let metrics_addr = parse_with(
+            get("ENVOY_METRICS_ADDR"),
+            "expected empty or ip:port",
+            |v| {
+                if v.is_empty() {
+                    Some(None)
+                } else {
+                    v.parse::<SocketAddr>().ok().map(Some)
+                }
+            },
+        )?;
+        let (capture_dir, _) = get("ENVOY_CAPTURE_DIR");
+        let capture_max_files = parse_range(get("ENVOY_CAPTURE_MAX_FILES"), 1, 1_000_000)? as usize;
+        let capture_max_bytes = parse_range(get("ENVOY_CAPTURE_MAX_BYTES"), 1024, 1 << 40)?;
+        let drain_timeout_ms = parse_range(get("ENVOY_DRAIN_TIMEOUT_MS"), 0, 86_400_000)?;
         Ok(Config {
+            control_socket: control_socket.trim().to_string(),
+            metrics_addr,
+            capture_dir: capture_dir.trim().to_string(),
+            capture_max_files,
+            capture_max_bytes,
+            drain_timeout_ms,
             ip,
             port,
             upstream,
@@ -565,7 +733,7 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        Config::load(|k| map.get(k).cloned())
+        Config::load(|k| map.get(k).map(|v| (v.clone(), Source::Environment)))
     }
 
     #[test]

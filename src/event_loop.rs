@@ -1,31 +1,45 @@
 //! One worker's event loop: a `mio::Poll`, the listener, a `Slab<Session>`, the buffer
-//! pool and the timer wheel.
+//! pool and the timer wheel; beside them the signal pipe, the control socket and the metrics
+//! listener (their handling lives in `operate`).
 //!
-//! Tokens: a session's legs are `key << 1 | leg`; the listener has a reserved token at the
-//! top of the range. Per event, the cost is a slab lookup and the session's own work; timers
-//! cost per expiry, not per session. Work per wakeup is bounded: at most ENVOY_ACCEPTORS
-//! accepts per listener event, a read budget per session; whatever is left over is queued
-//! and served on the next turn before sleeping again. Nothing here blocks but `poll` itself.
+//! Tokens: a session's legs are `key << 1 | leg`; admin connections are `ADMIN_BASE + key`;
+//! the listeners and the signal pipe have reserved tokens at the top of the range. Per event,
+//! the cost is a slab lookup and the session's own work; timers cost per expiry, not per
+//! session. Work per wakeup is bounded: at most ENVOY_ACCEPTORS accepts per turn, a read
+//! budget per session; what is left is queued and served on the next turn before sleeping.
+//! Nothing here blocks but `poll` itself.
 
 use std::io;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use log::{debug, error, info, warn};
-use mio::net::TcpListener;
+use mio::net::{TcpListener, UnixListener};
+use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use crate::buffer::Pool;
-use crate::config::Config;
+use crate::capture::Capture;
+use crate::config::{Config, Layers};
+use crate::control::{AdminConn, TraceRule};
 use crate::net;
 use crate::session::{self, Ctx, Session, Step};
+use crate::signals::SignalPipe;
 use crate::stats::{CloseReason, Stats};
 use crate::timer::{Entry, Wheel};
 use crate::wire::tls::MAX_HELLO_LEN;
 
-/// The listener's token; session tokens stay far below it.
+/// The client listener's token; session tokens stay far below the reserved ones.
 pub const LISTENER: Token = Token(usize::MAX);
+/// The signal self-pipe.
+pub const SIGNALS: Token = Token(usize::MAX - 1);
+/// The control socket listener.
+pub const CONTROL: Token = Token(usize::MAX - 2);
+/// The metrics listener.
+pub const METRICS: Token = Token(usize::MAX - 3);
+/// Admin connections (control and metrics) are `ADMIN_BASE + key`.
+pub const ADMIN_BASE: usize = 1 << (usize::BITS - 2);
 
 /// Timer resolution. Timeouts fire up to one tick late, never early.
 const TICK_MS: u64 = 50;
@@ -38,16 +52,17 @@ const EVENTS: usize = 1024;
 
 /// One worker: everything its loop owns.
 pub struct Worker {
-    poll: Poll,
-    listener: TcpListener,
-    sessions: Slab<Session>,
-    pool: Pool,
-    wheel: Wheel,
-    stats: Stats,
-    cfg: Rc<Config>,
+    pub(crate) poll: Poll,
+    pub(crate) listener: Option<TcpListener>,
+    pub(crate) sessions: Slab<Session>,
+    pub(crate) pool: Pool,
+    pub(crate) wheel: Wheel,
+    pub(crate) stats: Stats,
+    pub(crate) cfg: Rc<Config>,
+    pub(crate) layers: Layers,
     scratch: Box<[u8]>,
     clock: Instant,
-    now_ms: u64,
+    pub(crate) now_ms: u64,
     next_id: u64,
     /// Sessions that yielded with work left: (key, id), so a reused key is not confused.
     ready: Vec<(usize, u64)>,
@@ -57,24 +72,36 @@ pub struct Worker {
     accept_paused_until: u64,
     /// When exhaustion was last logged, to log it at most once a second.
     exhausted_logged_ms: Option<u64>,
+    pub(crate) signals: SignalPipe,
+    pub(crate) control: Option<(UnixListener, String)>,
+    pub(crate) metrics: Option<TcpListener>,
+    pub(crate) admin: Slab<AdminConn>,
+    pub(crate) traces: Vec<TraceRule>,
+    pub(crate) capture: Option<Capture>,
+    /// Set while draining: the time after which the remaining sessions are closed.
+    pub(crate) drain_deadline: Option<u64>,
 }
 
 impl Worker {
-    /// Binds the listener and sets everything up. Nothing runs until [`Worker::run`].
-    pub fn new(cfg: Config) -> io::Result<Worker> {
+    /// Binds everything and sets up. Nothing runs until [`Worker::run`].
+    pub fn new(layers: Layers, cfg: Config) -> io::Result<Worker> {
         let poll = Poll::new()?;
         let mut listener = net::listen(cfg.listen_addr(), cfg.backlog)?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let pool = Pool::new(cfg.buffer_size, cfg.max_sessions * 2, 1024);
-        Ok(Worker {
+        let signals = SignalPipe::install(&[libc::SIGHUP, libc::SIGTERM, libc::SIGINT])?;
+        poll.registry()
+            .register(&mut SourceFd(&signals.fd()), SIGNALS, Interest::READABLE)?;
+        let pool = Pool::new(cfg.buffer_size, cfg.max_sessions * 3, 1024);
+        let mut w = Worker {
             poll,
-            listener,
+            listener: Some(listener),
             sessions: Slab::with_capacity(cfg.max_sessions.min(65536)),
             pool,
             wheel: Wheel::new(WHEEL_SLOTS, TICK_MS, 0),
             stats: Stats::default(),
             cfg: Rc::new(cfg),
+            layers,
             scratch: vec![0u8; MAX_HELLO_LEN].into_boxed_slice(),
             clock: Instant::now(),
             now_ms: 0,
@@ -83,12 +110,26 @@ impl Worker {
             accept_pending: false,
             accept_paused_until: 0,
             exhausted_logged_ms: None,
-        })
+            signals,
+            control: None,
+            metrics: None,
+            admin: Slab::new(),
+            traces: Vec::new(),
+            capture: None,
+            drain_deadline: None,
+        };
+        let cfg = Rc::clone(&w.cfg);
+        w.open_admin_listeners(None, &cfg)?;
+        w.capture = w.start_capture(&cfg)?;
+        Ok(w)
     }
 
     /// The address the listener is bound to (useful with port 0).
     pub fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
-        self.listener.local_addr()
+        match &self.listener {
+            Some(l) => l.local_addr(),
+            None => Err(io::ErrorKind::NotConnected.into()),
+        }
     }
 
     /// The counters.
@@ -96,19 +137,20 @@ impl Worker {
         &self.stats
     }
 
-    /// Runs until an unrecoverable poll error.
+    /// Milliseconds since the loop started.
+    pub(crate) fn clock_ms(&self) -> u64 {
+        self.clock.elapsed().as_millis() as u64
+    }
+
+    /// Runs until drained, or an unrecoverable poll error.
     pub fn run(&mut self) -> io::Result<()> {
         info!(
-            "listening on {} upstream={} ({}) max_sessions={} buffer_size={} proxy_protocol={:?}",
-            self.listener.local_addr()?,
+            "listening on {} upstream={} ({}) mode={} routes={} max_sessions={} buffer_size={} proxy_protocol={:?}",
+            self.local_addr()?,
             self.cfg.upstream.name,
-            self.cfg
-                .upstream
-                .addrs
-                .iter()
-                .map(|a| a.to_string())
-                .collect::<Vec<_>>()
-                .join(","),
+            self.cfg.upstream.addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(","),
+            self.cfg.default_route.mode.as_str(),
+            self.cfg.routes.len(),
             self.cfg.max_sessions,
             self.cfg.buffer_size,
             self.cfg.proxy_protocol
@@ -124,10 +166,14 @@ impl Worker {
                 error!("poll failed: {e}");
                 return Err(e);
             }
-            self.now_ms = self.clock.elapsed().as_millis() as u64;
+            self.now_ms = self.clock_ms();
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_pending = true,
+                    SIGNALS => self.on_signals(),
+                    CONTROL => self.accept_control(),
+                    METRICS => self.accept_metrics(),
+                    Token(t) if t >= ADMIN_BASE => self.on_admin(t - ADMIN_BASE),
                     t => {
                         let (key, leg) = session::untoken(t);
                         if let Some(s) = self.sessions.get_mut(key) {
@@ -150,6 +196,23 @@ impl Worker {
             for Entry { key, gen } in due.drain(..) {
                 self.on_timer(key, gen);
             }
+            if let Some(deadline) = self.drain_deadline {
+                if self.now_ms >= deadline && !self.sessions.is_empty() {
+                    warn!(
+                        "drain deadline reached: closing {} session(s)",
+                        self.sessions.len()
+                    );
+                    let keys: Vec<usize> = self.sessions.iter().map(|(k, _)| k).collect();
+                    for k in keys {
+                        self.close(k, CloseReason::Drained);
+                    }
+                }
+                if self.sessions.is_empty() {
+                    info!("drained: no session left, exiting");
+                    self.remove_control_socket();
+                    return Ok(());
+                }
+            }
         }
     }
 
@@ -160,10 +223,10 @@ impl Worker {
         if backlog {
             return Some(Duration::ZERO);
         }
-        if self.wheel.is_empty() && !self.accept_pending {
+        if self.wheel.is_empty() && !self.accept_pending && self.drain_deadline.is_none() {
             return None;
         }
-        let now = self.clock.elapsed().as_millis() as u64;
+        let now = self.clock_ms();
         let next_tick = (now / TICK_MS + 1) * TICK_MS;
         Some(Duration::from_millis(next_tick - now))
     }
@@ -178,6 +241,8 @@ impl Worker {
                 stats: &mut self.stats,
                 scratch: &mut self.scratch,
                 now_ms: self.now_ms,
+                traces: &self.traces,
+                capture: self.capture.as_mut(),
             },
         )
     }
@@ -212,7 +277,8 @@ impl Worker {
         }
     }
 
-    fn close(&mut self, key: usize, reason: CloseReason) {
+    /// Closes the session at `key` for `reason`.
+    pub(crate) fn close(&mut self, key: usize, reason: CloseReason) {
         if !self.sessions.contains(key) {
             return;
         }
@@ -221,10 +287,28 @@ impl Worker {
         s.close(reason, &mut ctx);
     }
 
+    /// Stops accepting: the listener is closed. Sessions finish until `deadline_ms`.
+    pub(crate) fn start_drain(&mut self, timeout_ms: u64) {
+        if let Some(mut l) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
+        self.accept_pending = false;
+        let deadline = self.now_ms + timeout_ms;
+        self.drain_deadline = Some(self.drain_deadline.map_or(deadline, |d| d.min(deadline)));
+        info!(
+            "draining: {} session(s) may finish within {timeout_ms} ms",
+            self.sessions.len()
+        );
+    }
+
     /// Accepts up to ENVOY_ACCEPTORS connections; leaves `accept_pending` set if there may be more.
     fn accept(&mut self) {
         for _ in 0..self.cfg.acceptors {
-            match self.listener.accept() {
+            let Some(listener) = self.listener.as_ref() else {
+                self.accept_pending = false;
+                return;
+            };
+            match listener.accept() {
                 Ok((stream, peer)) => {
                     if self.sessions.len() >= self.cfg.max_sessions {
                         self.stats.refused_max_sessions += 1;

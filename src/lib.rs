@@ -12,15 +12,20 @@
 #![warn(rust_2018_idioms)]
 
 pub mod buffer;
+pub mod capture;
 pub mod cidr;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod event_loop;
 pub mod hexdump;
 pub mod inspect;
+pub mod metrics;
 pub mod net;
+pub mod operate;
 pub mod route;
 pub mod session;
+pub mod signals;
 pub mod stats;
 pub mod timer;
 pub mod upstream;

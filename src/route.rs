@@ -125,7 +125,7 @@ impl Proto {
 
 /// A server-name pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum NamePattern {
+pub enum NamePattern {
     /// Any name (but a name must be there).
     Any,
     /// This name, case-insensitively.
@@ -135,7 +135,8 @@ enum NamePattern {
 }
 
 impl NamePattern {
-    fn parse(s: &str) -> Option<NamePattern> {
+    /// `*`, `*.suffix` or an exact name; `None` if it holds bytes a name cannot.
+    pub fn parse(s: &str) -> Option<NamePattern> {
         let lower = s.to_ascii_lowercase();
         let ok_chars = |t: &str| {
             !t.is_empty()
@@ -151,7 +152,8 @@ impl NamePattern {
         }
     }
 
-    fn matches(&self, name: &[u8]) -> bool {
+    /// True when `name` matches, case-insensitively.
+    pub fn matches(&self, name: &[u8]) -> bool {
         match self {
             NamePattern::Any => true,
             NamePattern::Exact(e) => name.eq_ignore_ascii_case(e.as_bytes()),

@@ -15,12 +15,14 @@ use std::fmt;
 use std::net::{Shutdown, SocketAddr};
 use std::rc::Rc;
 
-use log::{debug, info, log_enabled, warn, Level};
+use log::{info, log_enabled, warn, Level};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use crate::buffer::{Buffer, Pool};
+use crate::capture::Capture;
 use crate::config::{Config, NameMismatch, ProxyPolicy};
+use crate::control::TraceRule;
 use crate::hexdump::{Escaped, HexDump, ERROR_DUMP_LIMIT};
 use crate::net::{self, Io};
 use crate::route::{self, Action, Alert, Mode, Proto, Route};
@@ -112,6 +114,32 @@ pub struct Ctx<'a> {
     pub scratch: &'a mut [u8],
     /// Milliseconds since the loop started.
     pub now_ms: u64,
+    /// Which sessions are traced.
+    pub traces: &'a [TraceRule],
+    /// Where failed and traced sessions' first bytes go, if anywhere.
+    pub capture: Option<&'a mut Capture>,
+}
+
+/// Logs at debug, or at info whatever the level for a traced session.
+macro_rules! sdebug {
+    ($s:expr, $($arg:tt)+) => {
+        if $s.traced {
+            crate::session::forced(format_args!($($arg)+));
+        } else {
+            log::debug!($($arg)+);
+        }
+    };
+}
+
+/// Emits a line past the level filter (tracing shows at any level).
+pub fn forced(args: fmt::Arguments<'_>) {
+    log::logger().log(
+        &log::Record::builder()
+            .level(Level::Info)
+            .target("sluice::trace")
+            .args(args)
+            .build(),
+    );
 }
 
 /// A short byte string kept inline (SNI, ALPN), so a session needs no heap for them.
@@ -233,6 +261,8 @@ struct Ready {
 pub struct Session {
     /// The id that every log line of this session carries.
     pub id: u64,
+    /// Transitions and hex dumps are logged whatever the level.
+    pub traced: bool,
     key: usize,
     state: State,
     cfg: Rc<Config>,
@@ -288,6 +318,10 @@ impl Session {
         };
         let mut s = Session {
             id,
+            traced: ctx
+                .traces
+                .iter()
+                .any(|t| t.selects(id, b"", Some(peer.ip()))),
             key,
             state,
             client,
@@ -313,7 +347,7 @@ impl Session {
             timer_gen: 0,
             cfg,
         };
-        debug!("sid={} accept peer={} state={}", s.id, peer, s.state);
+        sdebug!(s, "sid={} accept peer={} state={}", s.id, peer, s.state);
         s.arm(ctx, ctx.now_ms + s.cfg.header_timeout_ms);
         Ok(s)
     }
@@ -336,7 +370,7 @@ impl Session {
     /// The one place the state changes.
     fn set_state(&mut self, next: State) {
         if next != self.state {
-            debug!("sid={} {} => {}", self.id, self.state, next);
+            sdebug!(self, "sid={} {} => {}", self.id, self.state, next);
             self.state = next;
         }
     }
@@ -398,7 +432,8 @@ impl Session {
             State::Opened | State::HeaderParsed => Step::Close(CloseReason::HeaderTimeout),
             State::Connecting => {
                 ctx.stats.connect_failures += 1;
-                debug!(
+                sdebug!(
+                    self,
                     "sid={} connect to {} timed out",
                     self.id,
                     self.upstream_addr
@@ -528,8 +563,9 @@ impl Session {
                 Err(Step::Close(CloseReason::InvalidProxy))
             }
             Parsed::Complete(h, n) => {
-                if log_enabled!(Level::Debug) {
-                    debug!(
+                if self.traced || log_enabled!(Level::Debug) {
+                    sdebug!(
+                        self,
                         "sid={} PROXY header, {} bytes:\n{}",
                         self.id,
                         n,
@@ -558,6 +594,7 @@ impl Session {
                     self.facts.authority = Inline::from_bytes(a);
                 }
                 self.facts.header_len = n;
+                self.check_traced(ctx);
                 self.set_state(State::HeaderParsed);
                 Ok(true)
             }
@@ -594,8 +631,9 @@ impl Session {
                     }
                 }
                 self.facts.ech = hello.ech;
-                if log_enabled!(Level::Debug) {
-                    debug!(
+                if self.traced || log_enabled!(Level::Debug) {
+                    sdebug!(
+                        self,
                         "sid={} ClientHello, {} bytes, {} record(s), sni={} alpn={} ech={}:\n{}",
                         self.id,
                         n,
@@ -674,6 +712,12 @@ impl Session {
             _ => sni,
         };
         self.facts.name = name;
+        self.check_traced(ctx);
+        if self.traced {
+            if let Some(c) = ctx.capture.as_deref_mut() {
+                c.save(self.id, "traced", self.received());
+            }
+        }
         if self.facts.ech && !self.cfg.allow_ech {
             info!(
                 "sid={} client={} refused: ECH (ENVOY_ECH=refuse)",
@@ -747,8 +791,9 @@ impl Session {
         match upstream::preamble(route, &self.cfg, &hello, pre.space()) {
             Ok(n) => {
                 pre.filled(n);
-                if log_enabled!(Level::Debug) {
-                    debug!(
+                if self.traced || log_enabled!(Level::Debug) {
+                    sdebug!(
+                        self,
                         "sid={} {} preamble, {} bytes:\n{}",
                         self.id,
                         route.mode.as_str(),
@@ -839,7 +884,13 @@ impl Session {
                 }
                 Err(e) => {
                     ctx.stats.connect_failures += 1;
-                    debug!("sid={} connect to {} failed at once: {}", self.id, addr, e);
+                    sdebug!(
+                        self,
+                        "sid={} connect to {} failed at once: {}",
+                        self.id,
+                        addr,
+                        e
+                    );
                     self.attempt += 1;
                 }
             }
@@ -873,7 +924,8 @@ impl Session {
             Ok(true) => {
                 ctx.stats
                     .connect_latency_ms(ctx.now_ms.saturating_sub(self.connect_started_ms));
-                debug!(
+                sdebug!(
+                    self,
                     "sid={} upstream client={} name={} upstream={} mode={} connect_ms={}",
                     self.id,
                     self.client_label(),
@@ -891,7 +943,8 @@ impl Session {
             }
             Err(e) => {
                 ctx.stats.connect_failures += 1;
-                debug!(
+                sdebug!(
+                    self,
                     "sid={} connect to {} failed: {}",
                     self.id,
                     self.upstream_label(),
@@ -963,7 +1016,7 @@ impl Session {
         let data = buf.data();
         match http::parse_connect_reply(data) {
             Parsed::Complete(reply, n) if (200..300).contains(&reply.status) => {
-                debug!("sid={} CONNECT {} via {}", self.id, reply.status, via);
+                sdebug!(self, "sid={} CONNECT {} via {}", self.id, reply.status, via);
                 buf.consume(n);
                 self.awaiting_reply = false;
                 self.enter_connected(ctx);
@@ -1066,8 +1119,31 @@ impl Session {
         }
     }
 
+    /// True when `rule` selects this session.
+    pub fn selected_by(&self, rule: &TraceRule) -> bool {
+        rule.selects(
+            self.id,
+            self.facts.name.as_bytes(),
+            self.facts.src.map(|a| a.ip()),
+        )
+    }
+
+    fn check_traced(&mut self, ctx: &Ctx<'_>) {
+        if !self.traced && ctx.traces.iter().any(|t| self.selected_by(t)) {
+            self.traced = true;
+            sdebug!(self, "sid={} traced from here on", self.id);
+        }
+    }
+
     /// Releases everything and logs the close line. The sockets close when dropped.
     pub fn close(mut self, reason: CloseReason, ctx: &mut Ctx<'_>) {
+        if reason.is_parse_failure() && matches!(self.state, State::Opened | State::HeaderParsed) {
+            if let Some(c) = ctx.capture.as_deref_mut() {
+                if !self.received().is_empty() {
+                    c.save(self.id, reason.as_str(), self.received());
+                }
+            }
+        }
         self.up.release(ctx.pool);
         self.down.release(ctx.pool);
         if let Some(b) = self.pre.take() {
@@ -1095,13 +1171,13 @@ impl Session {
         );
     }
 
-    fn client_label(&self) -> String {
+    pub(crate) fn client_label(&self) -> String {
         self.facts
             .src
             .map_or_else(|| self.peer.to_string(), |a| a.to_string())
     }
 
-    fn upstream_label(&self) -> String {
+    pub(crate) fn upstream_label(&self) -> String {
         self.upstream_addr
             .map_or_else(|| "-".to_string(), |a| a.to_string())
     }

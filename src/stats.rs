@@ -49,11 +49,15 @@ pub enum CloseReason {
     ConnectRejected,
     /// The CONNECT proxy's reply was malformed or too long.
     InvalidConnectReply,
+    /// Closed by `kill` on the control socket.
+    Killed,
+    /// Still open at the drain deadline.
+    Drained,
 }
 
 impl CloseReason {
     /// Every reason, in label order.
-    pub const ALL: [CloseReason; 21] = [
+    pub const ALL: [CloseReason; 23] = [
         CloseReason::Done,
         CloseReason::ClientReset,
         CloseReason::UpstreamReset,
@@ -75,7 +79,24 @@ impl CloseReason {
         CloseReason::InvalidAuthority,
         CloseReason::ConnectRejected,
         CloseReason::InvalidConnectReply,
+        CloseReason::Killed,
+        CloseReason::Drained,
     ];
+
+    /// True for the reasons that mean the first bytes could not be parsed: such sessions
+    /// are captured when ENVOY_CAPTURE_DIR is set.
+    pub fn is_parse_failure(self) -> bool {
+        matches!(
+            self,
+            CloseReason::InvalidProxy
+                | CloseReason::InvalidTls
+                | CloseReason::InvalidHttp
+                | CloseReason::InvalidAuthority
+                | CloseReason::MissingProxyHeader
+                | CloseReason::HeaderTimeout
+                | CloseReason::ClientClosedEarly
+        )
+    }
 
     /// The stable label.
     pub fn as_str(self) -> &'static str {
@@ -101,6 +122,8 @@ impl CloseReason {
             CloseReason::InvalidAuthority => "invalid_authority",
             CloseReason::ConnectRejected => "connect_rejected",
             CloseReason::InvalidConnectReply => "invalid_connect_reply",
+            CloseReason::Killed => "killed",
+            CloseReason::Drained => "drained",
         }
     }
 }

@@ -455,7 +455,7 @@ fn walk_records(buf: &[u8]) -> Parsed<Framing, TlsError> {
             // Refuse as soon as the known high bytes alone exceed the cap.
             let unknown_bytes = HANDSHAKE_HEADER_LEN.saturating_sub(hs_header_seen);
             let lower_bound = hello_len.checked_mul(1 << (8 * unknown_bytes));
-            if lower_bound.map_or(true, |n| n > MAX_HELLO_LEN) {
+            if lower_bound.is_none_or(|n| n > MAX_HELLO_LEN) {
                 return Parsed::Invalid(TlsError::HelloTooLong);
             }
         }

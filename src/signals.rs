@@ -1,0 +1,94 @@
+//! Signals into the event loop through a self-pipe: the handler only writes the signal
+//! number to a non-blocking pipe (async-signal-safe); the loop reads it as an ordinary
+//! readiness event. SIGHUP reloads, SIGTERM and SIGINT drain, SIGUSR2 upgrades (later).
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicI32, Ordering};
+
+/// The write end, for the handler. -1 when no pipe is installed.
+static WRITE_FD: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_signal(signo: libc::c_int) {
+    let fd = WRITE_FD.load(Ordering::Relaxed);
+    if fd >= 0 {
+        let b = signo as u8;
+        // SAFETY: write(2) is async-signal-safe; a full pipe just drops the byte.
+        unsafe {
+            libc::write(fd, (&b as *const u8).cast(), 1);
+        }
+    }
+}
+
+/// The read end of the self-pipe; register it with the loop and call [`SignalPipe::drain`].
+pub struct SignalPipe {
+    read: OwnedFd,
+    _write: OwnedFd,
+}
+
+impl SignalPipe {
+    /// Installs handlers for `signals` writing into a fresh non-blocking pipe.
+    pub fn install(signals: &[libc::c_int]) -> io::Result<SignalPipe> {
+        let mut fds = [0; 2];
+        // SAFETY: pipe writes two descriptors into the array we own.
+        if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: both descriptors were just created and are owned by nobody else.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        for fd in [read.as_raw_fd(), write.as_raw_fd()] {
+            set_flags(fd)?;
+        }
+        WRITE_FD.store(write.as_raw_fd(), Ordering::Relaxed);
+        for &s in signals {
+            // SAFETY: an empty sigaction with our handler; SA_RESTART keeps other calls going.
+            unsafe {
+                let mut sa: libc::sigaction = std::mem::zeroed();
+                sa.sa_sigaction = on_signal as *const () as usize;
+                sa.sa_flags = libc::SA_RESTART;
+                libc::sigemptyset(&mut sa.sa_mask);
+                if libc::sigaction(s, &sa, std::ptr::null_mut()) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+        }
+        Ok(SignalPipe {
+            read,
+            _write: write,
+        })
+    }
+
+    /// The descriptor to register for readability.
+    pub fn fd(&self) -> RawFd {
+        self.read.as_raw_fd()
+    }
+
+    /// Every signal received since the last call, in order.
+    pub fn drain(&self) -> Vec<libc::c_int> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 64];
+        loop {
+            // SAFETY: reading into a buffer we own, from a descriptor we own.
+            let n =
+                unsafe { libc::read(self.read.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                return out;
+            }
+            out.extend(buf[..n as usize].iter().map(|&b| libc::c_int::from(b)));
+        }
+    }
+}
+
+fn set_flags(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on a descriptor we own; only adds O_NONBLOCK and FD_CLOEXEC.
+    unsafe {
+        let fl = libc::fcntl(fd, libc::F_GETFL);
+        if fl < 0 || libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
