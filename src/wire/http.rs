@@ -1140,7 +1140,7 @@ mod tests {
         // A valid head of exactly the cap parses.
         let mut buf = b"GET / HTTP/1.1\r\nHost: example.test\r\nX-Pad: ".to_vec();
         let pad = MAX_REQUEST_HEAD - buf.len() - 4;
-        buf.extend(std::iter::repeat(b'p').take(pad));
+        buf.extend(std::iter::repeat_n(b'p', pad));
         buf.extend_from_slice(b"\r\n\r\n");
         assert_eq!(buf.len(), MAX_REQUEST_HEAD);
         assert_eq!(request(&buf).head_len, MAX_REQUEST_HEAD);

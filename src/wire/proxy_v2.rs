@@ -827,7 +827,7 @@ mod tests {
             let mut body = INET_BLOCK.to_vec();
             body.push(0x05); // UNIQUE_ID
             body.extend_from_slice(&u16::try_from(n).unwrap().to_be_bytes());
-            body.extend(std::iter::repeat(b'u').take(n));
+            body.extend(std::iter::repeat_n(b'u', n));
             let buf = v2(0x21, 0x11, &body);
             if ok {
                 assert_eq!(complete(&buf).tlvs.unique_id().map(<[u8]>::len), Some(128));
