@@ -631,6 +631,16 @@ impl Session {
                     }
                 }
                 self.facts.ech = hello.ech;
+                // Provisional until `decide` weighs AUTHORITY: lets a name trace see the hello.
+                self.facts.name = self.facts.sni;
+                let src = self.facts.src.map(|a| a.ip());
+                if ctx
+                    .traces
+                    .iter()
+                    .any(|t| t.selects(self.id, self.facts.name.as_bytes(), src))
+                {
+                    self.traced = true;
+                }
                 if self.traced || log_enabled!(Level::Debug) {
                     sdebug!(
                         self,
