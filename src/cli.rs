@@ -12,7 +12,8 @@ pub const HELP: &str = "\
 sluice - a TCP proxy for PROXY-protocol + TLS traffic (never terminates TLS)
 
 usage:
-  sluice [run]                    run the proxy, configured by ENVOY_* environment variables
+  sluice [run]                    run the proxy: a supervisor and ENVOY_WORKERS workers,
+                                  configured by ENVOY_* environment variables
   sluice check-config             print every setting, its effective value and its source
   sluice ctl COMMAND...           send one command to the control socket (ENVOY_CONTROL_SOCKET)
                                   and print the reply; `sluice ctl help` lists the commands
@@ -40,6 +41,7 @@ pub fn main(args: &[OsString]) -> i32 {
         None | Some("run") => run(),
         Some("check-config") => check_config(),
         Some("ctl") => ctl(&args[1..]),
+        Some("worker") => worker(),
         Some("inspect") => crate::inspect::run(&args[1..]),
         Some(other) => {
             eprintln!("sluice: unknown command {other:?}\n\n{HELP}");
@@ -93,10 +95,44 @@ fn run() -> i32 {
     };
     init_logging(cfg.log_level);
     let addr = cfg.listen_addr();
-    let mut worker = match Worker::new(Layers::from_process_env(), cfg) {
+    let mut sup = match crate::supervisor::Supervisor::start(Layers::from_process_env(), cfg) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("cannot start on {addr}: {e}");
+            return 1;
+        }
+    };
+    match sup.run() {
+        Ok(()) => 0,
+        Err(e) => {
+            log::error!("supervisor: {e}");
+            1
+        }
+    }
+}
+
+/// A worker started by the supervisor: inherited listener and command channel.
+fn worker() -> i32 {
+    let layers = Layers::from_process_env();
+    let cfg = match layers.load() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("sluice worker: {e}");
+            return 2;
+        }
+    };
+    init_logging(cfg.log_level);
+    let role = match crate::supervisor::worker_role() {
+        Ok(r) => r,
+        Err(e) => {
+            log::error!("sluice worker: {e} (workers are started by `sluice run`)");
+            return 2;
+        }
+    };
+    let mut worker = match Worker::with_role(layers, cfg, role) {
         Ok(w) => w,
         Err(e) => {
-            log::error!("cannot listen on {addr}: {e}");
+            log::error!("worker: {e}");
             return 1;
         }
     };

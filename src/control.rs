@@ -27,7 +27,8 @@ show stats                    counters
 trace <sid|name|cidr>         log hex dumps and transitions of matching sessions at any level
 untrace <sid|name|cidr|all>   stop tracing
 kill <sid>                    close a session
-drain                         stop accepting; exit when the last session is gone";
+drain                         stop accepting; exit when the last session is gone
+upgrade                       start the binary now on disk, hand it the sockets, drain the old workers";
 
 /// What a trace rule selects.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +97,10 @@ pub enum Command {
     Kill(u64),
     /// `drain`
     Drain,
+    /// `metrics`: the Prometheus exposition (the supervisor merges the workers').
+    Metrics,
+    /// `upgrade`: start the binary now on disk and hand it the sockets (supervisor only).
+    Upgrade,
 }
 
 /// Parses one command line (without its line end).
@@ -143,6 +148,8 @@ pub fn parse(line: &str) -> Result<Command, String> {
                 .map_err(|_| format!("not a session id: {a:?}"))
         }
         ("drain", []) => Ok(Command::Drain),
+        ("metrics", []) => Ok(Command::Metrics),
+        ("upgrade", []) => Ok(Command::Upgrade),
         ("", _) => Err("empty command (try help)".into()),
         _ => Err(format!("unknown command {verb:?} (try help)")),
     }

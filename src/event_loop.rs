@@ -50,6 +50,19 @@ const ACCEPT_BACKOFF_MS: u64 = 100;
 /// Readiness events taken per poll.
 const EVENTS: usize = 1024;
 
+/// How a worker was started: alone, or by the supervisor with inherited sockets.
+#[derive(Default)]
+pub struct Role {
+    /// This worker's number, from 0.
+    pub index: usize,
+    /// How many workers there are.
+    pub count: usize,
+    /// The listener the supervisor owns and lends (SO_REUSEPORT, already listening).
+    pub listener: Option<TcpListener>,
+    /// The command channel to the supervisor.
+    pub channel: Option<mio::net::UnixStream>,
+}
+
 /// One worker: everything its loop owns.
 pub struct Worker {
     pub(crate) poll: Poll,
@@ -64,6 +77,7 @@ pub struct Worker {
     clock: Instant,
     pub(crate) now_ms: u64,
     next_id: u64,
+    id_step: u64,
     /// Sessions that yielded with work left: (key, id), so a reused key is not confused.
     ready: Vec<(usize, u64)>,
     /// The listener may hold more connections than the last turn accepted.
@@ -85,11 +99,21 @@ pub struct Worker {
 impl Worker {
     /// Binds everything and sets up. Nothing runs until [`Worker::run`].
     pub fn new(layers: Layers, cfg: Config) -> io::Result<Worker> {
+        Worker::with_role(layers, cfg, Role::default())
+    }
+
+    /// A worker under a supervisor: its listener and command channel are inherited, its
+    /// session ids are `index + 1 + k * count` so that ids are unique across workers.
+    pub fn with_role(layers: Layers, cfg: Config, role: Role) -> io::Result<Worker> {
         let poll = Poll::new()?;
-        let mut listener = net::listen(cfg.listen_addr(), cfg.backlog)?;
+        let mut listener = match role.listener {
+            Some(l) => l,
+            None => net::listen(cfg.listen_addr(), cfg.backlog)?,
+        };
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let signals = SignalPipe::install(&[libc::SIGHUP, libc::SIGTERM, libc::SIGINT])?;
+        let signals =
+            SignalPipe::install(&[libc::SIGHUP, libc::SIGTERM, libc::SIGINT, libc::SIGUSR2])?;
         poll.registry()
             .register(&mut SourceFd(&signals.fd()), SIGNALS, Interest::READABLE)?;
         let pool = Pool::new(cfg.buffer_size, cfg.max_sessions * 3, 1024);
@@ -105,7 +129,8 @@ impl Worker {
             scratch: vec![0u8; MAX_HELLO_LEN].into_boxed_slice(),
             clock: Instant::now(),
             now_ms: 0,
-            next_id: 1,
+            next_id: role.index as u64 + 1,
+            id_step: role.count.max(1) as u64,
             ready: Vec::new(),
             accept_pending: false,
             accept_paused_until: 0,
@@ -119,7 +144,16 @@ impl Worker {
             drain_deadline: None,
         };
         let cfg = Rc::clone(&w.cfg);
-        w.open_admin_listeners(None, &cfg)?;
+        if let Some(chan) = role.channel {
+            // The supervisor's channel: a control connection like any other; "ready" first.
+            w.add_admin(crate::control::AdminStream::Unix(chan));
+            if let Some((_, conn)) = w.admin.iter_mut().next() {
+                conn.output.extend_from_slice(b"ready\n\n");
+                let _ = conn.flush_out();
+            }
+        } else {
+            w.open_admin_listeners(None, &cfg)?;
+        }
         w.capture = w.start_capture(&cfg)?;
         Ok(w)
     }
@@ -320,7 +354,7 @@ impl Worker {
                         continue;
                     }
                     let id = self.next_id;
-                    self.next_id += 1;
+                    self.next_id += self.id_step;
                     let cfg = Rc::clone(&self.cfg);
                     let (sessions, mut ctx) = self.ctx();
                     let entry = sessions.vacant_entry();

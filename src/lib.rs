@@ -27,6 +27,7 @@ pub mod route;
 pub mod session;
 pub mod signals;
 pub mod stats;
+pub mod supervisor;
 pub mod timer;
 pub mod upstream;
 pub mod wire;

@@ -165,7 +165,7 @@ impl Worker {
         }
     }
 
-    fn add_admin(&mut self, stream: AdminStream) {
+    pub(crate) fn add_admin(&mut self, stream: AdminStream) {
         let entry = self.admin.vacant_entry();
         let token = Token(ADMIN_BASE + entry.key());
         let mut conn = AdminConn::new(stream);
@@ -319,6 +319,7 @@ impl Worker {
                 o
             }
             Command::ShowStats => self.stats_text(),
+            Command::Metrics => metrics::render(&self.stats, &self.gauges()),
             Command::Trace(rule) => {
                 let mut n = 0;
                 for (_, s) in self.sessions.iter_mut() {
@@ -369,6 +370,9 @@ impl Worker {
                     self.cfg.drain_timeout_ms
                 )
             }
+            Command::Upgrade => {
+                "error: upgrade is the supervisor's (sluice run starts one)".to_string()
+            }
         }
     }
 
@@ -407,7 +411,7 @@ impl Worker {
 }
 
 /// Binds a UNIX socket that only the owner can use (mode 0600 from the start, via umask).
-fn bind_unix_0600(path: &str) -> io::Result<UnixListener> {
+pub(crate) fn bind_unix_0600(path: &str) -> io::Result<UnixListener> {
     // A stale socket from a dead process would make bind fail; a live one answers connect.
     if std::os::unix::net::UnixStream::connect(path).is_err() {
         let _ = std::fs::remove_file(path);

@@ -45,6 +45,7 @@ impl Sluice {
             .env("ENVOY_IP", "127.0.0.1")
             .env("ENVOY_PORT", "0")
             .env("ENVOY_LOG_LEVEL", "info")
+            .env("ENVOY_WORKERS", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -131,15 +132,19 @@ impl Sluice {
         }
     }
 
-    /// The resident set size of the process, in KiB.
+    /// The worker processes (children of the supervisor).
+    pub fn workers(&self) -> Vec<u32> {
+        let pid = self.child.id();
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    }
+
+    /// The resident set size of the workers, in KiB.
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap()
+        self.workers().iter().map(|&p| rss_kib(p)).sum()
     }
 
     /// Connects a client.
@@ -156,6 +161,17 @@ impl Drop for Sluice {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The resident set size of process `pid`, in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// The last `n` lines of `s`.
