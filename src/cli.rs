@@ -81,11 +81,7 @@ fn check_config() -> i32 {
 /// Starts logging at the configured level. The logger itself lets everything through so
 /// that the level can change at run time with `log::set_max_level`.
 pub fn init_logging(level: log::LevelFilter) {
-    let _ = simple_logger::SimpleLogger::new()
-        .with_level(log::LevelFilter::Trace)
-        .with_utc_timestamps()
-        .init();
-    log::set_max_level(level);
+    crate::logger::init(level);
 }
 
 fn run() -> i32 {

@@ -20,6 +20,7 @@ pub mod control;
 pub mod event_loop;
 pub mod hexdump;
 pub mod inspect;
+pub mod logger;
 pub mod metrics;
 pub mod net;
 pub mod operate;

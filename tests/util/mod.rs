@@ -32,13 +32,20 @@ pub fn fixture(name: &str) -> Vec<u8> {
 pub struct Sluice {
     pub child: Child,
     pub addr: SocketAddr,
-    log: Arc<Mutex<String>>,
+    /// The first process may exit on purpose (a binary upgrade hands over to a successor).
+    pub may_exit: bool,
+    pub log: Arc<Mutex<String>>,
 }
 
 impl Sluice {
     /// Starts `sluice run` with ENVOY_PORT=0 and the given settings; waits until it listens.
     pub fn start(env: &[(&str, &str)]) -> Sluice {
-        let mut cmd = Command::new(sluice_bin());
+        Sluice::start_bin(&sluice_bin(), env)
+    }
+
+    /// Starts this binary (a copy, for upgrade tests) the same way.
+    pub fn start_bin(bin: &Path, env: &[(&str, &str)]) -> Sluice {
+        let mut cmd = Command::new(bin);
         cmd.arg("run")
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -66,6 +73,7 @@ impl Sluice {
         let mut s = Sluice {
             child,
             addr: "127.0.0.1:0".parse().unwrap(),
+            may_exit: false,
             log,
         };
         let line = s.wait_for_log("listening on ", Duration::from_secs(10));
@@ -92,7 +100,7 @@ impl Sluice {
             if let Some(l) = self.log().lines().find(|l| l.contains(needle)) {
                 return l.to_string();
             }
-            if let Ok(Some(status)) = self.child.try_wait() {
+            if let Ok(Some(status)) = self.child.try_wait().map(|s| s.filter(|_| !self.may_exit)) {
                 panic!(
                     "sluice exited ({status}) before logging {needle:?}; log:\n{}",
                     self.log()

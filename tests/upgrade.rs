@@ -1,0 +1,279 @@
+//! Zero downtime: under a continuous checksummed load and with long-lived sessions open,
+//! 10 reloads and 3 binary upgrades refuse or reset nothing, the long-lived sessions finish
+//! byte-exact on the old workers, and a `kill -9` of one worker costs only that worker's
+//! sessions: the supervisor replaces it.
+
+mod util;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use util::*;
+
+/// The upstream: skips the ClientHello, then echoes until EOF.
+fn echo_upstream(hello_len: usize) -> SocketAddr {
+    let (l, addr) = listener();
+    thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            thread::spawn(move || {
+                let mut h = vec![0u8; hello_len];
+                if s.read_exact(&mut h).is_err() {
+                    return;
+                }
+                let mut buf = [0u8; 16384];
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 || s.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = s.shutdown(Shutdown::Write);
+            });
+        }
+    });
+    addr
+}
+
+/// One short session moving `n` checksummed bytes both ways.
+fn short_session(addr: SocketAddr, hello: &[u8], seed: u64) -> Result<(), String> {
+    let mut c = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(hello)
+        .map_err(|e| format!("write hello: {e}"))?;
+    let mut rng = Prng::new(seed);
+    let n = rng.range(1, 8192);
+    let data = rng.bytes(n);
+    c.write_all(&data).map_err(|e| format!("write: {e}"))?;
+    c.shutdown(Shutdown::Write)
+        .map_err(|e| format!("shutdown: {e}"))?;
+    let mut back = Vec::new();
+    c.read_to_end(&mut back).map_err(|e| format!("read: {e}"))?;
+    if back != data {
+        return Err(format!(
+            "echo differs: sent {} got {}",
+            data.len(),
+            back.len()
+        ));
+    }
+    Ok(())
+}
+
+fn current_supervisor(log: &str) -> u32 {
+    log.lines()
+        .filter_map(|l| l.split("supervisor pid=").nth(1))
+        .filter(|l| l.contains("starting"))
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .next_back()
+        .expect("a supervisor line")
+}
+
+fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+fn signal(pid: u32, sig: &str) {
+    assert!(Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap()
+        .success());
+}
+
+#[test]
+fn reloads_upgrades_and_a_killed_worker_under_load() {
+    let hello = fixture("client-curl-7.88.1-h2.bin");
+    let upstream = echo_upstream(hello.len());
+    let dir = TempDir::new("upgrade");
+    // The installed binary: a copy, replaced on disk before each upgrade.
+    let bin = dir.path("sluice");
+    std::fs::copy(sluice_bin(), &bin).unwrap();
+    let sock = dir.path("ctl.sock");
+    let mut sluice = Sluice::start_bin(
+        &bin,
+        &[
+            ("ENVOY_UPSTREAM", &upstream.to_string()),
+            ("ENVOY_WORKERS", "2"),
+            ("ENVOY_CONTROL_SOCKET", sock.to_str().unwrap()),
+            ("ENVOY_DRAIN_TIMEOUT_MS", "60000"),
+        ],
+    );
+    sluice.may_exit = true;
+    sluice.wait_for_count("listening on", 2, Duration::from_secs(10));
+    // Whatever happens, stop the generation that is serving at the end.
+    struct StopLast(Arc<Mutex<String>>);
+    impl Drop for StopLast {
+        fn drop(&mut self) {
+            let log = self.0.lock().unwrap().clone();
+            for pid in log
+                .lines()
+                .filter_map(|l| l.split("supervisor pid=").nth(1))
+                .filter_map(|l| l.split_whitespace().next()?.parse::<u32>().ok())
+            {
+                let _ = Command::new("kill")
+                    .arg("-KILL")
+                    .arg(pid.to_string())
+                    .status();
+            }
+        }
+    }
+    let _stop_last = StopLast(Arc::clone(&sluice.log));
+    let addr = sluice.addr;
+
+    // Continuous load: two threads of short sessions, a few hundred a second.
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicU64::new(0));
+    let failures: Arc<Mutex<Vec<(Instant, String)>>> = Arc::default();
+    let load: Vec<_> = (0..2)
+        .map(|t| {
+            let (stop, ok, failures, hello) = (
+                Arc::clone(&stop),
+                Arc::clone(&ok),
+                Arc::clone(&failures),
+                hello.clone(),
+            );
+            thread::spawn(move || {
+                let mut seed = t * 1_000_000;
+                while !stop.load(Ordering::Relaxed) {
+                    seed += 1;
+                    match short_session(addr, &hello, seed) {
+                        Ok(()) => ok.fetch_add(1, Ordering::Relaxed),
+                        Err(e) => {
+                            failures.lock().unwrap().push((Instant::now(), e));
+                            0
+                        }
+                    };
+                    thread::sleep(Duration::from_millis(4));
+                }
+            })
+        })
+        .collect();
+
+    // Long-lived sessions, opened on the first generation, exchanging checksummed chunks.
+    let mut long: Vec<TcpStream> = (0..6)
+        .map(|_| {
+            let mut c = TcpStream::connect(addr).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            c.write_all(&hello).unwrap();
+            c
+        })
+        .collect();
+    let mut long_rng = Prng::new(77);
+    let mut exchange = |long: &mut Vec<TcpStream>| {
+        for c in long.iter_mut() {
+            let chunk = long_rng.bytes(4096);
+            c.write_all(&chunk).unwrap();
+            assert_eq!(
+                read_exact(c, chunk.len()),
+                chunk,
+                "a long-lived session lost or changed bytes"
+            );
+        }
+    };
+    exchange(&mut long);
+
+    // 10 reloads.
+    for _ in 0..10 {
+        signal(current_supervisor(&sluice.log()), "HUP");
+        thread::sleep(Duration::from_millis(150));
+        exchange(&mut long);
+    }
+    sluice.wait_for_count("SIGHUP: config applied", 20, Duration::from_secs(10));
+
+    // 3 upgrades, each to the binary now on disk (replaced atomically, as a package manager does).
+    for round in 1..=3 {
+        let staged = dir.path("sluice.new");
+        std::fs::copy(sluice_bin(), &staged).unwrap();
+        std::fs::rename(&staged, &bin).unwrap();
+        let old = current_supervisor(&sluice.log());
+        signal(old, "USR2");
+        sluice.wait_for_count(
+            "every worker is ready; told the old supervisor",
+            round,
+            Duration::from_secs(20),
+        );
+        let new = current_supervisor(&sluice.log());
+        assert_ne!(new, old, "upgrade {round}: a new supervisor took over");
+        // The control socket answers across the upgrade.
+        let out = Command::new(sluice_bin())
+            .args(["ctl", "show", "stats"])
+            .env("ENVOY_CONTROL_SOCKET", &sock)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "ctl after upgrade {round}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        thread::sleep(Duration::from_millis(300));
+        exchange(&mut long);
+    }
+    // The long-lived sessions finish, byte-exact, on the first generation's workers.
+    for c in long.iter_mut() {
+        c.shutdown(Shutdown::Write).unwrap();
+        let mut rest = Vec::new();
+        c.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty());
+    }
+    drop(long);
+    let before_kill = failures.lock().unwrap().len();
+    assert_eq!(
+        before_kill,
+        0,
+        "sessions failed during reloads and upgrades: {:?}",
+        &failures.lock().unwrap()[..before_kill.min(5)]
+    );
+
+    // kill -9 one worker of the current generation: the supervisor replaces it.
+    let sup = current_supervisor(&sluice.log());
+    let workers = children(sup);
+    assert_eq!(workers.len(), 2, "two workers under {sup}");
+    let killed_at = Instant::now();
+    signal(workers[0], "KILL");
+    sluice.wait_for_log("respawning in", Duration::from_secs(10));
+    let mut respawned = Vec::new();
+    for _ in 0..100 {
+        respawned = children(sup);
+        if respawned.len() == 2 && !respawned.contains(&workers[0]) {
+            break;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        respawned.len() == 2 && !respawned.contains(&workers[0]),
+        "replaced: {respawned:?}"
+    );
+    thread::sleep(Duration::from_millis(1000));
+    stop.store(true, Ordering::Relaxed);
+    for t in load {
+        t.join().unwrap();
+    }
+    let failures = failures.lock().unwrap();
+    let late: Vec<_> = failures
+        .iter()
+        .filter(|(t, _)| t.duration_since(killed_at) > Duration::from_secs(1))
+        .collect();
+    assert!(late.is_empty(), "failures after the replacement: {late:?}");
+    // The killed worker's in-flight sessions are the only ones allowed to fail.
+    assert!(
+        failures.len() <= 4,
+        "{} failures around the kill: {:?}",
+        failures.len(),
+        *failures
+    );
+    let total = ok.load(Ordering::Relaxed);
+    assert!(total > 500, "the load ran: {total} sessions");
+    eprintln!(
+        "upgrade test: {total} sessions ok, {} failed around the kill -9, 10 reloads, 3 upgrades",
+        failures.len()
+    );
+}
