@@ -6,7 +6,7 @@ FUZZ_SECS  ?= 60
 # Debian packages the tests talk to (real peers, no mocks).
 TEST_TOOLS := haproxy:haproxy tinyproxy:tinyproxy openssl:openssl curl:curl socat:socat nc:netcat-openbsd promtool:prometheus
 
-.PHONY: all build release test lint fmt fuzz bench run demo deps clean
+.PHONY: all build release test lint fmt fuzz bench bench-upgrade run demo deps clean
 
 all: build
 
@@ -49,9 +49,13 @@ fuzz:
 bench: release
 	bench/run
 
-# One instance per core on the defaults (ENVOY_* variables override them).
+# The zero-downtime test under a heavier load, with the counts.
+bench-upgrade: release
+	bench/upgrade
+
+# The supervisor and one worker per core on the defaults (ENVOY_* variables override them).
 run: release
-	scripts/run-per-core $(NPROC) target/release/sluice
+	target/release/sluice run
 
 demo: deps release
 	scripts/demo

@@ -160,6 +160,8 @@ pub struct Config {
     pub capture_max_bytes: u64,
     /// ENVOY_DRAIN_TIMEOUT_MS
     pub drain_timeout_ms: u64,
+    /// ENVOY_PID_FILE ("": none)
+    pub pid_file: String,
     /// Each key's effective value as text and its source, in table order.
     pub entries: Vec<(&'static str, String, Source)>,
 }
@@ -561,6 +563,7 @@ impl Config {
         let capture_max_files = parse_range(get("ENVOY_CAPTURE_MAX_FILES"), 1, 1_000_000)? as usize;
         let capture_max_bytes = parse_range(get("ENVOY_CAPTURE_MAX_BYTES"), 1024, 1 << 40)?;
         let drain_timeout_ms = parse_range(get("ENVOY_DRAIN_TIMEOUT_MS"), 0, 86_400_000)?;
+        let (pid_file, _) = get("ENVOY_PID_FILE");
         Ok(Config {
             control_socket: control_socket.trim().to_string(),
             metrics_addr,
@@ -568,6 +571,7 @@ impl Config {
             capture_max_files,
             capture_max_bytes,
             drain_timeout_ms,
+            pid_file: pid_file.trim().to_string(),
             ip,
             port,
             upstream,

@@ -109,6 +109,8 @@ pub struct Supervisor {
     restarts: u64,
     /// A successor took over: the control socket's path is its, not ours to remove.
     retired: bool,
+    /// Every worker reported ready once (pid file written, systemd told).
+    serving: bool,
 }
 
 impl Supervisor {
@@ -199,6 +201,7 @@ impl Supervisor {
             tell_ready,
             restarts: 0,
             retired: false,
+            serving: false,
             cfg,
         };
         for i in 0..s.cfg.workers {
@@ -332,6 +335,9 @@ impl Supervisor {
                 );
                 if !self.retired {
                     self.remove_control_socket();
+                    if !self.cfg.pid_file.is_empty() {
+                        let _ = std::fs::remove_file(&self.cfg.pid_file);
+                    }
                 }
                 return Ok(());
             }
@@ -472,7 +478,18 @@ impl Supervisor {
     }
 
     fn on_worker_ready(&mut self) {
-        if self.workers.iter().all(|w| w.ready) {
+        if self.workers.iter().all(|w| w.ready) && !self.serving {
+            self.serving = true;
+            let pid = std::process::id();
+            if !self.cfg.pid_file.is_empty() {
+                let tmp = format!("{}.tmp", self.cfg.pid_file);
+                let written = std::fs::write(&tmp, format!("{pid}\n"))
+                    .and_then(|_| std::fs::rename(&tmp, &self.cfg.pid_file));
+                if let Err(e) = written {
+                    warn!("ENVOY_PID_FILE {}: {e}", self.cfg.pid_file);
+                }
+            }
+            sd_notify(&format!("READY=1\nMAINPID={pid}"));
             if let Some(mut f) = self.tell_ready.take() {
                 let _ = f.write_all(b"ready\n");
                 info!(
@@ -876,6 +893,20 @@ fn merge_metrics(replies: &[String], restarts: u64) -> String {
     let _ = writeln!(out, "# HELP sluice_workers Worker processes answering this scrape.\n# TYPE sluice_workers gauge\nsluice_workers {}", replies.len());
     let _ = writeln!(out, "# HELP sluice_worker_restarts_total Workers respawned after dying.\n# TYPE sluice_worker_restarts_total counter\nsluice_worker_restarts_total {restarts}");
     out
+}
+
+/// Tells systemd (Type=notify, NotifyAccess=all) something, if it is listening.
+fn sd_notify(msg: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let path = std::path::PathBuf::from(path);
+    if path.to_string_lossy().starts_with('@') {
+        return; // abstract sockets: not supported here; systemd also offers a path
+    }
+    if let Ok(s) = std::os::unix::net::UnixDatagram::unbound() {
+        let _ = s.send_to(msg.as_bytes(), &path);
+    }
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {

@@ -392,10 +392,13 @@ fn drain_stops_accepting_and_exits_when_the_last_session_ends() {
 #[test]
 fn a_scrape_after_known_traffic_shows_exactly_the_counts_and_passes_promtool() {
     let up = tagged_upstream(b'M');
+    // Two workers: one scrape must add both up.
     let mut sluice = Sluice::start(&[
         ("ENVOY_UPSTREAM", &up.to_string()),
         ("ENVOY_METRICS_ADDR", "127.0.0.1:0"),
+        ("ENVOY_WORKERS", "2"),
     ]);
+    sluice.wait_for_count("listening on", 2, Duration::from_secs(10));
     let line = sluice.wait_for_log("metrics on http://", Duration::from_secs(5));
     let url = line.split("metrics on ").nth(1).unwrap().trim().to_string();
     for _ in 0..7 {
@@ -441,6 +444,7 @@ fn a_scrape_after_known_traffic_shows_exactly_the_counts_and_passes_promtool() {
     assert_eq!(value("sluice_upstream_connect_seconds_count"), "7");
     assert_eq!(value("sluice_session_duration_seconds_count"), "10");
     assert_eq!(value("sluice_sessions{state=\"Connected\"}"), "0");
+    assert_eq!(value("sluice_workers"), "2");
     let promtool = which("promtool").expect("promtool (Debian package prometheus; make deps)");
     let mut check = Command::new(promtool)
         .args(["check", "metrics"])

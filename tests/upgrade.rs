@@ -105,6 +105,7 @@ fn reloads_upgrades_and_a_killed_worker_under_load() {
             ("ENVOY_WORKERS", "2"),
             ("ENVOY_CONTROL_SOCKET", sock.to_str().unwrap()),
             ("ENVOY_DRAIN_TIMEOUT_MS", "60000"),
+            ("ENVOY_PID_FILE", dir.path("sluice.pid").to_str().unwrap()),
         ],
     );
     sluice.may_exit = true;
@@ -133,7 +134,16 @@ fn reloads_upgrades_and_a_killed_worker_under_load() {
     let stop = Arc::new(AtomicBool::new(false));
     let ok = Arc::new(AtomicU64::new(0));
     let failures: Arc<Mutex<Vec<(Instant, String)>>> = Arc::default();
-    let load: Vec<_> = (0..2)
+    // `bench/upgrade` raises these for a heavier run.
+    let threads: u64 = std::env::var("SLUICE_UPGRADE_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
+    let pause_ms: u64 = std::env::var("SLUICE_UPGRADE_PAUSE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4);
+    let load: Vec<_> = (0..threads)
         .map(|t| {
             let (stop, ok, failures, hello) = (
                 Arc::clone(&stop),
@@ -152,7 +162,7 @@ fn reloads_upgrades_and_a_killed_worker_under_load() {
                             0
                         }
                     };
-                    thread::sleep(Duration::from_millis(4));
+                    thread::sleep(Duration::from_millis(pause_ms));
                 }
             })
         })
@@ -203,6 +213,12 @@ fn reloads_upgrades_and_a_killed_worker_under_load() {
         );
         let new = current_supervisor(&sluice.log());
         assert_ne!(new, old, "upgrade {round}: a new supervisor took over");
+        let pid_file = std::fs::read_to_string(dir.path("sluice.pid")).unwrap();
+        assert_eq!(
+            pid_file.trim(),
+            new.to_string(),
+            "ENVOY_PID_FILE names the serving supervisor"
+        );
         // The control socket answers across the upgrade.
         let out = Command::new(sluice_bin())
             .args(["ctl", "show", "stats"])
