@@ -306,6 +306,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "30000",
         "drain: how long sessions may finish before they are closed",
     ),
+    (
+        "ENVOY_PID_FILE",
+        "",
+        "file the serving supervisor writes its pid to (rewritten by an upgrade)",
+    ),
 ];
 
 /// Where a configuration is read from: the environment as it was at start, the
