@@ -106,6 +106,7 @@ fn reloads_upgrades_and_a_killed_worker_under_load() {
             ("ENVOY_CONTROL_SOCKET", sock.to_str().unwrap()),
             ("ENVOY_DRAIN_TIMEOUT_MS", "60000"),
             ("ENVOY_PID_FILE", dir.path("sluice.pid").to_str().unwrap()),
+            ("ENVOY_METRICS_ADDR", "127.0.0.1:0"),
         ],
     );
     sluice.may_exit = true;
@@ -292,4 +293,44 @@ fn reloads_upgrades_and_a_killed_worker_under_load() {
         "upgrade test: {total} sessions ok, {} failed around the kill -9, 10 reloads, 3 upgrades",
         failures.len()
     );
+}
+
+#[test]
+fn a_new_binary_that_fails_to_start_leaves_the_old_one_serving() {
+    let hello = fixture("client-curl-7.88.1-h2.bin");
+    let upstream = echo_upstream(hello.len());
+    let dir = TempDir::new("badupgrade");
+    let bin = dir.path("sluice");
+    std::fs::copy(sluice_bin(), &bin).unwrap();
+    let mut sluice = Sluice::start_bin(
+        &bin,
+        &[
+            ("ENVOY_UPSTREAM", &upstream.to_string()),
+            ("ENVOY_WORKERS", "1"),
+        ],
+    );
+    assert_eq!(short_session(sluice.addr, &hello, 1), Ok(()));
+    // A "binary" that dies at once.
+    let staged = dir.path("sluice.new");
+    std::fs::write(&staged, "#!/bin/sh\necho 'broken build' >&2\nexit 3\n").unwrap();
+    std::fs::set_permissions(&staged, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::rename(&staged, &bin).unwrap();
+    signal(sluice.child.id(), "USR2");
+    let line = sluice.wait_for_log("upgrade failed", Duration::from_secs(20));
+    assert!(
+        line.contains("exit status: 3") && line.contains("keeps serving"),
+        "{line}"
+    );
+    assert!(
+        sluice.log().contains("broken build"),
+        "the new binary's own words reach the log"
+    );
+    for seed in 2..20 {
+        assert_eq!(
+            short_session(sluice.addr, &hello, seed),
+            Ok(()),
+            "still serving"
+        );
+    }
+    assert!(sluice.child.try_wait().unwrap().is_none());
 }
