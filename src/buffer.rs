@@ -4,6 +4,13 @@
 //! an idle session holds none, which keeps idle sessions cheap. The pool never grows past its
 //! limit: when it is exhausted the caller refuses work and counts it, it does not allocate.
 
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 /// A fixed-capacity buffer: bytes in `start..end` are filled and not yet consumed.
 pub struct Buffer {
     data: Box<[u8]>,
@@ -14,7 +21,7 @@ pub struct Buffer {
 impl Buffer {
     /// The bytes waiting to be written out.
     pub fn data(&self) -> &[u8] {
-        &self.data[self.start..self.end]
+        self.data.get(self.start..self.end).unwrap_or(&[])
     }
 
     /// Free space at the end, to read into. Compacts first if that makes room.
@@ -24,7 +31,7 @@ impl Buffer {
             self.end -= self.start;
             self.start = 0;
         }
-        &mut self.data[self.end..]
+        self.data.get_mut(self.end..).unwrap_or(&mut [])
     }
 
     /// Marks `n` bytes of [`Buffer::space`] as filled.
@@ -130,6 +137,12 @@ impl Pool {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 mod tests {
     use super::*;
 

@@ -9,6 +9,13 @@
 //! budget per session; what is left is queued and served on the next turn before sleeping.
 //! Nothing here blocks but `poll` itself.
 
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use std::io;
 use std::rc::Rc;
 use std::time::{Duration, Instant};

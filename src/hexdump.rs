@@ -4,6 +4,13 @@
 //! both are bounded: a hostile peer cannot make a log line grow without limit, and no byte
 //! from the wire reaches a log line unescaped (no CR, LF, NUL, escape sequences, non-ASCII).
 
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use std::fmt;
 
 /// Bytes dumped on a parse error, whatever the log level.
@@ -24,7 +31,10 @@ impl<'a> HexDump<'a> {
 
 impl fmt::Display for HexDump<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let shown = &self.bytes[..self.bytes.len().min(self.limit)];
+        let shown = self
+            .bytes
+            .get(..self.bytes.len().min(self.limit))
+            .unwrap_or(self.bytes);
         for (i, line) in shown.chunks(16).enumerate() {
             if i > 0 {
                 f.write_str("\n")?;
@@ -97,6 +107,12 @@ impl fmt::Display for Hex<'_> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 mod tests {
     use super::*;
 

@@ -5,6 +5,13 @@
 //! an [`Io`] so that session code never matches on `io::ErrorKind`. Nothing here blocks:
 //! every socket is non-blocking.
 
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 

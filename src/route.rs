@@ -23,6 +23,13 @@
 //! ```
 //! A `#` starts a comment. An invalid route is refused at load with its line and the reason.
 
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
@@ -159,7 +166,9 @@ impl NamePattern {
             NamePattern::Exact(e) => name.eq_ignore_ascii_case(e.as_bytes()),
             NamePattern::Suffix(s) => {
                 name.len() > s.len()
-                    && name[name.len() - s.len()..].eq_ignore_ascii_case(s.as_bytes())
+                    && name
+                        .get(name.len() - s.len()..)
+                        .is_some_and(|t| t.eq_ignore_ascii_case(s.as_bytes()))
             }
         }
     }
@@ -462,6 +471,12 @@ pub fn select<'r>(routes: &'r [Route], default: &'r Route, req: &Request<'_>) ->
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 mod tests {
     use super::*;
 

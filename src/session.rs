@@ -11,6 +11,13 @@
 //! the others. A direction holds a pool buffer only while it has bytes in flight. Parsing is
 //! delegated to `wire`; this module never interprets `io::ErrorKind` (see `net::Io`).
 
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use std::fmt;
 use std::net::{Shutdown, SocketAddr};
 use std::rc::Rc;
@@ -162,14 +169,16 @@ impl<const N: usize> Inline<N> {
     pub fn from_bytes(s: &[u8]) -> Self {
         let mut out = Self::new();
         let n = s.len().min(N);
-        out.buf[..n].copy_from_slice(&s[..n]);
-        out.len = n;
+        if let (Some(dst), Some(src)) = (out.buf.get_mut(..n), s.get(..n)) {
+            dst.copy_from_slice(src);
+            out.len = n;
+        }
         out
     }
 
     /// The bytes.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
+        self.buf.get(..self.len).unwrap_or(&[])
     }
 
     /// True when empty.
@@ -219,6 +228,8 @@ pub struct Facts {
     pub proto: Option<Proto>,
     /// Bytes of PROXY header still at the front of the client buffer (until routed).
     pub header_len: usize,
+    /// The PROXY header said LOCAL: the load balancer's own connection (a health check).
+    pub local: bool,
 }
 
 /// One direction of the shuffle.
@@ -594,6 +605,7 @@ impl Session {
                     self.facts.authority = Inline::from_bytes(a);
                 }
                 self.facts.header_len = n;
+                self.facts.local = h.command == proxy::Command::Local;
                 self.check_traced(ctx);
                 self.set_state(State::HeaderParsed);
                 Ok(true)
@@ -665,6 +677,24 @@ impl Session {
     fn parse_plain(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Step> {
         let all = self.up.buf.as_ref().map_or(&[][..], Buffer::data);
         let data = all.get(self.facts.header_len..).unwrap_or(&[]);
+        if self.cfg.proxy_protocol != ProxyPolicy::Off {
+            // A PROXY header where the ClientHello should be: a second header, or one smuggled
+            // into the stream. Never forwarded.
+            match proxy::detect(data) {
+                Detected::NeedMore => return Ok(false),
+                Detected::V1 | Detected::V2 => {
+                    ctx.stats.parse_error("proxy", "header_in_stream");
+                    warn!(
+                        "sid={} client={} refused: a PROXY header inside the stream; first bytes:\n{}",
+                        self.id,
+                        self.client_label(),
+                        HexDump::new(data, ERROR_DUMP_LIMIT)
+                    );
+                    return Err(Step::Close(CloseReason::InvalidProxy));
+                }
+                Detected::NoHeader => {}
+            }
+        }
         let looks_http = data.first().is_some_and(|&b| http::could_be_http(b));
         self.facts.proto = Some(Proto::Other);
         if looks_http {
@@ -692,6 +722,16 @@ impl Session {
                     return Err(Step::Close(CloseReason::InvalidHttp));
                 }
             }
+        }
+        if self.facts.local && self.facts.proto == Some(Proto::Other) {
+            ctx.stats.parse_error("proxy", "local_then_garbage");
+            warn!(
+                "sid={} peer={} refused: a LOCAL PROXY header followed by bytes that are neither TLS nor HTTP; first bytes:\n{}",
+                self.id,
+                self.peer,
+                HexDump::new(data, ERROR_DUMP_LIMIT)
+            );
+            return Err(Step::Close(CloseReason::InvalidProxy));
         }
         self.decide(ctx)?;
         Ok(true)

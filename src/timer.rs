@@ -7,6 +7,13 @@
 //! then finds its real deadline not yet reached and re-arms. Time is in milliseconds from the
 //! loop's start.
 
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 /// One pending timer: a slab key and the generation it was armed with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entry {
@@ -57,8 +64,10 @@ impl Wheel {
         let tick = deadline_ms
             .div_ceil(self.tick_ms)
             .clamp(self.cursor, self.cursor + n - 1);
-        self.slots[(tick % n) as usize].push(entry);
-        self.len += 1;
+        if let Some(slot) = self.slots.get_mut((tick % n) as usize) {
+            slot.push(entry);
+            self.len += 1;
+        }
     }
 
     /// Moves every entry due at `now_ms` into `out`.
@@ -68,9 +77,10 @@ impl Wheel {
         // After a long stall, one pass over the whole wheel covers everything.
         let last = now_tick.min(self.cursor + n - 1);
         while self.cursor <= last {
-            let slot = &mut self.slots[(self.cursor % n) as usize];
-            self.len -= slot.len();
-            out.append(slot);
+            if let Some(slot) = self.slots.get_mut((self.cursor % n) as usize) {
+                self.len -= slot.len();
+                out.append(slot);
+            }
             self.cursor += 1;
         }
         if now_tick >= self.cursor {
@@ -80,6 +90,12 @@ impl Wheel {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 mod tests {
     use super::*;
 

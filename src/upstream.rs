@@ -5,6 +5,13 @@
 //! Pure functions writing into caller buffers; the emitters in `wire` refuse any CR, LF or NUL
 //! so nothing from the wire or from config can inject a header upstream. No I/O here.
 
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use std::net::{IpAddr, SocketAddr};
 
 use crate::config::Config;
@@ -103,9 +110,11 @@ fn proxy_v2_header(route: &Route, h: &Hello<'_>, out: &mut [u8]) -> Result<usize
             alpn = received.tlvs.alpn();
         }
         for (kind, value) in received.tlvs.raw_iter() {
-            if route.pass_tlvs.contains(&kind) && n < MAX_PASSED_TLVS {
-                raw[n] = RawTlv { kind, value };
-                n += 1;
+            if route.pass_tlvs.contains(&kind) {
+                if let Some(slot) = raw.get_mut(n) {
+                    *slot = RawTlv { kind, value };
+                    n += 1;
+                }
             }
         }
     }
@@ -115,7 +124,7 @@ fn proxy_v2_header(route: &Route, h: &Hello<'_>, out: &mut [u8]) -> Result<usize
         authority: h.name,
         alpn,
         unique_id: Some(h.unique_id),
-        raw: &raw[..n],
+        raw: raw.get(..n).unwrap_or(&[]),
         crc32c: route.crc32c,
     };
     proxy_v2::emit(&v2, out).map_err(PreambleError::ProxyV2)
@@ -149,6 +158,12 @@ fn connect_request(
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 mod tests {
     use super::*;
 
