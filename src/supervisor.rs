@@ -725,7 +725,10 @@ impl Supervisor {
             info!("upgrade: new supervisor pid {pid} is serving; old workers stop accepting and drain");
             self.retire();
         } else if n == 0 {
-            self.fail_upgrade("the new binary exited before it was ready");
+            // The new process closed its end: it is exiting (its status comes with the next
+            // check) or it dropped the descriptor (the timeout then decides).
+            let fd = file.as_raw_fd();
+            let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
         }
     }
 
