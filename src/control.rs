@@ -218,6 +218,15 @@ impl AdminConn {
         }
     }
 
+    /// Registers the connection for reading and writing under `token`.
+    pub fn register(&mut self, registry: &mio::Registry, token: mio::Token) -> io::Result<()> {
+        registry.register(
+            self.stream.source(),
+            token,
+            mio::Interest::READABLE | mio::Interest::WRITABLE,
+        )
+    }
+
     /// Reads what is there. `Ok(false)`: the peer closed.
     pub fn fill(&mut self) -> io::Result<bool> {
         let mut buf = [0u8; 4096];

@@ -169,16 +169,7 @@ impl Worker {
         let entry = self.admin.vacant_entry();
         let token = Token(ADMIN_BASE + entry.key());
         let mut conn = AdminConn::new(stream);
-        if self
-            .poll
-            .registry()
-            .register(
-                conn.stream.source(),
-                token,
-                Interest::READABLE | Interest::WRITABLE,
-            )
-            .is_ok()
-        {
+        if conn.register(self.poll.registry(), token).is_ok() {
             entry.insert(conn);
         }
     }

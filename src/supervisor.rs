@@ -516,16 +516,7 @@ impl Supervisor {
             let entry = self.clients.vacant_entry();
             let mut conn = AdminConn::new(accepted);
             let token = Token(CLIENT_BASE + entry.key());
-            if self
-                .poll
-                .registry()
-                .register(
-                    conn.stream.source(),
-                    token,
-                    Interest::READABLE | Interest::WRITABLE,
-                )
-                .is_ok()
-            {
+            if conn.register(self.poll.registry(), token).is_ok() {
                 entry.insert(conn);
             }
         }

@@ -30,10 +30,6 @@ pub const MAX_REQUEST_HEAD: usize = 8192;
 /// Our cap on a CONNECT reply head, status line and blank line included.
 pub const MAX_REPLY_HEAD: usize = 8192;
 
-/// RFC 1035 §2.3.4: a name is at most 253 characters in text form (255 octets on the wire).
-const MAX_HOST_NAME_LEN: usize = 253;
-/// RFC 1035 §2.3.4: a label is at most 63 octets.
-const MAX_LABEL_LEN: usize = 63;
 /// The longest IPv6 text form: `ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255`.
 const MAX_IPV6_TEXT_LEN: usize = 45;
 
@@ -559,26 +555,10 @@ fn ipv6_literal(text: &[u8], complete: bool) -> bool {
 /// dots, labels 1..=63, no leading, doubled or trailing dot. A name whose last label is a
 /// number must be a strict dotted-quad IPv4 address. Partial: a viable prefix.
 fn dns_name(name: &[u8], complete: bool) -> bool {
-    if name.len() > MAX_HOST_NAME_LEN {
-        return false;
+    match super::name::labels(name) {
+        None => false,
+        Some(last) => !complete || (last > 0 && (!numeric_last_label(name) || dotted_quad(name))),
     }
-    let mut label_len: usize = 0;
-    for &b in name {
-        if b == b'.' {
-            if label_len == 0 {
-                return false;
-            }
-            label_len = 0;
-        } else if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
-            label_len = label_len.saturating_add(1);
-            if label_len > MAX_LABEL_LEN {
-                return false;
-            }
-        } else {
-            return false;
-        }
-    }
-    !complete || (label_len > 0 && (!numeric_last_label(name) || dotted_quad(name)))
 }
 
 /// True when the last label reads as a number. Resolvers (inet_aton) take `127.1`,
@@ -744,7 +724,7 @@ pub fn emit_connect(out: &mut [u8], req: &ConnectRequest<'_>) -> Result<usize, E
     let len = len.ok_or(EmitError::BufferTooSmall)?;
     let out = out.get_mut(..len).ok_or(EmitError::BufferTooSmall)?;
 
-    let mut w = Out { buf: out, pos: 0 };
+    let mut w = Out::new(out);
     w.put(b"CONNECT ")?;
     w.put_all(&authority)?;
     w.put(b" HTTP/1.1\r\nHost: ")?;
@@ -754,7 +734,7 @@ pub fn emit_connect(out: &mut [u8], req: &ConnectRequest<'_>) -> Result<usize, E
         w.put_all(&[name, b": ", value, b"\r\n"])?;
     }
     w.put(b"\r\n")?;
-    Ok(w.pos)
+    Ok(w.pos())
 }
 
 /// `n` in decimal, written at the end of `buf`; returns the digits.
@@ -771,29 +751,11 @@ fn decimal(mut n: u16, buf: &mut [u8; 5]) -> &[u8] {
     buf.get(start..).unwrap_or(&[])
 }
 
-/// A write cursor over the output; every write is bounds-checked.
-struct Out<'a> {
-    buf: &'a mut [u8],
-    pos: usize,
-}
+use super::writer::Out;
 
-impl Out<'_> {
-    fn put(&mut self, bytes: &[u8]) -> Result<(), EmitError> {
-        let end = self
-            .pos
-            .checked_add(bytes.len())
-            .ok_or(EmitError::BufferTooSmall)?;
-        let dst = self
-            .buf
-            .get_mut(self.pos..end)
-            .ok_or(EmitError::BufferTooSmall)?;
-        dst.copy_from_slice(bytes);
-        self.pos = end;
-        Ok(())
-    }
-
-    fn put_all(&mut self, parts: &[&[u8]]) -> Result<(), EmitError> {
-        parts.iter().try_for_each(|p| self.put(p))
+impl From<super::writer::BufferTooSmall> for EmitError {
+    fn from(_: super::writer::BufferTooSmall) -> Self {
+        EmitError::BufferTooSmall
     }
 }
 

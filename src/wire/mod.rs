@@ -16,11 +16,13 @@
 
 pub mod crc32c;
 pub mod http;
+pub mod name;
 pub mod proxy;
 pub mod proxy_v1;
 pub mod proxy_v2;
 pub mod reader;
 pub mod tls;
+pub mod writer;
 
 /// The outcome of running a parser over the bytes received so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

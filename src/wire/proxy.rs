@@ -616,41 +616,11 @@ impl fmt::Display for EmitError {
 
 impl std::error::Error for EmitError {}
 
-/// A write cursor over the caller's output buffer; every write is bounds-checked.
-pub(crate) struct Out<'a> {
-    buf: &'a mut [u8],
-    pos: usize,
-}
+pub(crate) use super::writer::Out;
 
-impl<'a> Out<'a> {
-    pub(crate) fn new(buf: &'a mut [u8]) -> Self {
-        Out { buf, pos: 0 }
-    }
-
-    pub(crate) fn pos(&self) -> usize {
-        self.pos
-    }
-
-    pub(crate) fn put(&mut self, bytes: &[u8]) -> Result<(), EmitError> {
-        let end = self
-            .pos
-            .checked_add(bytes.len())
-            .ok_or(EmitError::BufferTooSmall)?;
-        let dst = self
-            .buf
-            .get_mut(self.pos..end)
-            .ok_or(EmitError::BufferTooSmall)?;
-        dst.copy_from_slice(bytes);
-        self.pos = end;
-        Ok(())
-    }
-
-    pub(crate) fn written(&self) -> &[u8] {
-        self.buf.get(..self.pos).unwrap_or(&[])
-    }
-
-    pub(crate) fn written_mut(&mut self) -> &mut [u8] {
-        self.buf.get_mut(..self.pos).unwrap_or(&mut [])
+impl From<super::writer::BufferTooSmall> for EmitError {
+    fn from(_: super::writer::BufferTooSmall) -> Self {
+        EmitError::BufferTooSmall
     }
 }
 

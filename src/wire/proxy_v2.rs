@@ -423,7 +423,7 @@ fn put_tlv(w: &mut Out<'_>, kind: u8, value: &[u8]) -> Result<(), EmitError> {
     let len = u16::try_from(value.len()).map_err(|_| EmitError::TooLong)?;
     w.put(&[kind])?;
     w.put(&len.to_be_bytes())?;
-    w.put(value)
+    Ok(w.put(value)?)
 }
 
 #[cfg(test)]

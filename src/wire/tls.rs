@@ -42,10 +42,6 @@ const RECORD_VERSION_MAJOR: u8 = 3;
 const RANDOM_LEN: usize = 32;
 /// legacy_session_id<0..32>.
 const MAX_SESSION_ID_LEN: usize = 32;
-/// RFC 1035 via RFC 6066 §3: a host name is at most 253 octets without the root dot.
-const MAX_HOST_NAME_LEN: usize = 253;
-/// RFC 1035: a label is at most 63 octets.
-const MAX_LABEL_LEN: usize = 63;
 
 /// Extension types read by this parser.
 pub const EXT_SERVER_NAME: u16 = 0;
@@ -620,26 +616,7 @@ fn parse_server_name(mut data: Reader<'_>) -> Result<Option<&str>, TlsError> {
 /// `_` is not a hostname character but occurs in real names; NUL, CR, LF, space and
 /// non-ASCII never get through.
 fn host_name(name: &[u8]) -> Option<&str> {
-    if name.is_empty() || name.len() > MAX_HOST_NAME_LEN {
-        return None;
-    }
-    let mut label_len: usize = 0;
-    for &b in name {
-        if b == b'.' {
-            if label_len == 0 {
-                return None;
-            }
-            label_len = 0;
-        } else if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
-            label_len = label_len.saturating_add(1);
-            if label_len > MAX_LABEL_LEN {
-                return None;
-            }
-        } else {
-            return None;
-        }
-    }
-    if label_len == 0 {
+    if !super::name::is_host_name(name) {
         return None;
     }
     std::str::from_utf8(name).ok()

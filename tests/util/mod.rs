@@ -59,7 +59,19 @@ impl Sluice {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().expect("start sluice");
+        // A binary copied by a concurrent test may be "text file busy" for a moment (another
+        // thread's fork briefly holds the copy's write descriptor): retry.
+        let mut tries = 0;
+        let mut child = loop {
+            match cmd.spawn() {
+                Ok(c) => break c,
+                Err(e) if e.raw_os_error() == Some(26) && tries < 100 => {
+                    tries += 1;
+                    thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("start {}: {e}", bin.display()),
+            }
+        };
         let log = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().unwrap();
         let sink = Arc::clone(&log);
