@@ -162,6 +162,8 @@ pub struct Config {
     pub drain_timeout_ms: u64,
     /// ENVOY_PID_FILE ("": none)
     pub pid_file: String,
+    /// Splice pipes per worker at most; 0 when ENVOY_SPLICE=off or not on Linux.
+    pub splice_pipes: usize,
     /// Each key's effective value as text and its source, in table order.
     pub entries: Vec<(&'static str, String, Source)>,
 }
@@ -310,6 +312,16 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "ENVOY_PID_FILE",
         "",
         "file the serving supervisor writes its pid to (rewritten by an upgrade)",
+    ),
+    (
+        "ENVOY_SPLICE",
+        "auto",
+        "auto: bulk directions move through splice(2) pipes (Linux); off: always copy",
+    ),
+    (
+        "ENVOY_SPLICE_PIPES",
+        "256",
+        "splice pipes per worker at most (two descriptors each)",
     ),
 ];
 
@@ -569,6 +581,12 @@ impl Config {
         let capture_max_bytes = parse_range(get("ENVOY_CAPTURE_MAX_BYTES"), 1024, 1 << 40)?;
         let drain_timeout_ms = parse_range(get("ENVOY_DRAIN_TIMEOUT_MS"), 0, 86_400_000)?;
         let (pid_file, _) = get("ENVOY_PID_FILE");
+        let splice = parse_with(get("ENVOY_SPLICE"), "expected auto or off", |v| match v {
+            "auto" => Some(cfg!(target_os = "linux")),
+            "off" => Some(false),
+            _ => None,
+        })?;
+        let splice_pipes = parse_range(get("ENVOY_SPLICE_PIPES"), 0, 1_000_000)? as usize;
         Ok(Config {
             control_socket: control_socket.trim().to_string(),
             metrics_addr,
@@ -577,6 +595,7 @@ impl Config {
             capture_max_bytes,
             drain_timeout_ms,
             pid_file: pid_file.trim().to_string(),
+            splice_pipes: if splice { splice_pipes } else { 0 },
             ip,
             port,
             upstream,

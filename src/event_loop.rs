@@ -33,6 +33,7 @@ use crate::control::{AdminConn, TraceRule};
 use crate::net;
 use crate::session::{self, Ctx, Session, Step};
 use crate::signals::SignalPipe;
+use crate::splice::PipePool;
 use crate::stats::{CloseReason, Stats};
 use crate::timer::{Entry, Wheel};
 use crate::wire::tls::MAX_HELLO_LEN;
@@ -76,6 +77,7 @@ pub struct Worker {
     pub(crate) listener: Option<TcpListener>,
     pub(crate) sessions: Slab<Session>,
     pub(crate) pool: Pool,
+    pub(crate) pipes: PipePool,
     pub(crate) wheel: Wheel,
     pub(crate) stats: Stats,
     pub(crate) cfg: Rc<Config>,
@@ -129,6 +131,7 @@ impl Worker {
             listener: Some(listener),
             sessions: Slab::with_capacity(cfg.max_sessions.min(65536)),
             pool,
+            pipes: PipePool::new(cfg.splice_pipes, 0),
             wheel: Wheel::new(WHEEL_SLOTS, TICK_MS, 0),
             stats: Stats::default(),
             cfg: Rc::new(cfg),
@@ -237,6 +240,9 @@ impl Worker {
             for Entry { key, gen } in due.drain(..) {
                 self.on_timer(key, gen);
             }
+            if due.capacity() > 4096 {
+                due = Vec::new(); // a burst of expiries gives its memory back
+            }
             if let Some(deadline) = self.drain_deadline {
                 if self.now_ms >= deadline && !self.sessions.is_empty() {
                     warn!(
@@ -278,6 +284,7 @@ impl Worker {
             Ctx {
                 registry: self.poll.registry(),
                 pool: &mut self.pool,
+                pipes: &mut self.pipes,
                 wheel: &mut self.wheel,
                 stats: &mut self.stats,
                 scratch: &mut self.scratch,
@@ -324,6 +331,7 @@ impl Worker {
             return;
         }
         let s = self.sessions.remove(key);
+        self.wheel.cancel(key);
         let (_, mut ctx) = self.ctx();
         s.close(reason, &mut ctx);
     }

@@ -27,6 +27,7 @@ pub mod operate;
 pub mod route;
 pub mod session;
 pub mod signals;
+pub mod splice;
 pub mod stats;
 pub mod supervisor;
 pub mod timer;

@@ -120,6 +120,13 @@ pub fn render(stats: &Stats, g: &Gauges) -> String {
     );
     help(
         &mut o,
+        "sluice_spliced_bytes_total",
+        "counter",
+        "Bytes moved by splice(2), without a copy.",
+    );
+    let _ = writeln!(o, "sluice_spliced_bytes_total {}", stats.bytes_spliced);
+    help(
+        &mut o,
         "sluice_parse_errors_total",
         "counter",
         "Parse errors, by parser and kind.",

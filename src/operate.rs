@@ -76,6 +76,7 @@ impl Worker {
             self.capture = self.start_capture(&cfg).map_err(|e| e.to_string())?;
         }
         self.pool.reconfigure(cfg.buffer_size, cfg.max_sessions * 3);
+        self.pipes.set_limit(cfg.splice_pipes);
         log::set_max_level(cfg.log_level);
         self.cfg = Rc::new(cfg);
         Ok(())
@@ -379,11 +380,14 @@ impl Worker {
         }
         let _ = writeln!(o, "bytes_up={}", s.bytes_up);
         let _ = writeln!(o, "bytes_down={}", s.bytes_down);
+        let _ = writeln!(o, "bytes_spliced={}", s.bytes_spliced);
+        let _ = writeln!(o, "bytes_spliced={}", s.bytes_spliced);
         let _ = writeln!(o, "connect_failures={}", s.connect_failures);
         for ((p, k), n) in &s.parse_errors {
             let _ = writeln!(o, "parse_errors.{p}.{k}={n}");
         }
         let _ = writeln!(o, "buffers_in_use={}", self.pool.lent());
+        let _ = writeln!(o, "splice_pipes_in_use={}", self.pipes.lent());
         if let Some(c) = &self.capture {
             let _ = writeln!(o, "captures_queued={}", c.queued);
             let _ = writeln!(o, "captures_dropped={}", c.dropped);

@@ -33,6 +33,7 @@ use crate::control::TraceRule;
 use crate::hexdump::{Escaped, HexDump, ERROR_DUMP_LIMIT};
 use crate::net::{self, Io};
 use crate::route::{self, Action, Alert, Mode, Proto, Route};
+use crate::splice::{Pipe, PipePool, PIPE_CAP};
 use crate::stats::{CloseReason, Stats};
 use crate::timer::{Entry, Wheel};
 use crate::upstream;
@@ -113,6 +114,8 @@ pub struct Ctx<'a> {
     pub registry: &'a Registry,
     /// Buffers for the directions.
     pub pool: &'a mut Pool,
+    /// Splice pipes for bulk directions (Linux).
+    pub pipes: &'a mut PipePool,
     /// Deadlines.
     pub wheel: &'a mut Wheel,
     /// Counters.
@@ -243,6 +246,12 @@ struct Flow {
     eof: bool,
     /// FIN was passed on to the destination.
     shut: bool,
+    /// A read filled the whole buffer: bulk; splice when the buffer is next empty.
+    bulk: bool,
+    /// The splice pipe holding this direction's bytes in flight, instead of `buf`.
+    pipe: Option<Pipe>,
+    /// Of `bytes`, those moved through the pipe.
+    spliced: u64,
 }
 
 impl Flow {
@@ -251,12 +260,18 @@ impl Flow {
     }
 
     fn pending(&self) -> usize {
-        self.buf.as_ref().map_or(0, Buffer::len)
+        self.buf.as_ref().map_or(0, Buffer::len) + self.pipe.as_ref().map_or(0, |p| p.len)
     }
 
     fn release(&mut self, pool: &mut Pool) {
         if let Some(b) = self.buf.take() {
             pool.give(b);
+        }
+    }
+
+    fn release_pipe(&mut self, pipes: &mut PipePool) {
+        if let Some(p) = self.pipe.take() {
+            pipes.give(p);
         }
     }
 }
@@ -1113,6 +1128,7 @@ impl Session {
             return Step::Close(CloseReason::UpstreamReset);
         };
         let before = (self.up.bytes, self.down.bytes);
+        let spliced_before = self.up.spliced + self.down.spliced;
         let flushed = match flush_preamble(
             &mut self.pre,
             upstream,
@@ -1135,7 +1151,7 @@ impl Session {
             upstream,
             up_writable,
             &mut self.up,
-            ctx.pool,
+            (ctx.pool, ctx.pipes),
             (CloseReason::ClientReset, CloseReason::UpstreamReset),
         );
         let b = pump(
@@ -1144,11 +1160,12 @@ impl Session {
             &mut self.client,
             &mut self.client_ready.writable,
             &mut self.down,
-            ctx.pool,
+            (ctx.pool, ctx.pipes),
             (CloseReason::UpstreamReset, CloseReason::ClientReset),
         );
         ctx.stats.bytes_up += self.up.bytes - before.0;
         ctx.stats.bytes_down += self.down.bytes - before.1;
+        ctx.stats.bytes_spliced += self.up.spliced + self.down.spliced - spliced_before;
         if (self.up.bytes, self.down.bytes) != before {
             self.last_active_ms = ctx.now_ms;
         }
@@ -1196,6 +1213,8 @@ impl Session {
         }
         self.up.release(ctx.pool);
         self.down.release(ctx.pool);
+        self.up.release_pipe(ctx.pipes);
+        self.down.release_pipe(ctx.pipes);
         if let Some(b) = self.pre.take() {
             ctx.pool.give(b);
         }
@@ -1259,19 +1278,32 @@ fn flush_preamble(
     Ok(false)
 }
 
-/// Moves bytes from `src` to `dst` through `flow` until both would block, the buffer is full
-/// and `dst` cannot take more (backpressure), the source ended, or the read budget is spent.
-/// Passes FIN on once the source ended and everything was written. `Ok(true)`: budget spent
-/// with the source still readable. Errors carry the close reason for (src, dst) failures.
+/// Moves bytes from `src` to `dst` through `flow`: through its splice pipe when it has one
+/// (or can get one, once the direction is bulk and its buffer is empty), else through its
+/// buffer. Stops when both sides would block, the buffer or pipe is full and `dst` cannot
+/// take more (backpressure), the source ended, or the read budget is spent. Passes FIN on
+/// once the source ended and everything was written. `Ok(true)`: budget spent with the
+/// source still readable. Errors carry the close reason for (src, dst) failures.
 fn pump(
     src: &mut TcpStream,
     src_readable: &mut bool,
     dst: &mut TcpStream,
     dst_writable: &mut bool,
     flow: &mut Flow,
-    pool: &mut Pool,
-    (src_fail, dst_fail): (CloseReason, CloseReason),
+    (pool, pipes): (&mut Pool, &mut PipePool),
+    fails: (CloseReason, CloseReason),
 ) -> Result<bool, CloseReason> {
+    if flow.pipe.is_none() && flow.bulk && flow.pending() == 0 && !flow.eof {
+        flow.bulk = false;
+        flow.pipe = pipes.take();
+        if flow.pipe.is_some() {
+            flow.release(pool);
+        }
+    }
+    if flow.pipe.is_some() {
+        return pump_pipe(src, src_readable, dst, dst_writable, flow, pipes, fails);
+    }
+    let (src_fail, dst_fail) = fails;
     let mut reads = 0;
     let mut more = false;
     loop {
@@ -1301,7 +1333,10 @@ fn pump(
         let Some(buf) = flow.buf.as_mut() else { break };
         reads += 1;
         match net::read(src, buf.space()) {
-            Io::Done(n) => buf.filled(n),
+            Io::Done(n) => {
+                flow.bulk |= n == buf.capacity();
+                buf.filled(n);
+            }
             Io::WouldBlock => *src_readable = false,
             Io::Closed => flow.eof = true,
             Io::Error(_) => return Err(src_fail),
@@ -1309,11 +1344,72 @@ fn pump(
     }
     if flow.pending() == 0 {
         flow.release(pool);
-        if flow.eof && !flow.shut {
-            // Not an error if the peer is already gone: the other direction will tell.
-            let _ = dst.shutdown(Shutdown::Write);
-            flow.shut = true;
-        }
+        pass_fin(dst, flow);
     }
     Ok(more)
+}
+
+/// `pump` for a direction holding a splice pipe.
+fn pump_pipe(
+    src: &mut TcpStream,
+    src_readable: &mut bool,
+    dst: &mut TcpStream,
+    dst_writable: &mut bool,
+    flow: &mut Flow,
+    pipes: &mut PipePool,
+    (src_fail, dst_fail): (CloseReason, CloseReason),
+) -> Result<bool, CloseReason> {
+    use std::os::fd::AsRawFd;
+    let Some(pipe) = flow.pipe.as_mut() else {
+        return Ok(false);
+    };
+    let mut reads = 0;
+    let mut more = false;
+    loop {
+        if pipe.len > 0 && *dst_writable {
+            match pipe.drain_to(dst.as_raw_fd()) {
+                Io::Done(n) => {
+                    flow.bytes += n as u64;
+                    flow.spliced += n as u64;
+                    continue;
+                }
+                Io::WouldBlock => *dst_writable = false,
+                Io::Closed | Io::Error(_) => return Err(dst_fail),
+            }
+        }
+        if flow.eof || !*src_readable || pipe.len >= PIPE_CAP {
+            break;
+        }
+        if reads == READ_BUDGET {
+            more = true;
+            break;
+        }
+        reads += 1;
+        match pipe.fill_from(src.as_raw_fd(), PIPE_CAP - pipe.len) {
+            Io::Done(_) => {}
+            // EAGAIN means "socket empty" or "pipe full" (its capacity counts pages, not
+            // bytes): only an empty pipe proves the socket is drained; otherwise drain first.
+            Io::WouldBlock if pipe.len == 0 => *src_readable = false,
+            Io::WouldBlock if !*dst_writable => break,
+            Io::WouldBlock => {}
+            Io::Closed => flow.eof = true,
+            Io::Error(_) => return Err(src_fail),
+        }
+    }
+    if pipe.len == 0 {
+        if flow.eof {
+            flow.release_pipe(pipes); // this direction is over: the descriptors go back
+        }
+        pass_fin(dst, flow);
+    }
+    Ok(more)
+}
+
+/// Once the source ended and nothing is left in flight, FIN goes on to the destination.
+fn pass_fin(dst: &mut TcpStream, flow: &mut Flow) {
+    if flow.eof && !flow.shut && flow.pending() == 0 {
+        // Not an error if the peer is already gone: the other direction will tell.
+        let _ = dst.shutdown(Shutdown::Write);
+        flow.shut = true;
+    }
 }

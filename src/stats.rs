@@ -174,6 +174,8 @@ pub struct Stats {
     pub bytes_up: u64,
     /// Bytes written to clients (upstream to client).
     pub bytes_down: u64,
+    /// Of the bytes written (both directions), those moved by splice(2) without a copy.
+    pub bytes_spliced: u64,
     /// Upstream connect attempts that failed (each address tried counts once).
     pub connect_failures: u64,
     /// Sessions whose SNI and PROXY AUTHORITY differed.
