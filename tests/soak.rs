@@ -215,6 +215,7 @@ fn soak_random_sessions_lose_nothing_and_leave_nothing_behind() {
     BufReader::new(&ctl).read_line(&mut reply).unwrap();
     assert!(reply.starts_with("ok"), "set log-level: {reply}");
     let (fds_before, rss_before) = (sluice.worker_fds(), sluice.rss_kib());
+    let worker = sluice.workers()[0];
 
     let next = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicU64::new(0));
@@ -246,7 +247,11 @@ fn soak_random_sessions_lose_nothing_and_leave_nothing_behind() {
                             bytes[1].fetch_add(plan.down as u64, Ordering::Relaxed);
                             let n = done.fetch_add(1, Ordering::Relaxed) + 1;
                             if n % (sessions / 10).max(1) == 0 {
-                                eprintln!("soak: {n} sessions in {:?}", started.elapsed());
+                                eprintln!(
+                                    "soak: {n} sessions in {:?}, worker RSS {} KiB",
+                                    started.elapsed(),
+                                    rss_kib(worker)
+                                );
                             }
                         }
                         Err(e) => {

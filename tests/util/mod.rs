@@ -78,7 +78,18 @@ impl Sluice {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().expect("start sluice");
+        // A binary copied by another test thread can be busy for an instant: a fork in
+        // that thread's process inherits the copy's write descriptor until its exec.
+        let mut tries = 0;
+        let mut child = loop {
+            match cmd.spawn() {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 50 => {
+                    tries += 1;
+                    thread::sleep(Duration::from_millis(20));
+                }
+                r => break r.expect("start sluice"),
+            }
+        };
         let log = Arc::new(Mutex::new(String::new()));
         let raw_log = Arc::new(Mutex::new(Vec::new()));
         let stderr = child.stderr.take().unwrap();
