@@ -6,7 +6,7 @@ FUZZ_SECS  ?= 60
 # Debian packages the tests talk to (real peers, no mocks).
 TEST_TOOLS := haproxy:haproxy tinyproxy:tinyproxy openssl:openssl curl:curl socat:socat nc:netcat-openbsd promtool:prometheus
 
-.PHONY: all build release test lint fmt fuzz bench bench-upgrade run demo deps clean
+.PHONY: all build release test soak lint fmt fuzz bench bench-upgrade run demo deps clean
 
 all: build
 
@@ -30,6 +30,11 @@ deps:
 test: deps lint
 	$(CARGO) build --release
 	SLUICE_BIN=$(CURDIR)/target/release/sluice $(CARGO) test --release -- --test-threads=2
+
+# The long soak (tests/soak.rs, skipped by `make test`): SOAK_SESSIONS (default 1000000)
+# sessions, SOAK_CONCURRENCY (default 64) at a time, every byte checked both ways.
+soak: release
+	SLUICE_BIN=$(CURDIR)/target/release/sluice $(CARGO) test --release --test soak -- --ignored --nocapture
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -403,6 +403,9 @@ impl Session {
 
     /// Arms the session's single timer for `deadline_ms`; older entries become stale.
     fn arm(&mut self, ctx: &mut Ctx<'_>, deadline_ms: u64) {
+        // `now_ms` is truncated to the millisecond and taken when the loop woke: one more
+        // millisecond keeps every timeout from firing early in real time.
+        let deadline_ms = deadline_ms + 1;
         self.deadline_ms = deadline_ms;
         self.timer_gen = self.timer_gen.wrapping_add(1);
         ctx.wheel.insert(
@@ -452,7 +455,7 @@ impl Session {
         match self.state {
             State::Opened | State::HeaderParsed | State::Connecting if now < self.deadline_ms => {
                 let d = self.deadline_ms;
-                self.arm(ctx, d); // fired early (beyond the wheel's horizon)
+                self.arm(ctx, d.saturating_sub(1)); // fired early (beyond the horizon): same deadline
                 Step::Wait
             }
             State::Opened | State::HeaderParsed => Step::Close(CloseReason::HeaderTimeout),

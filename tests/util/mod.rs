@@ -35,6 +35,8 @@ pub struct Sluice {
     /// The first process may exit on purpose (a binary upgrade hands over to a successor).
     pub may_exit: bool,
     pub log: Arc<Mutex<String>>,
+    /// The same log as raw bytes.
+    pub raw_log: Arc<Mutex<Vec<u8>>>,
 }
 
 impl Sluice {
@@ -46,8 +48,25 @@ impl Sluice {
     /// Starts this binary (a copy, for upgrade tests) the same way.
     pub fn start_bin(bin: &Path, env: &[(&str, &str)]) -> Sluice {
         let mut cmd = Command::new(bin);
-        cmd.arg("run")
-            .env_clear()
+        cmd.arg("run");
+        Sluice::start_cmd(cmd, env)
+    }
+
+    /// Starts `sluice run` through `sh` with the open-file limit (soft and hard) set to
+    /// `nofile` first; `exec` keeps the pid, so `workers()` still finds the children.
+    pub fn start_with_nofile(nofile: u32, env: &[(&str, &str)]) -> Sluice {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("ulimit -n {nofile} && exec \"$0\" run"))
+            .arg(sluice_bin());
+        Sluice::start_cmd(cmd, env)
+    }
+
+    /// Starts `cmd` (which must end up running `sluice run`) with ENVOY_PORT=0, one worker
+    /// and the given settings; waits until it listens. The log is kept as raw bytes too, so
+    /// a test can look for bytes that are not UTF-8.
+    pub fn start_cmd(mut cmd: Command, env: &[(&str, &str)]) -> Sluice {
+        cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("ENVOY_IP", "127.0.0.1")
             .env("ENVOY_PORT", "0")
@@ -59,27 +78,34 @@ impl Sluice {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        // A binary copied by a concurrent test may be "text file busy" for a moment (another
-        // thread's fork briefly holds the copy's write descriptor): retry.
+        // A binary copied by another test thread can be busy for an instant: a fork in
+        // that thread's process inherits the copy's write descriptor until its exec.
         let mut tries = 0;
         let mut child = loop {
             match cmd.spawn() {
-                Ok(c) => break c,
-                Err(e) if e.raw_os_error() == Some(26) && tries < 100 => {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 50 => {
                     tries += 1;
                     thread::sleep(Duration::from_millis(20));
                 }
-                Err(e) => panic!("start {}: {e}", bin.display()),
+                r => break r.expect("start sluice"),
             }
         };
         let log = Arc::new(Mutex::new(String::new()));
+        let raw_log = Arc::new(Mutex::new(Vec::new()));
         let stderr = child.stderr.take().unwrap();
-        let sink = Arc::clone(&log);
+        let (sink, raw_sink) = (Arc::clone(&log), Arc::clone(&raw_log));
         thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let mut r = BufReader::new(stderr);
+            let mut line = Vec::new();
+            while matches!(r.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+                raw_sink.lock().unwrap().extend_from_slice(&line);
+                // As `BufRead::lines` would: without the "\n" or "\r\n" at the end.
+                let text = line.strip_suffix(b"\n").unwrap_or(&line);
+                let text = text.strip_suffix(b"\r").unwrap_or(text);
                 let mut l = sink.lock().unwrap();
-                l.push_str(&line);
+                l.push_str(&String::from_utf8_lossy(text));
                 l.push('\n');
+                line.clear();
             }
         });
         let mut s = Sluice {
@@ -87,6 +113,7 @@ impl Sluice {
             addr: "127.0.0.1:0".parse().unwrap(),
             may_exit: false,
             log,
+            raw_log,
         };
         let line = s.wait_for_log("listening on ", Duration::from_secs(10));
         let addr = line
@@ -98,6 +125,42 @@ impl Sluice {
             .unwrap();
         s.addr = addr.parse().unwrap();
         s
+    }
+
+    /// Every byte logged so far, exactly as written to stderr.
+    pub fn raw_log(&self) -> Vec<u8> {
+        self.raw_log.lock().unwrap().clone()
+    }
+
+    /// One scrape of `/metrics` (needs ENVOY_METRICS_ADDR), without curl: the body.
+    pub fn scrape(&mut self) -> String {
+        let line = self.wait_for_log("metrics on http://", Duration::from_secs(5));
+        let url = line.split("metrics on http://").nth(1).unwrap().trim();
+        let (addr, path) = url.split_once('/').unwrap();
+        let mut c = TcpStream::connect(addr).expect("connect to the metrics address");
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(c, "GET /{path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+        let mut reply = String::new();
+        c.read_to_string(&mut reply)
+            .expect("read the metrics reply");
+        let (head, body) = reply.split_once("\r\n\r\n").expect("an HTTP reply");
+        assert!(
+            head.starts_with("HTTP/1.") && head.contains(" 200"),
+            "{head}"
+        );
+        body.to_string()
+    }
+
+    /// The value of one series (`name` with its labels, as exposed), 0 when absent.
+    pub fn metric(&mut self, series: &str) -> u64 {
+        metric_value(&self.scrape(), series)
+    }
+
+    /// Open descriptors of the (single) worker.
+    pub fn worker_fds(&self) -> usize {
+        let w = self.workers();
+        assert_eq!(w.len(), 1, "one worker expected: {w:?}");
+        fd_count(w[0])
     }
 
     /// Everything logged so far.
@@ -192,6 +255,20 @@ pub fn rss_kib(pid: u32) -> u64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+/// Open descriptors of process `pid`.
+pub fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// The value of `series` (name and labels as exposed) in a Prometheus text body; 0 if absent.
+pub fn metric_value(body: &str, series: &str) -> u64 {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0, |v| v.trim().parse::<f64>().unwrap_or(0.0) as u64)
 }
 
 /// The last `n` lines of `s`.
