@@ -3,10 +3,14 @@
 CARGO      ?= cargo
 NPROC      := $(shell nproc 2>/dev/null || sysctl -n hw.ncpu 2>/dev/null || echo 1)
 FUZZ_SECS  ?= 60
+# Extra libFuzzer flags for `make fuzz`, e.g. FUZZ_ARGS=-max_len=16500.
+FUZZ_ARGS  ?=
+# Parses per batch for `make bench-parse` (5 batches per fixture, the median is reported).
+PARSE_BENCH_ITERS ?= 20000
 # Debian packages the tests talk to (real peers, no mocks).
 TEST_TOOLS := haproxy:haproxy tinyproxy:tinyproxy openssl:openssl curl:curl socat:socat nc:netcat-openbsd promtool:prometheus
 
-.PHONY: all build release test soak lint fmt fuzz bench bench-upgrade run demo deps clean
+.PHONY: all build release test soak lint fmt fuzz bench bench-upgrade bench-parse bench-parse-instructions run demo deps clean
 
 all: build
 
@@ -43,13 +47,26 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-# Each fuzz target for FUZZ_SECS seconds (needs cargo-fuzz and the nightly toolchain).
+# Each fuzz target for FUZZ_SECS seconds, one after the other, in one process (needs
+# cargo-fuzz and the nightly toolchain). Corpora start from fixtures/ (fuzz/seed.sh) and
+# grow in fuzz/corpus/<target>/; crashes land in fuzz/artifacts/<target>/. Neither is in git.
 fuzz:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz
+	fuzz/seed.sh
 	cd fuzz && for t in $$($(CARGO) +nightly fuzz list); do \
-	  mkdir -p corpus/$$t && cp -n ../fixtures/*.bin corpus/$$t/ 2>/dev/null; \
-	  $(CARGO) +nightly fuzz run $$t corpus/$$t -- -max_total_time=$(FUZZ_SECS) || exit 1; \
+	  echo "== fuzz $$t for $(FUZZ_SECS) s"; \
+	  $(CARGO) +nightly fuzz run $$t corpus/$$t -- \
+	    -max_total_time=$(FUZZ_SECS) -print_final_stats=1 $(FUZZ_ARGS) || exit 1; \
 	done
+
+# PROXY header + ClientHello parse time per fixture (bench/parse.rs, bench/PARSE.md).
+bench-parse:
+	PARSE_BENCH_ITERS=$(PARSE_BENCH_ITERS) $(CARGO) bench --bench parse
+
+# The same parses counted in instructions under callgrind (needs valgrind).
+bench-parse-instructions:
+	@command -v valgrind >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null; }
+	CARGO="$(CARGO)" bench/parse-instructions
 
 bench: release
 	bench/run

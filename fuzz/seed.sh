@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Seeds corpus/<target>/ for every fuzz target from ../fixtures/*.bin: each whole capture,
+# plus the parts each parser starts on (the PROXY header alone, the bytes after it).
+# Idempotent; the corpora are not in git (see .gitignore).
+set -euo pipefail
+cd "$(dirname "$0")"
+fixtures=../fixtures
+targets="${*:-proxy_v1 proxy_v2 proxy_detect tls emit_roundtrip}"
+
+hex() { head -c "$1" "$2" | od -An -tx1 | tr -d ' \n'; }
+
+# Length of the PROXY header a capture starts with, 0 if none. v1: the first line (up to
+# LF, so a line without CRLF in its first bytes is kept whole); v2: 16 + the length field.
+header_len() {
+  local f=$1
+  if [ "$(hex 6 "$f")" = "50524f585920" ]; then
+    head -n 1 "$f" | wc -c
+  elif [ "$(hex 12 "$f")" = "0d0a0d0a000d0a515549540a" ]; then
+    set -- $(od -An -tu1 -j 14 -N 2 "$f")
+    echo $((16 + $1 * 256 + $2))
+  else
+    echo 0
+  fi
+}
+
+for t in $targets; do mkdir -p "corpus/$t"; done
+for f in "$fixtures"/*.bin; do
+  name=$(basename "$f" .bin)
+  size=$(wc -c <"$f")
+  hdr=$(header_len "$f")
+  # A header longer than the capture (a truncated one): the capture is its own seed.
+  [ "$hdr" -ge "$size" ] && hdr=0
+  for t in $targets; do
+    cp "$f" "corpus/$t/$name.bin"
+    case $t in
+      proxy_v1 | proxy_v2 | proxy_detect)
+        if [ "$hdr" -gt 0 ]; then head -c "$hdr" "$f" >"corpus/$t/$name.header.bin"; fi ;;
+      tls)
+        if [ "$hdr" -gt 0 ]; then tail -c +"$((hdr + 1))" "$f" >"corpus/$t/$name.hello.bin"; fi ;;
+    esac
+  done
+done
+for t in $targets; do echo "corpus/$t: $(ls "corpus/$t" | wc -l) files"; done
