@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 fixtures=../fixtures
-targets="${*:-proxy_v1 proxy_v2 proxy_detect tls emit_roundtrip}"
+targets="${*:-proxy_v1 proxy_v2 proxy_detect tls emit_roundtrip http_request connect_reply}"
 
 hex() { head -c "$1" "$2" | od -An -tx1 | tr -d ' \n'; }
 
@@ -41,3 +41,13 @@ for f in "$fixtures"/*.bin; do
   done
 done
 for t in $targets; do echo "corpus/$t: $(ls "corpus/$t" | wc -l) files"; done
+
+# Hand-made seeds for the HTTP parsers: a curl request head, tinyproxy's CONNECT reply, refusals.
+if [ -d corpus/http_request ]; then
+  printf 'GET / HTTP/1.1\r\nHost: example.test\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n' >corpus/http_request/curl-get.bin
+  printf 'GET /x HTTP/1.0\r\nHost: [2001:db8::1]:8443\r\n\r\n' >corpus/http_request/ipv6-host.bin
+fi
+if [ -d corpus/connect_reply ]; then
+  printf 'HTTP/1.0 200 Connection established\r\nProxy-agent: tinyproxy/1.11.1\r\n\r\n' >corpus/connect_reply/tinyproxy-200.bin
+  printf 'HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm="x"\r\n\r\nearly' >corpus/connect_reply/407.bin
+fi

@@ -313,3 +313,32 @@ fn walk_tlvs(mut area: &[u8]) -> Vec<(u8, &[u8])> {
     assert!(area.is_empty(), "a validated TLV area ends on a record");
     out
 }
+
+/// The plain-HTTP request head parser (routing on Host): consumed stays inside the input,
+/// a complete head's Host passes the host-name rule, and strict prefixes need more.
+pub fn http_request(data: &[u8]) {
+    use sluice::wire::http;
+    if let Parsed::Complete(head, n) = http::parse_request_host(data) {
+        assert!(n <= data.len() && n == head.head_len);
+        if let Some(h) = head.host {
+            assert!(http::valid_host(h), "a Host that passed must be a valid host");
+            assert!(!h.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0));
+        }
+        let prefix = &data[..n - 1];
+        assert!(!matches!(http::parse_request_host(prefix), Parsed::Complete(..)));
+    }
+}
+
+/// The CONNECT reply parser: consumed stays inside the input, the status is 3 digits, and
+/// the bytes after the head (tunnel bytes) are never consumed.
+pub fn connect_reply(data: &[u8]) {
+    use sluice::wire::http;
+    if let Parsed::Complete(reply, n) = http::parse_connect_reply(data) {
+        assert!(n <= data.len() && n == reply.head_len);
+        assert!((100..=599).contains(&reply.status));
+        assert!(data[..n].ends_with(b"\r\n\r\n"));
+        let mut longer = data[..n].to_vec();
+        longer.extend_from_slice(b"tunnel bytes");
+        assert!(matches!(http::parse_connect_reply(&longer), Parsed::Complete(_, m) if m == n));
+    }
+}
