@@ -563,21 +563,15 @@ fn parse_body<'a>(body: &'a [u8], framing: &Framing) -> Result<ClientHello<'a>, 
         ech: false,
         extension_count: 0,
     };
-    // One bit per extension type: duplicates found in one pass, whatever the count.
-    let mut seen = [0u64; 1024];
+    let mut seen = SeenTypes::new();
     let mut exts = Reader::new(extensions);
     while !exts.is_empty() {
         let ty = exts.u16().ok_or(TlsError::ExtensionOverrun)?;
         let data = exts.vec_u16().ok_or(TlsError::ExtensionOverrun)?;
         hello.extension_count = hello.extension_count.saturating_add(1);
-        let word = seen
-            .get_mut(usize::from(ty >> 6))
-            .ok_or(TlsError::ExtensionOverrun)?;
-        let bit = 1u64 << (ty & 63);
-        if *word & bit != 0 {
+        if !seen.insert(ty) {
             return Err(TlsError::DuplicateExtension);
         }
-        *word |= bit;
         match ty {
             EXT_SERVER_NAME => hello.sni = parse_server_name(data)?,
             EXT_ALPN => hello.alpn = Some(parse_alpn(data)?),
@@ -588,6 +582,60 @@ fn parse_body<'a>(body: &'a [u8], framing: &Framing) -> Result<ClientHello<'a>, 
         }
     }
     Ok(hello)
+}
+
+/// The extension types met so far, to refuse duplicates (RFC 8446 §4.2). Real hellos carry
+/// about 10 to 20 extensions: those go in a small array scanned linearly; past
+/// [`SeenTypes::SMALL`] (only a hostile hello), a bitmap of every type keeps it one pass.
+struct SeenTypes {
+    small: [u16; SeenTypes::SMALL],
+    count: usize,
+    bits: Option<[u64; 1024]>,
+}
+
+impl SeenTypes {
+    const SMALL: usize = 64;
+
+    fn new() -> Self {
+        SeenTypes {
+            small: [0; Self::SMALL],
+            count: 0,
+            bits: None,
+        }
+    }
+
+    /// False when `ty` was already seen.
+    fn insert(&mut self, ty: u16) -> bool {
+        fn set(bits: &mut [u64; 1024], ty: u16) -> bool {
+            let Some(word) = bits.get_mut(usize::from(ty >> 6)) else {
+                return false;
+            };
+            let bit = 1u64 << (ty & 63);
+            let fresh = *word & bit == 0;
+            *word |= bit;
+            fresh
+        }
+        if let Some(bits) = self.bits.as_mut() {
+            return set(bits, ty);
+        }
+        let known = self.small.get(..self.count).unwrap_or(&[]);
+        if known.contains(&ty) {
+            return false;
+        }
+        if let Some(slot) = self.small.get_mut(self.count) {
+            *slot = ty;
+            self.count += 1;
+            return true;
+        }
+        // More than SMALL distinct types: switch to the bitmap (only a hostile hello).
+        let mut bits = [0u64; 1024];
+        for &t in &self.small {
+            set(&mut bits, t);
+        }
+        let fresh = set(&mut bits, ty);
+        self.bits = Some(bits);
+        fresh
+    }
 }
 
 /// RFC 6066 §3 ServerNameList: the host_name entry, if any. Entries of unknown name types
