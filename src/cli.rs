@@ -15,6 +15,8 @@ usage:
   sluice [run]                    run the proxy: a supervisor and ENVOY_WORKERS workers,
                                   configured by ENVOY_* environment variables
   sluice check-config             print every setting, its effective value and its source
+  sluice worker                   one event loop in this process, no supervisor (no upgrade,
+                                  no respawn): for benchmarks, debugging, other managers
   sluice ctl COMMAND...           send one command to the control socket (ENVOY_CONTROL_SOCKET)
                                   and print the reply; `sluice ctl help` lists the commands
   sluice inspect [--hexdump] FILE...
@@ -118,12 +120,19 @@ fn worker() -> i32 {
         }
     };
     init_logging(cfg.log_level);
-    let role = match crate::supervisor::worker_role() {
-        Ok(r) => r,
-        Err(e) => {
-            log::error!("sluice worker: {e} (workers are started by `sluice run`)");
-            return 2;
+    // Started by a supervisor: inherited sockets. By hand: one standalone event loop that
+    // binds its own listener, control socket and metrics (for benchmarks, debugging, or
+    // another process manager).
+    let role = if std::env::var_os(crate::supervisor::env::WORKER).is_some() {
+        match crate::supervisor::worker_role() {
+            Ok(r) => r,
+            Err(e) => {
+                log::error!("sluice worker: {e}");
+                return 2;
+            }
         }
+    } else {
+        crate::event_loop::Role::default()
     };
     let mut worker = match Worker::with_role(layers, cfg, role) {
         Ok(w) => w,

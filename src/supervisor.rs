@@ -1016,14 +1016,25 @@ pub fn worker_role() -> io::Result<crate::event_loop::Role> {
     })
 }
 
-/// Pins this process to core `index % cores`, where the OS allows; a failure only logs.
+/// Pins this process to one CPU of those it may run on (so `taskset`/`cpuset` on the
+/// supervisor is respected): the `index % n`-th allowed one. A failure only logs.
 #[cfg(target_os = "linux")]
 fn pin_to_core(index: usize) {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    // SAFETY: a zeroed cpu_set_t with one bit set, passed by pointer with its size.
+    // SAFETY: cpu_set_t values we own, passed by pointer with their size.
     unsafe {
+        let mut allowed: libc::cpu_set_t = std::mem::zeroed();
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        if libc::sched_getaffinity(0, size, &mut allowed) != 0 {
+            return;
+        }
+        let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &allowed))
+            .collect();
+        let Some(&cpu) = cpus.get(index % cpus.len().max(1)) else {
+            return;
+        };
         let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(index % cores, &mut set);
+        libc::CPU_SET(cpu, &mut set);
         if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
             warn!(
                 "worker {index}: sched_setaffinity: {}",
