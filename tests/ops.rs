@@ -467,3 +467,64 @@ fn a_scrape_after_known_traffic_shows_exactly_the_counts_and_passes_promtool() {
         String::from_utf8_lossy(&res.stderr)
     );
 }
+
+#[test]
+fn bulk_moves_through_splice_when_auto_and_is_copied_when_off() {
+    const N: usize = 8 << 20;
+    for (mode, spliced) in [("auto", true), ("off", false)] {
+        let hello = hello();
+        let (l, up) = listener();
+        let n = hello.len();
+        let server = thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            let _ = read_exact(&mut s, n);
+            let sent = send_stream(&mut s, 41, N);
+            s.shutdown(std::net::Shutdown::Write).unwrap();
+            (sent, read_to_eof(&mut s))
+        });
+        let dir = TempDir::new("splice");
+        let sock = dir.path("ctl.sock");
+        let mut sluice = Sluice::start(&[
+            ("ENVOY_UPSTREAM", &up.to_string()),
+            ("ENVOY_SPLICE", mode),
+            ("ENVOY_CONTROL_SOCKET", sock.to_str().unwrap()),
+        ]);
+        let mut c = TcpStream::connect(sluice.addr).unwrap();
+        c.write_all(&hello).unwrap();
+        let writer = {
+            let mut c = c.try_clone().unwrap();
+            thread::spawn(move || {
+                let d = send_stream(&mut c, 42, N);
+                c.shutdown(std::net::Shutdown::Write).unwrap();
+                d
+            })
+        };
+        assert_eq!(
+            read_to_eof(&mut c),
+            expected(41, N),
+            "upstream to client, {mode}"
+        );
+        let sent = writer.join().unwrap();
+        let (_, got) = server.join().unwrap();
+        assert_eq!(got, sent, "client to upstream, {mode}");
+        sluice.wait_for_log("reason=done", Duration::from_secs(10));
+        let stats = command(&mut ctl(&sock), "show stats");
+        let value = |k: &str| -> u64 {
+            stats
+                .iter()
+                .find_map(|l| l.strip_prefix(k))
+                .and_then(|v| v.parse().ok())
+                .unwrap()
+        };
+        assert_eq!(value("bytes_down="), N as u64);
+        let s = value("bytes_spliced=");
+        assert_eq!(s > 0, spliced, "{mode}: bytes_spliced={s}");
+        assert_eq!(
+            value("splice_pipes_in_use="),
+            0,
+            "pipes go back when the session ends"
+        );
+        eprintln!("splice {mode}: {s} of {} bytes moved without a copy", 2 * N);
+    }
+}
