@@ -103,6 +103,8 @@ pub struct Worker {
     pub(crate) capture: Option<Capture>,
     /// Set while draining: the time after which the remaining sessions are closed.
     pub(crate) drain_deadline: Option<u64>,
+    /// Started by a supervisor, which owns the listener.
+    pub(crate) supervised: bool,
 }
 
 impl Worker {
@@ -115,6 +117,7 @@ impl Worker {
     /// session ids are `index + 1 + k * count` so that ids are unique across workers.
     pub fn with_role(layers: Layers, cfg: Config, role: Role) -> io::Result<Worker> {
         let poll = Poll::new()?;
+        let supervised = role.channel.is_some();
         let mut listener = match role.listener {
             Some(l) => l,
             None => net::listen(cfg.listen_addr(), cfg.backlog)?,
@@ -152,6 +155,7 @@ impl Worker {
             traces: Vec::new(),
             capture: None,
             drain_deadline: None,
+            supervised,
         };
         let cfg = Rc::clone(&w.cfg);
         if let Some(chan) = role.channel {

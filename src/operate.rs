@@ -53,6 +53,16 @@ impl Worker {
     /// Switches to `cfg`: rebinds what moved, resizes the pool, sets the log level.
     fn apply(&mut self, cfg: Config) -> Result<(), String> {
         let old = Rc::clone(&self.cfg);
+        if cfg.listen_addr() != old.listen_addr() && self.supervised {
+            // The supervisor owns the listeners (so no worker change can close one under
+            // queued connections); a new address is bound by an upgrade, which hands over.
+            return Err(format!(
+                "ENVOY_IP/ENVOY_PORT {} -> {}: the listening sockets belong to the supervisor; \
+                 apply the new address with an upgrade (kill -USR2 <supervisor> or `sluice ctl upgrade`)",
+                old.listen_addr(),
+                cfg.listen_addr()
+            ));
+        }
         if cfg.listen_addr() != old.listen_addr() && self.listener.is_some() {
             // Bind the new address first: a failure leaves everything as it was.
             let mut l = net::listen(cfg.listen_addr(), cfg.backlog)

@@ -919,7 +919,17 @@ fn bind_listeners(cfg: &Config) -> io::Result<Vec<OwnedFd>> {
     out.truncate(cfg.workers);
     let mut addr = cfg.listen_addr();
     if let Some(first) = out.first() {
-        addr = local_addr(first)?;
+        let inherited = local_addr(first)?;
+        let moved =
+            inherited.ip() != addr.ip() || (addr.port() != 0 && inherited.port() != addr.port());
+        if moved {
+            // An upgrade is how the listen address changes: bind the new one; the old
+            // sockets close when the old supervisor and its workers are gone.
+            info!("listen address {inherited} -> {addr}: binding the new one");
+            out.clear();
+        } else {
+            addr = inherited;
+        }
     }
     while out.len() < cfg.workers {
         let l = net::listen(addr, cfg.backlog)?;

@@ -334,3 +334,87 @@ fn a_new_binary_that_fails_to_start_leaves_the_old_one_serving() {
     }
     assert!(sluice.child.try_wait().unwrap().is_none());
 }
+
+#[test]
+fn a_new_listen_port_is_applied_by_an_upgrade_without_dropping_a_session() {
+    let hello = fixture("client-curl-7.88.1-h2.bin");
+    let upstream = echo_upstream(hello.len());
+    let dir = TempDir::new("moveport");
+    let (a, b) = (free_port(), free_port());
+    let file = dir.path("sluice.env");
+    std::fs::write(&file, format!("ENVOY_PORT={a}\n")).unwrap();
+    let mut sluice = Sluice::start(&[
+        ("ENVOY_UPSTREAM", &upstream.to_string()),
+        ("ENVOY_CONFIG_FILE", file.to_str().unwrap()),
+    ]);
+    sluice.may_exit = true;
+    let _stop_last = {
+        struct StopAll(Arc<Mutex<String>>);
+        impl Drop for StopAll {
+            fn drop(&mut self) {
+                let log = self.0.lock().unwrap().clone();
+                for pid in log
+                    .lines()
+                    .filter_map(|l| l.split("supervisor pid=").nth(1))
+                    .filter_map(|l| l.split_whitespace().next()?.parse::<u32>().ok())
+                {
+                    let _ = Command::new("kill")
+                        .arg("-KILL")
+                        .arg(pid.to_string())
+                        .status();
+                }
+            }
+        }
+        StopAll(Arc::clone(&sluice.log))
+    };
+    assert_eq!(sluice.addr.port(), a);
+    let mut old = TcpStream::connect(("127.0.0.1", a)).unwrap();
+    old.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    old.write_all(&hello).unwrap();
+    old.write_all(b"before").unwrap();
+    assert_eq!(read_exact(&mut old, 6), b"before");
+    // A reload cannot move the listener: refused, and it says how.
+    std::fs::write(&file, format!("ENVOY_PORT={b}\n")).unwrap();
+    let sup = current_supervisor(&sluice.log());
+    signal(sup, "HUP");
+    let refused = sluice.wait_for_log("reload refused", Duration::from_secs(5));
+    assert!(refused.contains("upgrade"), "{refused}");
+    // The upgrade binds the new port; the running session stays on the old workers.
+    signal(sup, "USR2");
+    sluice.wait_for_log(
+        "every worker is ready; told the old supervisor",
+        Duration::from_secs(20),
+    );
+    assert_eq!(
+        short_session(format!("127.0.0.1:{b}").parse().unwrap(), &hello, 5),
+        Ok(())
+    );
+    old.write_all(b"after").unwrap();
+    assert_eq!(
+        read_exact(&mut old, 5),
+        b"after",
+        "the old session was not dropped"
+    );
+    old.shutdown(Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    old.read_to_end(&mut rest).unwrap();
+    // Once the old generation is gone, the old port is closed.
+    wait_gone(sup);
+    assert!(
+        TcpStream::connect(("127.0.0.1", a)).is_err(),
+        "the old port is closed"
+    );
+}
+
+fn wait_gone(pid: u32) {
+    for _ in 0..200 {
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.contains(") Z "))
+        {
+            return;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    panic!("process {pid} did not exit");
+}
