@@ -24,9 +24,6 @@ pub struct Entry {
     pub gen: u32,
 }
 
-/// Slots holding more than this after being drained give their memory back.
-const SHRINK_ABOVE: usize = 1024;
-
 /// The wheel.
 pub struct Wheel {
     slots: Vec<Vec<Entry>>,
@@ -102,6 +99,12 @@ impl Wheel {
         }
         slot.swap_remove(at);
         self.len -= 1;
+        if slot.is_empty() {
+            // Most entries are cancelled soon after insertion (sessions are short): an empty
+            // slot gives its buffer back, so memory follows the live sessions.
+            *slot = Vec::new();
+            return;
+        }
         // The entry moved into the hole now lives at `at`.
         if let Some(moved) = slot.get(at) {
             if let Some(p) = self.place.get_mut(moved.key) {
@@ -124,10 +127,7 @@ impl Wheel {
                     }
                 }
                 self.len -= slot.len();
-                out.append(slot);
-                if slot.capacity() > SHRINK_ABOVE {
-                    *slot = Vec::new();
-                }
+                out.extend(std::mem::take(slot));
             }
             self.cursor += 1;
         }
