@@ -194,27 +194,18 @@ fn sighup_rereads_the_config_file_under_load() {
     wait_until("load on A", || load.count(b'A') > 20);
     // A bad file is refused whole: the old config stays.
     std::fs::write(&file, format!("ENVOY_UPSTREAM={b}\nENVOY_PORT=eighty\n")).unwrap();
-    kill(sluice.child.id(), "HUP");
+    signal(sluice.child.id(), "HUP");
     let mut s = sluice;
     s.wait_for_log("reload refused", Duration::from_secs(5));
     assert!(s.log().contains("ENVOY_PORT"), "the refusal names the key");
     let before_b = load.count(b'B');
     assert_eq!(before_b, 0);
     std::fs::write(&file, format!("ENVOY_UPSTREAM={b}\n")).unwrap();
-    kill(s.child.id(), "HUP");
+    signal(s.child.id(), "HUP");
     s.wait_for_log("SIGHUP: config applied", Duration::from_secs(5));
     wait_until("load on B", || load.count(b'B') > 20);
     assert_eq!(load.finish(), 0, "sessions failed across the reloads");
     echo_check(&mut old, 64 << 10, 9);
-}
-
-fn kill(pid: u32, sig: &str) {
-    assert!(Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status()
-        .unwrap()
-        .success());
 }
 
 #[test]

@@ -80,15 +80,6 @@ fn children(pid: u32) -> Vec<u32> {
         .collect()
 }
 
-fn signal(pid: u32, sig: &str) {
-    assert!(Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status()
-        .unwrap()
-        .success());
-}
-
 #[test]
 fn reloads_upgrades_and_a_killed_worker_under_load() {
     let hello = fixture("client-curl-7.88.1-h2.bin");
@@ -112,23 +103,7 @@ fn reloads_upgrades_and_a_killed_worker_under_load() {
     sluice.may_exit = true;
     sluice.wait_for_count("listening on", 2, Duration::from_secs(10));
     // Whatever happens, stop the generation that is serving at the end.
-    struct StopLast(Arc<Mutex<String>>);
-    impl Drop for StopLast {
-        fn drop(&mut self) {
-            let log = self.0.lock().unwrap().clone();
-            for pid in log
-                .lines()
-                .filter_map(|l| l.split("supervisor pid=").nth(1))
-                .filter_map(|l| l.split_whitespace().next()?.parse::<u32>().ok())
-            {
-                let _ = Command::new("kill")
-                    .arg("-KILL")
-                    .arg(pid.to_string())
-                    .status();
-            }
-        }
-    }
-    let _stop_last = StopLast(Arc::clone(&sluice.log));
+    let _stop_last = sluice.stop_all_generations();
     let addr = sluice.addr;
 
     // Continuous load: two threads of short sessions, a few hundred a second.
@@ -348,25 +323,7 @@ fn a_new_listen_port_is_applied_by_an_upgrade_without_dropping_a_session() {
         ("ENVOY_CONFIG_FILE", file.to_str().unwrap()),
     ]);
     sluice.may_exit = true;
-    let _stop_last = {
-        struct StopAll(Arc<Mutex<String>>);
-        impl Drop for StopAll {
-            fn drop(&mut self) {
-                let log = self.0.lock().unwrap().clone();
-                for pid in log
-                    .lines()
-                    .filter_map(|l| l.split("supervisor pid=").nth(1))
-                    .filter_map(|l| l.split_whitespace().next()?.parse::<u32>().ok())
-                {
-                    let _ = Command::new("kill")
-                        .arg("-KILL")
-                        .arg(pid.to_string())
-                        .status();
-                }
-            }
-        }
-        StopAll(Arc::clone(&sluice.log))
-    };
+    let _stop_last = sluice.stop_all_generations();
     assert_eq!(sluice.addr.port(), a);
     let mut old = TcpStream::connect(("127.0.0.1", a)).unwrap();
     old.set_read_timeout(Some(Duration::from_secs(10))).unwrap();

@@ -590,3 +590,39 @@ pub fn header_len(name: &str) -> usize {
         .find_map(|w| w.strip_prefix("hdr_len="))
         .map_or(0, |v| v.parse().unwrap())
 }
+
+/// Sends `sig` (e.g. "HUP", "USR2", "KILL") to `pid`.
+pub fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
+    assert!(ok.is_ok_and(|s| s.success()), "kill -{sig} {pid}");
+}
+
+impl Sluice {
+    /// A guard that kills every supervisor generation this instance's log names (after an
+    /// upgrade the serving one is not the process the test started).
+    pub fn stop_all_generations(&self) -> StopGenerations {
+        StopGenerations(Arc::clone(&self.log))
+    }
+}
+
+/// See [`Sluice::stop_all_generations`].
+pub struct StopGenerations(Arc<Mutex<String>>);
+
+impl Drop for StopGenerations {
+    fn drop(&mut self) {
+        let log = self.0.lock().map(|l| l.clone()).unwrap_or_default();
+        for pid in log
+            .lines()
+            .filter_map(|l| l.split("supervisor pid=").nth(1))
+            .filter_map(|l| l.split_whitespace().next()?.parse::<u32>().ok())
+        {
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(pid.to_string())
+                .status();
+        }
+    }
+}
