@@ -466,3 +466,26 @@ fn check_config_and_bad_values() {
         assert!(String::from_utf8_lossy(&out.stdout).contains("sluice"));
     }
 }
+
+#[test]
+fn every_key_check_config_prints_is_in_the_readme_table() {
+    let out = Command::new(sluice_bin())
+        .arg("check-config")
+        .env("ENVOY_UPSTREAM", "127.0.0.1:1")
+        .output()
+        .unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let keys: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k.to_string()))
+        .filter(|k| k.starts_with("ENVOY_"))
+        .collect();
+    assert!(keys.len() > 30, "{keys:?}");
+    for k in keys {
+        assert!(
+            readme.contains(&format!("| `{k}` |")),
+            "{k} is missing from the README's table"
+        );
+    }
+}
