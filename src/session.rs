@@ -332,7 +332,7 @@ impl Session {
         cfg: Rc<Config>,
         ctx: &mut Ctx<'_>,
     ) -> std::io::Result<Session> {
-        client.set_nodelay(true)?;
+        net::accepted_nodelay(&client)?;
         ctx.registry.register(
             &mut client,
             token(key, Leg::Client),
