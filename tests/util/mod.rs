@@ -534,18 +534,24 @@ pub fn make_cert(dir: &TempDir) -> (PathBuf, PathBuf) {
 pub fn s_server(dir: &TempDir) -> (Proc, SocketAddr) {
     let (cert, key) = make_cert(dir);
     let port = free_port();
-    let child = Command::new("openssl")
-        .args(["s_server", "-www", "-quiet", "-accept"])
+    let mut cmd = Command::new("openssl");
+    cmd.args(["s_server", "-www", "-quiet", "-accept"])
         .arg(format!("127.0.0.1:{port}"))
         .arg("-cert")
         .arg(&cert)
         .arg("-key")
         .arg(&key)
-        .stdin(Stdio::piped())
+        .stdin(Stdio::piped());
+    spawn_listening(cmd, port)
+}
+
+/// Starts a quiet peer that will listen on loopback `port`; returns it once it does.
+fn spawn_listening(mut cmd: Command, port: u16) -> (Proc, SocketAddr) {
+    let child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("start openssl s_server");
+        .unwrap_or_else(|e| panic!("start {:?}: {e}", cmd.get_program()));
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     wait_listening(addr, Duration::from_secs(10));
     (Proc(child), addr)
@@ -562,18 +568,9 @@ pub fn haproxy(dir: &TempDir, server: SocketAddr, server_opts: &str) -> (Proc, S
     );
     let path = dir.path("haproxy.cfg");
     std::fs::write(&path, cfg).unwrap();
-    let child = Command::new(bin)
-        .arg("-db")
-        .arg("-f")
-        .arg(&path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start haproxy");
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    wait_listening(addr, Duration::from_secs(10));
-    (Proc(child), addr)
+    let mut cmd = Command::new(bin);
+    cmd.arg("-db").arg("-f").arg(&path).stdin(Stdio::null());
+    spawn_listening(cmd, port)
 }
 
 /// The PROXY header length of a fixture, per its MANIFEST line.
