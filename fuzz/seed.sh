@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 fixtures=../fixtures
-targets="${*:-proxy_v1 proxy_v2 proxy_detect tls emit_roundtrip http_request connect_reply}"
+targets="${*:-proxy_v1 proxy_v2 proxy_detect tls emit_roundtrip http_request connect_reply session}"
 
 hex() { head -c "$1" "$2" | od -An -tx1 | tr -d ' \n'; }
 
@@ -31,6 +31,7 @@ for f in "$fixtures"/*.bin; do
   # A header longer than the capture (a truncated one): the capture is its own seed.
   [ "$hdr" -ge "$size" ] && hdr=0
   for t in $targets; do
+    [ "$t" = session ] && continue # scripts, not captures: see below
     cp "$f" "corpus/$t/$name.bin"
     case $t in
       proxy_v1 | proxy_v2 | proxy_detect)
@@ -40,7 +41,7 @@ for f in "$fixtures"/*.bin; do
     esac
   done
 done
-for t in $targets; do echo "corpus/$t: $(ls "corpus/$t" | wc -l) files"; done
+for t in $targets; do [ "$t" = session ] || echo "corpus/$t: $(ls "corpus/$t" | wc -l) files"; done
 
 # Hand-made seeds for the HTTP parsers: a curl request head, tinyproxy's CONNECT reply, refusals.
 if [ -d corpus/http_request ]; then
@@ -50,4 +51,33 @@ fi
 if [ -d corpus/connect_reply ]; then
   printf 'HTTP/1.0 200 Connection established\r\nProxy-agent: tinyproxy/1.11.1\r\n\r\n' >corpus/connect_reply/tinyproxy-200.bin
   printf 'HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm="x"\r\n\r\nearly' >corpus/connect_reply/407.bin
+fi
+
+# The session target reads scripts (fuzz/src/session.rs): per capture, on each worker (copy,
+# splice): open a client, send the capture in writes of at most 255 bytes, the upstream
+# reads and answers a CONNECT reply and 64 bytes, both read, the client half-closes, then the
+# upstream. The same script as seed_from_capture() there.
+if [ -d corpus/session ]; then
+  answer="HTTP/1.1 200 Connection established\r\n\r\n$(printf 'a%.0s' $(seq 64))"
+  tmp=$(mktemp -d)
+  for f in "$fixtures"/*.bin; do
+    rm -f "$tmp"/p.*
+    split -b 255 -d -a 3 "$f" "$tmp/p."
+    for worker in 0 1; do
+      {
+        printf "\\$(printf %03o "$worker")\\000"
+        for p in "$tmp"/p.*; do
+          printf '\001'
+          printf "\\$(printf %03o "$(wc -c <"$p")")"
+          cat "$p"
+        done
+        printf '\012\006'
+        printf "\\$(printf %03o "$(printf "$answer" | wc -c)")"
+        printf "$answer"
+        printf '\012\005\003\012\010\005'
+      } >"corpus/session/$(basename "$f" .bin).w$worker.bin"
+    done
+  done
+  rm -rf "$tmp"
+  echo "corpus/session: $(ls corpus/session | wc -l) files"
 fi

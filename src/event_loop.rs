@@ -84,6 +84,10 @@ pub struct Worker {
     pub(crate) layers: Layers,
     scratch: Box<[u8]>,
     clock: Instant,
+    /// Added to the clock: time moved forward by [`Worker::warp`].
+    skew_ms: u64,
+    /// Expired timers of this turn (kept to reuse its memory).
+    due: Vec<Entry>,
     pub(crate) now_ms: u64,
     next_id: u64,
     id_step: u64,
@@ -141,6 +145,8 @@ impl Worker {
             layers,
             scratch: vec![0u8; MAX_HELLO_LEN].into_boxed_slice(),
             clock: Instant::now(),
+            skew_ms: 0,
+            due: Vec::new(),
             now_ms: 0,
             next_id: role.index as u64 + 1,
             id_step: role.count.max(1) as u64,
@@ -187,7 +193,7 @@ impl Worker {
 
     /// Milliseconds since the loop started.
     pub(crate) fn clock_ms(&self) -> u64 {
-        self.clock.elapsed().as_millis() as u64
+        self.clock.elapsed().as_millis() as u64 + self.skew_ms
     }
 
     /// Runs until drained, or an unrecoverable poll error.
@@ -204,67 +210,89 @@ impl Worker {
             self.cfg.proxy_protocol
         );
         let mut events = Events::with_capacity(EVENTS);
-        let mut due = Vec::new();
         loop {
             let timeout = self.poll_timeout();
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                error!("poll failed: {e}");
-                return Err(e);
+            if !self.turn(&mut events, timeout)? {
+                return Ok(());
             }
-            self.now_ms = self.clock_ms();
-            for event in events.iter() {
-                match event.token() {
-                    LISTENER => self.accept_pending = true,
-                    SIGNALS => self.on_signals(),
-                    CONTROL => self.accept_control(),
-                    METRICS => self.accept_metrics(),
-                    Token(t) if t >= ADMIN_BASE => self.on_admin(t - ADMIN_BASE),
-                    t => {
-                        let (key, leg) = session::untoken(t);
-                        if let Some(s) = self.sessions.get_mut(key) {
-                            s.on_event(leg, event);
-                            self.drive(key);
-                        }
+        }
+    }
+
+    /// One turn of the loop: waits for readiness up to `timeout`, handles every event, the
+    /// sessions that yielded, pending accepts and expired timers. False once drained.
+    /// [`Worker::run`] is these turns back to back; tests and the session fuzz target call
+    /// it directly with a zero timeout.
+    pub fn turn(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<bool> {
+        if let Err(e) = self.poll.poll(events, timeout) {
+            if e.kind() == io::ErrorKind::Interrupted {
+                return Ok(true);
+            }
+            error!("poll failed: {e}");
+            return Err(e);
+        }
+        self.now_ms = self.clock_ms();
+        for event in events.iter() {
+            match event.token() {
+                LISTENER => self.accept_pending = true,
+                SIGNALS => self.on_signals(),
+                CONTROL => self.accept_control(),
+                METRICS => self.accept_metrics(),
+                Token(t) if t >= ADMIN_BASE => self.on_admin(t - ADMIN_BASE),
+                t => {
+                    let (key, leg) = session::untoken(t);
+                    if let Some(s) = self.sessions.get_mut(key) {
+                        s.on_event(leg, event);
+                        self.drive(key);
                     }
-                }
-            }
-            let ready = std::mem::take(&mut self.ready);
-            for (key, id) in ready {
-                if self.sessions.get(key).is_some_and(|s| s.id == id) {
-                    self.drive(key);
-                }
-            }
-            if self.accept_pending && self.now_ms >= self.accept_paused_until {
-                self.accept();
-            }
-            self.wheel.expire(self.now_ms, &mut due);
-            for Entry { key, gen } in due.drain(..) {
-                self.on_timer(key, gen);
-            }
-            if due.capacity() > 4096 {
-                due = Vec::new(); // a burst of expiries gives its memory back
-            }
-            if let Some(deadline) = self.drain_deadline {
-                if self.now_ms >= deadline && !self.sessions.is_empty() {
-                    warn!(
-                        "drain deadline reached: closing {} session(s)",
-                        self.sessions.len()
-                    );
-                    let keys: Vec<usize> = self.sessions.iter().map(|(k, _)| k).collect();
-                    for k in keys {
-                        self.close(k, CloseReason::Drained);
-                    }
-                }
-                if self.sessions.is_empty() {
-                    info!("drained: no session left, exiting");
-                    self.remove_control_socket();
-                    return Ok(());
                 }
             }
         }
+        let ready = std::mem::take(&mut self.ready);
+        for (key, id) in ready {
+            if self.sessions.get(key).is_some_and(|s| s.id == id) {
+                self.drive(key);
+            }
+        }
+        if self.accept_pending && self.now_ms >= self.accept_paused_until {
+            self.accept();
+        }
+        let mut due = std::mem::take(&mut self.due);
+        self.wheel.expire(self.now_ms, &mut due);
+        for Entry { key, gen } in due.drain(..) {
+            self.on_timer(key, gen);
+        }
+        if due.capacity() <= 4096 {
+            self.due = due; // a burst of expiries gives its memory back
+        }
+        if let Some(deadline) = self.drain_deadline {
+            if self.now_ms >= deadline && !self.sessions.is_empty() {
+                warn!(
+                    "drain deadline reached: closing {} session(s)",
+                    self.sessions.len()
+                );
+                let keys: Vec<usize> = self.sessions.iter().map(|(k, _)| k).collect();
+                for k in keys {
+                    self.close(k, CloseReason::Drained);
+                }
+            }
+            if self.sessions.is_empty() {
+                info!("drained: no session left, exiting");
+                self.remove_control_socket();
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Moves this worker's clock `ms` forward, as if that much time had passed: the timers
+    /// due by then fire on the next turn. For tests and the session fuzz target.
+    pub fn warp(&mut self, ms: u64) {
+        self.skew_ms += ms;
+    }
+
+    /// Sessions open, buffers lent out of the pool, splice pipes lent: all zero when idle.
+    pub fn held(&self) -> (usize, usize, usize) {
+        (self.sessions.len(), self.pool.lent(), self.pipes.lent())
     }
 
     /// Zero while work is queued; otherwise until the next timer tick (or forever when idle).

@@ -8,6 +8,8 @@
 //! parsers, a strict prefix of a complete input is `NeedMore`, and what the emitters write
 //! parses back to what they were given.
 
+pub mod session;
+
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
