@@ -410,6 +410,8 @@ impl Worker {
                         Ok(s) => {
                             entry.insert(s);
                             self.stats.accepted += 1;
+                            // Its first bytes are usually there already: no wakeup waited for.
+                            self.drive(key);
                         }
                         Err(e) => warn!("sid={id} peer={peer} could not be set up: {e}"),
                     }

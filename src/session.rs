@@ -252,6 +252,9 @@ struct Flow {
     pipe: Option<Pipe>,
     /// Of `bytes`, those moved through the pipe.
     spliced: u64,
+    /// The other direction is over: this one's FIN ends the session, and the close that
+    /// follows at once sends it (no shutdown call needed).
+    last: bool,
 }
 
 impl Flow {
@@ -281,6 +284,20 @@ impl Flow {
 struct Ready {
     readable: bool,
     writable: bool,
+    /// The peer's FIN (or an error) was reported: read on until a read says so, since no
+    /// further edge will come.
+    hup: bool,
+}
+
+impl Ready {
+    /// After a read of `n` bytes into `room`: a short read drained the socket (as haproxy
+    /// concludes too), so the EAGAIN read that would prove it is skipped; the next arrival
+    /// brings a new edge. Not once FIN or an error was reported: that read must be made.
+    fn after_read(&mut self, n: usize, room: usize) {
+        if n < room && !self.hup {
+            self.readable = false;
+        }
+    }
 }
 
 /// One client connection and, once opened, its upstream.
@@ -310,6 +327,9 @@ pub struct Session {
     pre: Option<Buffer>,
     /// CONNECT mode: the request is out (or going), the reply not yet in.
     awaiting_reply: bool,
+    /// connect() was just issued and no upstream event has come since: the first write
+    /// tries whether it completed (on loopback and near upstreams it usually has).
+    connect_probe: bool,
     /// Which upstream address of the route is being tried.
     attempt: usize,
     connect_started_ms: u64,
@@ -352,7 +372,13 @@ impl Session {
             state,
             client,
             upstream: None,
-            client_ready: Ready::default(),
+            // Optimistic: the caller drives the session at once, and a load balancer's
+            // first bytes have usually arrived with the handshake.
+            client_ready: Ready {
+                readable: true,
+                writable: true,
+                hup: false,
+            },
             upstream_ready: Ready::default(),
             peer,
             facts: Facts {
@@ -364,6 +390,7 @@ impl Session {
             route: None,
             pre: None,
             awaiting_reply: false,
+            connect_probe: false,
             attempt: 0,
             connect_started_ms: 0,
             upstream_addr: None,
@@ -426,6 +453,10 @@ impl Session {
         let failed = event.is_error();
         r.readable |= event.is_readable() || event.is_read_closed() || failed;
         r.writable |= event.is_writable() || event.is_write_closed() || failed;
+        r.hup |= event.is_read_closed() || failed;
+        if leg == Leg::Upstream {
+            self.connect_probe = false;
+        }
     }
 
     /// Does every piece of work that readiness allows, within the budget.
@@ -504,8 +535,15 @@ impl Session {
                 .as_mut()
                 .ok_or(Step::Close(CloseReason::NoBuffer))?;
             for _ in 0..READ_BUDGET {
+                let room = buf.space().len();
                 match net::read(&mut self.client, buf.space()) {
-                    Io::Done(n) => buf.filled(n),
+                    Io::Done(n) => {
+                        buf.filled(n);
+                        self.client_ready.after_read(n, room);
+                        if !self.client_ready.readable {
+                            break;
+                        }
+                    }
                     Io::WouldBlock => {
                         // A full buffer also lands here: the parsers below decide.
                         if !buf.space().is_empty() {
@@ -521,6 +559,9 @@ impl Session {
                     Io::Error(_) => return Err(Step::Close(CloseReason::ClientReset)),
                 }
             }
+        }
+        if self.up.buf.as_ref().is_some_and(Buffer::is_empty) {
+            self.up.release(ctx.pool); // nothing came: no buffer held while waiting
         }
         let moved = match self.state {
             State::Opened => self.parse_proxy(ctx)?,
@@ -943,7 +984,12 @@ impl Session {
             match started {
                 Ok(s) => {
                     self.upstream = Some(s);
-                    self.upstream_ready = Ready::default();
+                    // Optimistic: the first write right away (see `finish_connect`).
+                    self.upstream_ready = Ready {
+                        writable: true,
+                        ..Ready::default()
+                    };
+                    self.connect_probe = true;
                     self.set_state(State::Connecting);
                     self.connect_started_ms = ctx.now_ms;
                     let t = self.connect_timeout_ms();
@@ -981,10 +1027,49 @@ impl Session {
         if !self.upstream_ready.writable {
             return Ok(false);
         }
-        let Some(up) = self.upstream.as_ref() else {
+        let Some(up) = self.upstream.as_mut() else {
             return Err(Step::Close(CloseReason::UpstreamRefused));
         };
-        match net::connect_finished(up) {
+        // The first bytes say whether the connect completed: written, it did; EAGAIN (or
+        // ENOTCONN) right after connect(), not yet; an error, it failed. That spares the
+        // getsockopt + getpeername pair and, on near upstreams, a wakeup. With nothing to
+        // write, or an unclear answer after a real event, the socket is asked.
+        let probe = std::mem::take(&mut self.connect_probe);
+        let (first, into_pre) = match (self.pre.as_mut(), self.up.buf.as_mut()) {
+            (Some(p), _) => (Some(p), true),
+            (None, b) => (b, false),
+        };
+        let Some(first) = first.filter(|b| !b.is_empty()) else {
+            let verdict = net::connect_finished(up);
+            return self.connect_verdict(verdict, ctx);
+        };
+        let not_yet = |e: &std::io::Error| e.raw_os_error() == Some(libc::ENOTCONN);
+        let verdict = match net::write(up, first.data()) {
+            Io::Done(n) => {
+                first.consume(n);
+                if !into_pre {
+                    self.up.bytes += n as u64;
+                    ctx.stats.bytes_up += n as u64;
+                }
+                Ok(true)
+            }
+            Io::WouldBlock if probe => Ok(false),
+            Io::Error(e) if probe && not_yet(&e) => Ok(false),
+            Io::Error(e) if !not_yet(&e) => Err(e),
+            Io::Closed => Err(std::io::ErrorKind::BrokenPipe.into()),
+            Io::WouldBlock | Io::Error(_) => net::connect_finished(up),
+        };
+        self.connect_verdict(verdict, ctx)
+    }
+
+    /// Connecting, once the socket answered: wait on, go on (CONNECT mode: to the reply),
+    /// or try the next address.
+    fn connect_verdict(
+        &mut self,
+        verdict: std::io::Result<bool>,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<bool, Step> {
+        match verdict {
             Ok(false) => {
                 self.upstream_ready.writable = false;
                 Ok(false)
@@ -1148,18 +1233,20 @@ impl Session {
         } else {
             &mut no_write
         };
+        self.up.last = self.down.done();
         let a = pump(
             &mut self.client,
-            &mut self.client_ready.readable,
+            &mut self.client_ready,
             upstream,
             up_writable,
             &mut self.up,
             (ctx.pool, ctx.pipes),
             (CloseReason::ClientReset, CloseReason::UpstreamReset),
         );
+        self.down.last = self.up.done();
         let b = pump(
             upstream,
-            &mut self.upstream_ready.readable,
+            &mut self.upstream_ready,
             &mut self.client,
             &mut self.client_ready.writable,
             &mut self.down,
@@ -1289,7 +1376,7 @@ fn flush_preamble(
 /// source still readable. Errors carry the close reason for (src, dst) failures.
 fn pump(
     src: &mut TcpStream,
-    src_readable: &mut bool,
+    src_ready: &mut Ready,
     dst: &mut TcpStream,
     dst_writable: &mut bool,
     flow: &mut Flow,
@@ -1304,7 +1391,8 @@ fn pump(
         }
     }
     if flow.pipe.is_some() {
-        return pump_pipe(src, src_readable, dst, dst_writable, flow, pipes, fails);
+        let readable = &mut src_ready.readable;
+        return pump_pipe(src, readable, dst, dst_writable, flow, pipes, fails);
     }
     let (src_fail, dst_fail) = fails;
     let mut reads = 0;
@@ -1314,6 +1402,8 @@ fn pump(
             if !buf.is_empty() && *dst_writable {
                 match net::write(dst, buf.data()) {
                     Io::Done(n) => {
+                        // A short write filled the socket: the EAGAIN write is skipped.
+                        *dst_writable = n == buf.len();
                         buf.consume(n);
                         flow.bytes += n as u64;
                         continue;
@@ -1323,7 +1413,7 @@ fn pump(
                 }
             }
         }
-        if flow.eof || !*src_readable || flow.buf.as_ref().is_some_and(Buffer::is_full) {
+        if flow.eof || !src_ready.readable || flow.buf.as_ref().is_some_and(Buffer::is_full) {
             break;
         }
         if reads == READ_BUDGET {
@@ -1335,12 +1425,14 @@ fn pump(
         }
         let Some(buf) = flow.buf.as_mut() else { break };
         reads += 1;
+        let room = buf.space().len();
         match net::read(src, buf.space()) {
             Io::Done(n) => {
                 flow.bulk |= n == buf.capacity();
                 buf.filled(n);
+                src_ready.after_read(n, room);
             }
-            Io::WouldBlock => *src_readable = false,
+            Io::WouldBlock => src_ready.readable = false,
             Io::Closed => flow.eof = true,
             Io::Error(_) => return Err(src_fail),
         }
@@ -1411,8 +1503,11 @@ fn pump_pipe(
 /// Once the source ended and nothing is left in flight, FIN goes on to the destination.
 fn pass_fin(dst: &mut TcpStream, flow: &mut Flow) {
     if flow.eof && !flow.shut && flow.pending() == 0 {
-        // Not an error if the peer is already gone: the other direction will tell.
-        let _ = dst.shutdown(Shutdown::Write);
+        // Not an error if the peer is already gone: the other direction will tell. Both
+        // sockets were read to EOF when `last`, so their close sends FIN, never RST.
+        if !flow.last {
+            let _ = dst.shutdown(Shutdown::Write);
+        }
         flow.shut = true;
     }
 }
