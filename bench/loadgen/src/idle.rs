@@ -17,10 +17,11 @@ pub fn run(a: &Args) -> Result<(), String> {
     let frame = crate::frame::load(a)?;
     let n: usize = a.req("conns")?;
     let hold = a.secs("hold")?.ok_or("--hold is required")?;
+    let source: Option<std::net::IpAddr> = a.opt("source")?;
     let timeout = a.secs("timeout")?.unwrap_or(Duration::from_secs(10));
 
     let mut poll = Poll::new().map_err(|e| e.to_string())?;
-    let mut opened = open_many(&mut poll, target, &frame, n, 256, timeout);
+    let mut opened = open_many(&mut poll, target, source, &frame, n, 256, timeout);
     let established = opened.streams.iter().filter(|s| s.is_some()).count();
     let mut line = Line::new("idle");
     line.str("phase", "holding")

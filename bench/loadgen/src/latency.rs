@@ -78,7 +78,7 @@ pub fn run(a: &Args) -> Result<(), String> {
     }
 
     let mut poll = Poll::new().map_err(|e| e.to_string())?;
-    let opened = open_many(&mut poll, target, &frame, n, 256, timeout);
+    let opened = open_many(&mut poll, target, None, &frame, n, 256, timeout);
     let mut conns: Vec<Option<Conn>> = opened
         .streams
         .into_iter()

@@ -9,7 +9,7 @@
 //! loadgen sessions --target ADDR --frame FILE (--concurrency N | --rate R)
 //!                  (--duration S | --count N) [--strip-proxy] [--timeout S]
 //! loadgen latency  --target ADDR --frame FILE --conns N --rate R --duration S [--strip-proxy]
-//! loadgen idle     --target ADDR --frame FILE --conns N --hold S [--strip-proxy]
+//! loadgen idle     --target ADDR --frame FILE --conns N --hold S [--strip-proxy] [--source IP]
 //! ```
 
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -32,7 +32,7 @@ usage:
   loadgen sessions --target ADDR --frame FILE (--concurrency N | --rate R)
                    (--duration S | --count N) [--strip-proxy] [--timeout S]
   loadgen latency  --target ADDR --frame FILE --conns N --rate R --duration S [--strip-proxy]
-  loadgen idle     --target ADDR --frame FILE --conns N --hold S [--strip-proxy]
+  loadgen idle     --target ADDR --frame FILE --conns N --hold S [--strip-proxy] [--source IP]
 ";
 
 fn main() -> ExitCode {

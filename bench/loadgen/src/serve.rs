@@ -95,7 +95,7 @@ impl Conn {
 pub fn run(a: &Args) -> Result<(), String> {
     let addr = a.addr("listen")?;
     let echo = a.flag("echo");
-    let mut listener = TcpListener::bind(addr).map_err(|e| format!("bind {addr}: {e}"))?;
+    let mut listener = bind_shared(addr).map_err(|e| format!("bind {addr}: {e}"))?;
     let mut poll = Poll::new().map_err(|e| e.to_string())?;
     poll.registry()
         .register(&mut listener, LISTENER, Interest::READABLE)
@@ -129,6 +129,23 @@ pub fn run(a: &Args) -> Result<(), String> {
             }
         }
     }
+}
+
+/// A listener with SO_REUSEPORT, so that several `serve` processes can share a port (and
+/// the kernel spreads connections among them): one process holds at most ~20,000
+/// descriptors here, fewer than the 50,000-session memory run needs.
+fn bind_shared(addr: std::net::SocketAddr) -> io::Result<TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    Ok(TcpListener::from_std(socket.into()))
 }
 
 fn accept_all(poll: &Poll, listener: &TcpListener, conns: &mut Slab<Conn>) {

@@ -79,8 +79,22 @@ pub struct Opening {
 impl Opening {
     /// Starts a non-blocking connect and registers it, readable and writable, as `token`.
     pub fn start(poll: &Poll, target: SocketAddr, token: Token) -> Result<Opening, Failure> {
+        Opening::start_from(poll, target, None, token)
+    }
+
+    /// As [`Opening::start`], from the address `source` when given (any port): many
+    /// loopback sources give many ephemeral port ranges, for 50,000 sessions and more.
+    pub fn start_from(
+        poll: &Poll,
+        target: SocketAddr,
+        source: Option<std::net::IpAddr>,
+        token: Token,
+    ) -> Result<Opening, Failure> {
         let started = Instant::now();
-        let mut stream = TcpStream::connect(target).map_err(|_| Failure::Connect)?;
+        let mut stream = match source {
+            None => TcpStream::connect(target).map_err(|_| Failure::Connect)?,
+            Some(ip) => connect_from(ip, target).map_err(|_| Failure::Connect)?,
+        };
         poll.registry()
             .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
             .map_err(|_| Failure::Connect)?;
@@ -134,11 +148,29 @@ pub struct Opened {
     pub elapsed: Duration,
 }
 
+/// A non-blocking connect from `source` (port chosen by the kernel) to `target`.
+fn connect_from(source: std::net::IpAddr, target: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(target),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&SocketAddr::new(source, 0).into())?;
+    match socket.connect(&target.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(TcpStream::from_std(socket.into()))
+}
+
 /// Opens `n` sessions with at most `max_opening` in progress at once (so that a listen
-/// backlog is not what is measured), each failing after `timeout`.
+/// backlog is not what is measured), each failing after `timeout`; from `source` if given.
 pub fn open_many(
     poll: &mut Poll,
     target: SocketAddr,
+    source: Option<std::net::IpAddr>,
     frame: &[u8],
     n: usize,
     max_opening: usize,
@@ -155,7 +187,7 @@ pub fn open_many(
     let mut last_scan = start;
     loop {
         while next < n && in_progress < max_opening {
-            match Opening::start(poll, target, Token(next)) {
+            match Opening::start_from(poll, target, source, Token(next)) {
                 Ok(o) => {
                     opening[next] = Some(o);
                     in_progress += 1;
