@@ -188,39 +188,25 @@ impl Rig {
                         clients.push(Peer::new(TcpStream::connect(listen).expect("connect")));
                     }
                 }
-                1 => {
-                    let chunk = input.chunk();
-                    if let Some(c) = pick(&mut clients, who) {
-                        c.write(chunk);
+                11 => self.worker.warp(u64::from(input.byte().unwrap_or(0)) * 50),
+                // 1-5 act on a client, 6-10 the same on an upstream connection
+                op => {
+                    let peers = if op <= 5 { &mut clients } else { &mut ups };
+                    // arguments are taken even when there is no such peer: scripts stay aligned
+                    let bytes = match (op - 1) % 5 {
+                        0 => Some(input.chunk().to_vec()),
+                        1 => Some(self.burst((usize::from(input.byte().unwrap_or(0)) + 1) * 1024)),
+                        _ => None,
+                    };
+                    if let Some(p) = pick(peers, who) {
+                        match (op - 1) % 5 {
+                            0 | 1 => p.write(bytes.as_deref().unwrap_or_default()),
+                            2 => p.shutdown(),
+                            3 => p.close(b & 0x80 != 0),
+                            _ => p.read(),
+                        }
                     }
                 }
-                2 => {
-                    let len = (usize::from(input.byte().unwrap_or(0)) + 1) * 1024;
-                    let bytes = self.burst(len);
-                    if let Some(c) = pick(&mut clients, who) {
-                        c.write(&bytes);
-                    }
-                }
-                3 => pick(&mut clients, who).map_or((), Peer::shutdown),
-                4 => pick(&mut clients, who).map_or((), |c| c.close(b & 0x80 != 0)),
-                5 => pick(&mut clients, who).map_or((), Peer::read),
-                6 => {
-                    let chunk = input.chunk();
-                    if let Some(u) = pick(&mut ups, who) {
-                        u.write(chunk);
-                    }
-                }
-                7 => {
-                    let len = (usize::from(input.byte().unwrap_or(0)) + 1) * 1024;
-                    let bytes = self.burst(len);
-                    if let Some(u) = pick(&mut ups, who) {
-                        u.write(&bytes);
-                    }
-                }
-                8 => pick(&mut ups, who).map_or((), Peer::shutdown),
-                9 => pick(&mut ups, who).map_or((), |u| u.close(b & 0x80 != 0)),
-                10 => pick(&mut ups, who).map_or((), Peer::read),
-                _ => self.worker.warp(u64::from(input.byte().unwrap_or(0)) * 50),
             }
             self.settle(&mut ups);
         }
