@@ -68,7 +68,7 @@ bench-parse-instructions:
 	@command -v valgrind >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null; }
 	CARGO="$(CARGO)" bench/parse-instructions
 
-bench: release
+bench: deps release
 	bench/run
 
 # The zero-downtime test under a heavier load, with the counts.
