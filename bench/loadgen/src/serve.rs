@@ -135,14 +135,9 @@ pub fn run(a: &Args) -> Result<(), String> {
 /// the kernel spreads connections among them): one process holds at most ~20,000
 /// descriptors here, fewer than the 50,000-session memory run needs.
 fn bind_shared(addr: std::net::SocketAddr) -> io::Result<TcpListener> {
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::STREAM,
-        Some(socket2::Protocol::TCP),
-    )?;
+    let socket = crate::setup::tcp_socket(addr)?;
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
-    socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(4096)?;
     Ok(TcpListener::from_std(socket.into()))

@@ -148,14 +148,20 @@ pub struct Opened {
     pub elapsed: Duration,
 }
 
-/// A non-blocking connect from `source` (port chosen by the kernel) to `target`.
-fn connect_from(source: std::net::IpAddr, target: SocketAddr) -> std::io::Result<TcpStream> {
+/// A non-blocking TCP socket of `addr`'s family.
+pub fn tcp_socket(addr: SocketAddr) -> std::io::Result<socket2::Socket> {
     let socket = socket2::Socket::new(
-        socket2::Domain::for_address(target),
+        socket2::Domain::for_address(addr),
         socket2::Type::STREAM,
         Some(socket2::Protocol::TCP),
     )?;
     socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+/// A non-blocking connect from `source` (port chosen by the kernel) to `target`.
+fn connect_from(source: std::net::IpAddr, target: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = tcp_socket(target)?;
     socket.bind(&SocketAddr::new(source, 0).into())?;
     match socket.connect(&target.into()) {
         Ok(()) => {}
