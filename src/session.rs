@@ -252,9 +252,6 @@ struct Flow {
     pipe: Option<Pipe>,
     /// Of `bytes`, those moved through the pipe.
     spliced: u64,
-    /// The other direction is over: this one's FIN ends the session, and the close that
-    /// follows at once sends it (no shutdown call needed).
-    last: bool,
 }
 
 impl Flow {
@@ -1233,7 +1230,6 @@ impl Session {
         } else {
             &mut no_write
         };
-        self.up.last = self.down.done();
         let a = pump(
             &mut self.client,
             &mut self.client_ready,
@@ -1243,7 +1239,9 @@ impl Session {
             (ctx.pool, ctx.pipes),
             (CloseReason::ClientReset, CloseReason::UpstreamReset),
         );
-        self.down.last = self.up.done();
+        if a.is_ok() {
+            pass_fin(upstream, &mut self.up, self.down.done());
+        }
         let b = pump(
             upstream,
             &mut self.upstream_ready,
@@ -1253,6 +1251,9 @@ impl Session {
             (ctx.pool, ctx.pipes),
             (CloseReason::UpstreamReset, CloseReason::ClientReset),
         );
+        if b.is_ok() {
+            pass_fin(&mut self.client, &mut self.down, self.up.done());
+        }
         ctx.stats.bytes_up += self.up.bytes - before.0;
         ctx.stats.bytes_down += self.down.bytes - before.1;
         ctx.stats.bytes_spliced += self.up.spliced + self.down.spliced - spliced_before;
@@ -1371,8 +1372,8 @@ fn flush_preamble(
 /// Moves bytes from `src` to `dst` through `flow`: through its splice pipe when it has one
 /// (or can get one, once the direction is bulk and its buffer is empty), else through its
 /// buffer. Stops when both sides would block, the buffer or pipe is full and `dst` cannot
-/// take more (backpressure), the source ended, or the read budget is spent. Passes FIN on
-/// once the source ended and everything was written. `Ok(true)`: budget spent with the
+/// take more (backpressure), the source ended, or the read budget is spent; the caller
+/// passes FIN on ([`pass_fin`]). `Ok(true)`: budget spent with the
 /// source still readable. Errors carry the close reason for (src, dst) failures.
 fn pump(
     src: &mut TcpStream,
@@ -1439,7 +1440,6 @@ fn pump(
     }
     if flow.pending() == 0 {
         flow.release(pool);
-        pass_fin(dst, flow);
     }
     Ok(more)
 }
@@ -1491,21 +1491,19 @@ fn pump_pipe(
             Io::Error(_) => return Err(src_fail),
         }
     }
-    if pipe.len == 0 {
-        if flow.eof {
-            flow.release_pipe(pipes); // this direction is over: the descriptors go back
-        }
-        pass_fin(dst, flow);
+    if pipe.len == 0 && flow.eof {
+        flow.release_pipe(pipes); // this direction is over: the descriptors go back
     }
     Ok(more)
 }
 
 /// Once the source ended and nothing is left in flight, FIN goes on to the destination.
-fn pass_fin(dst: &mut TcpStream, flow: &mut Flow) {
+/// When the other direction is over (`last`), the session closes at once and the close
+/// sends the FIN: no shutdown call (both sockets were read to EOF, so it is a FIN, not RST).
+fn pass_fin(dst: &mut TcpStream, flow: &mut Flow, last: bool) {
     if flow.eof && !flow.shut && flow.pending() == 0 {
-        // Not an error if the peer is already gone: the other direction will tell. Both
-        // sockets were read to EOF when `last`, so their close sends FIN, never RST.
-        if !flow.last {
+        // Not an error if the peer is already gone: the other direction will tell.
+        if !last {
             let _ = dst.shutdown(Shutdown::Write);
         }
         flow.shut = true;
