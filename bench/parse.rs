@@ -66,8 +66,14 @@ fn main() {
     let iters: u64 = env_or("PARSE_BENCH_ITERS", DEFAULT_ITERS).max(1);
     let only = env::var("PARSE_BENCH_ONLY").ok();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
-    let mut fixtures: Vec<(String, Vec<u8>)> = fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+    let entries = match fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("{}: {e}", dir.display());
+            process::exit(2);
+        }
+    };
+    let mut fixtures: Vec<(String, Vec<u8>)> = entries
         .filter_map(|entry| {
             let path = entry.ok()?.path();
             let name = path.file_name()?.to_str()?.strip_suffix(".bin")?.to_owned();

@@ -5,7 +5,7 @@
 use std::ffi::OsString;
 
 use crate::config::{Config, Layers, KEYS};
-use crate::event_loop::Worker;
+use crate::worker::Worker;
 
 /// The text of `sluice --help`.
 pub const HELP: &str = "\
@@ -42,9 +42,9 @@ pub fn main(args: &[OsString]) -> i32 {
         }
         None | Some("run") => run(),
         Some("check-config") => check_config(),
-        Some("ctl") => ctl(&args[1..]),
+        Some("ctl") => ctl(args.get(1..).unwrap_or(&[])),
         Some("worker") => worker(),
-        Some("inspect") => crate::inspect::run(&args[1..]),
+        Some("inspect") => crate::inspect::run(args.get(1..).unwrap_or(&[])),
         Some(other) => {
             eprintln!("sluice: unknown command {other:?}\n\n{HELP}");
             2
@@ -132,7 +132,7 @@ fn worker() -> i32 {
             }
         }
     } else {
-        crate::event_loop::Role::default()
+        crate::worker::Role::default()
     };
     let mut worker = match Worker::with_role(layers, cfg, role) {
         Ok(w) => w,

@@ -4,13 +4,6 @@
 //! both are bounded: a hostile peer cannot make a log line grow without limit, and no byte
 //! from the wire reaches a log line unescaped (no CR, LF, NUL, escape sequences, non-ASCII).
 
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use std::fmt;
 
 /// Bytes dumped on a parse error, whatever the log level.
@@ -107,12 +100,6 @@ impl fmt::Display for Hex<'_> {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 mod tests {
     use super::*;
 

@@ -5,13 +5,6 @@
 //! an [`Io`] so that session code never matches on `io::ErrorKind`. Nothing here blocks:
 //! every socket is non-blocking.
 
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 
@@ -127,12 +120,6 @@ pub fn is_resource_exhaustion(e: &io::Error) -> bool {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 mod tests {
     use super::*;
 

@@ -1,3 +1,4 @@
+#![cfg(test)]
 //! The session state machine fed with arbitrary byte chunks and events, through the real
 //! binary: mutated fixtures cut at random points, random pauses, random half-closes and
 //! resets from the client and from the upstream. Whatever arrives, sluice must not crash,

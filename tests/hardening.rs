@@ -1,3 +1,4 @@
+#![cfg(test)]
 //! Hostile and broken peers against the real binary: slowloris headers, descriptor
 //! exhaustion, the session limit, upstreams that never read, reset or never answer a SYN,
 //! names with control or non-ASCII bytes, and headers where they do not belong. Each test

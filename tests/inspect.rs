@@ -1,3 +1,4 @@
+#![cfg(test)]
 //! `sluice inspect` end to end: the real binary over every `fixtures/*.bin`, checked
 //! against the facts in `fixtures/MANIFEST.tsv` (read here with a small parser of its own),
 //! so a fixture added with its MANIFEST line is covered without touching this file.

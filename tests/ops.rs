@@ -1,3 +1,4 @@
+#![cfg(test)]
 //! Live operations against the real binary: `set` and SIGHUP under load, bad `set`s, trace,
 //! capture replayed through `sluice inspect`, the control socket's mode, drain, and a
 //! Prometheus scrape checked with the real `promtool`.

@@ -1,3 +1,4 @@
+#![cfg(test)]
 //! The proxy end to end: the real `sluice` binary on an ephemeral loopback port, real
 //! clients and servers (curl, haproxy with send-proxy-v2, openssl s_server, plain TCP
 //! peers), checksums on every byte.

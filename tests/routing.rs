@@ -1,3 +1,4 @@
+#![cfg(test)]
 //! Routing, refusals and the three upstream handshakes, against real peers: haproxy with
 //! `accept-proxy` logging what it received, tinyproxy for CONNECT, curl and openssl, and
 //! recording upstreams that check every byte sluice sends.

@@ -1,3 +1,4 @@
+#![cfg(test)]
 //! The session fuzz target's rig (`fuzz/src/session.rs`) in `make test`: a real worker loop
 //! in this process, real loopback sockets, scripts of bytes and events. Replays a seed made
 //! from every capture in `fixtures/` on both workers (copying and splicing), every saved

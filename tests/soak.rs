@@ -1,3 +1,4 @@
+#![cfg(test)]
 //! The soak: a long run of sessions with random sizes, random segmentation and random
 //! half-close order through one worker, every byte checked both ways; at the end the
 //! worker's descriptors and resident memory are back where they started.

@@ -1,3 +1,4 @@
+#![cfg(test)]
 //! Zero downtime: under a continuous checksummed load and with long-lived sessions open,
 //! 10 reloads and 3 binary upgrades refuse or reset nothing, the long-lived sessions finish
 //! byte-exact on the old workers, and a `kill -9` of one worker costs only that worker's

@@ -20,7 +20,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::time::Duration;
 
 use sluice::config::Layers;
-use sluice::event_loop::Worker;
+use sluice::worker::Worker;
 
 /// Clients (and upstream connections) a script may hold at once.
 const MAX_PEERS: usize = 4;

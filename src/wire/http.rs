@@ -13,13 +13,6 @@
 //! follow a head (they belong to the tunnel or to the request body), read past a hard cap
 //! ([`MAX_REQUEST_HEAD`], [`MAX_REPLY_HEAD`]), or write a byte of a CONNECT request before
 //! every input has been checked.
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use core::fmt;
 use std::net::Ipv6Addr;
 
@@ -761,12 +754,6 @@ impl From<super::writer::BufferTooSmall> for EmitError {
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )]
 
     use super::*;
 

@@ -4,13 +4,6 @@
 //! labels of 1..=63. `_` is not a hostname character but occurs in real names; NUL, CR, LF,
 //! space and non-ASCII never pass, so no name can inject a header or a log line.
 
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 /// Longest name (RFC 1035 §2.3.4, without the root dot).
 pub const MAX_HOST_NAME_LEN: usize = 253;
 /// Longest label.

@@ -6,13 +6,6 @@
 //! Must never do I/O, allocate, panic, or trust a length from the wire; a value of these
 //! types borrows the caller's buffer and was fully validated when it was made, so reading
 //! it (iterating TLVs included) cannot fail.
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use core::fmt;
 use std::net::SocketAddr;
 
@@ -633,12 +626,6 @@ impl fmt::Write for Out<'_> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )]
 
     use super::*;
 

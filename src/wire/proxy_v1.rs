@@ -4,13 +4,6 @@
 //! For: receiving v1 from load balancers (haproxy `send-proxy`, nginx stream, sniproxy)
 //! and sending it upstream. Must never allocate, panic, read past 107 bytes, or wait for
 //! more bytes once the line can no longer become valid.
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use core::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -337,12 +330,6 @@ fn as_v6(ip: IpAddr) -> Ipv6Addr {
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )]
 
     use super::*;
 

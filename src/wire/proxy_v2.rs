@@ -5,13 +5,6 @@
 //! sending it upstream. Must never allocate, panic, trust the length field beyond
 //! [`MAX_V2_LEN`], read a TLV it has not bounds-checked, or accept a header whose CRC32C
 //! does not match. Everything is validated here, once, so that reading the result cannot fail.
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 use super::crc32c;
@@ -428,12 +421,6 @@ fn put_tlv(w: &mut Out<'_>, kind: u8, value: &[u8]) -> Result<(), EmitError> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )]
 
     use super::*;
     use crate::wire::proxy::{SslSub, Tlv};

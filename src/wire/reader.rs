@@ -4,13 +4,6 @@
 //! the wire can be used directly: `take(len)` either yields exactly `len` bytes or nothing.
 //! It must never panic and never allocate.
 
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 /// A read position over a byte slice.
 #[derive(Debug, Clone, Copy)]
 pub struct Reader<'a> {
@@ -99,12 +92,6 @@ impl<'a> Reader<'a> {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 mod tests {
     use super::*;
 

@@ -11,13 +11,6 @@
 //! It must never: allocate, panic, read past a length it has not checked, decrypt or answer
 //! anything, or trust a length from the wire without a hard cap (records
 //! [`MAX_RECORD_LEN`], the hello [`MAX_HELLO_LEN`]).
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use std::fmt;
 
 use super::reader::Reader;
@@ -698,12 +691,6 @@ fn parse_supported_versions(mut data: Reader<'_>) -> Result<VersionList<'_>, Tls
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )]
 
     use super::*;
 

@@ -23,10 +23,11 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
+use crate::admin::command::{self, Command as Ctl};
+use crate::admin::conn::{AdminConn, AdminStream};
 use crate::config::{Config, Layers};
-use crate::control::{self, AdminConn, AdminStream, Command as Ctl};
 use crate::net;
-use crate::signals::SignalPipe;
+use crate::sys::signals::SignalPipe;
 use crate::wire::http;
 use crate::wire::Parsed;
 
@@ -137,7 +138,7 @@ impl Supervisor {
             control = Some((UnixListener::from_std(l), cfg.control_socket.clone()));
         } else if !cfg.control_socket.is_empty() {
             control = Some((
-                crate::operate::bind_unix_0600(&cfg.control_socket)?,
+                crate::worker::ops::bind_unix_0600(&cfg.control_socket)?,
                 cfg.control_socket.clone(),
             ));
         }
@@ -554,7 +555,7 @@ impl Supervisor {
             for line in lines {
                 match line
                     .map_err(|e| e.to_string())
-                    .and_then(|l| control::parse(&l).map(|c| (l, c)))
+                    .and_then(|l| command::parse(&l).map(|c| (l, c)))
                 {
                     Err(e) => self.answer(key, format!("error: {e}")),
                     Ok((_, Ctl::Upgrade)) => {
@@ -994,7 +995,7 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 }
 
 /// Worker side: the sockets the supervisor lent, from the environment.
-pub fn worker_role() -> io::Result<crate::event_loop::Role> {
+pub fn worker_role() -> io::Result<crate::worker::Role> {
     let spec =
         std::env::var(env::WORKER).map_err(|_| io::Error::other("not started by a supervisor"))?;
     let (i, n) = spec
@@ -1018,7 +1019,7 @@ pub fn worker_role() -> io::Result<crate::event_loop::Role> {
     l.set_nonblocking(true)?;
     c.set_nonblocking(true)?;
     pin_to_core(index);
-    Ok(crate::event_loop::Role {
+    Ok(crate::worker::Role {
         index,
         count,
         listener: Some(TcpListener::from_std(l)),

@@ -10,7 +10,9 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::str::FromStr;
 
 use crate::cidr::Cidr;
-use crate::route::{self, Mode, Route};
+pub mod route;
+
+use route::{Mode, Route};
 
 /// Where an effective value came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,12 +9,12 @@
 //! budget per session; what is left is queued and served on the next turn before sleeping.
 //! Nothing here blocks but `poll` itself.
 
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
+pub mod buffer;
+pub mod ops;
+pub mod session;
+pub mod splice;
+pub mod stats;
+pub mod timer;
 
 use std::io;
 use std::rc::Rc;
@@ -26,17 +26,18 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use crate::buffer::Pool;
-use crate::capture::Capture;
+use crate::admin::capture::Capture;
+use crate::admin::conn::AdminConn;
+use crate::admin::trace::TraceRule;
 use crate::config::{Config, Layers};
-use crate::control::{AdminConn, TraceRule};
 use crate::net;
-use crate::session::{self, Ctx, Session, Step};
-use crate::signals::SignalPipe;
-use crate::splice::PipePool;
-use crate::stats::{CloseReason, Stats};
-use crate::timer::{Entry, Wheel};
+use crate::sys::signals::SignalPipe;
 use crate::wire::tls::MAX_HELLO_LEN;
+use buffer::Pool;
+use session::{Ctx, Session, Step};
+use splice::PipePool;
+use stats::{CloseReason, Stats};
+use timer::{Entry, Wheel};
 
 /// The client listener's token; session tokens stay far below the reserved ones.
 pub const LISTENER: Token = Token(usize::MAX);
@@ -166,7 +167,7 @@ impl Worker {
         let cfg = Rc::clone(&w.cfg);
         if let Some(chan) = role.channel {
             // The supervisor's channel: a control connection like any other; "ready" first.
-            w.add_admin(crate::control::AdminStream::Unix(chan));
+            w.add_admin(crate::admin::conn::AdminStream::Unix(chan));
             if let Some((_, conn)) = w.admin.iter_mut().next() {
                 conn.output.extend_from_slice(b"ready\n\n");
                 let _ = conn.flush_out();

@@ -5,17 +5,10 @@
 //! Pure functions writing into caller buffers; the emitters in `wire` refuse any CR, LF or NUL
 //! so nothing from the wire or from config can inject a header upstream. No I/O here.
 
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use std::net::{IpAddr, SocketAddr};
 
+use crate::config::route::{Mode, Route};
 use crate::config::Config;
-use crate::route::{Mode, Route};
 use crate::wire::http::{self, ConnectRequest};
 use crate::wire::proxy::{self, Command};
 use crate::wire::proxy_v2::{self, RawTlv, V2Out};
@@ -158,12 +151,6 @@ fn connect_request(
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 mod tests {
     use super::*;
 

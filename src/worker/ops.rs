@@ -11,15 +11,17 @@ use mio::net::{TcpListener, UnixListener};
 use mio::Interest;
 use mio::Token;
 
-use crate::capture::Capture;
+use crate::admin::capture::Capture;
+use crate::admin::command::{self, Command};
+use crate::admin::conn::{AdminConn, AdminStream};
+use crate::admin::metrics::{self, Gauges};
+use crate::admin::trace::TraceRule;
 use crate::config::{Config, Layers};
-use crate::control::{self, AdminConn, AdminStream, Command, TraceRule};
-use crate::event_loop::{Worker, ADMIN_BASE, CONTROL, LISTENER, METRICS};
-use crate::metrics::{self, Gauges};
 use crate::net;
-use crate::stats::CloseReason;
 use crate::wire::http;
 use crate::wire::Parsed;
+use crate::worker::stats::CloseReason;
+use crate::worker::{Worker, ADMIN_BASE, CONTROL, LISTENER, METRICS};
 
 impl Worker {
     /// Handles every signal that arrived.
@@ -207,7 +209,7 @@ impl Worker {
             for line in lines {
                 let reply = match line
                     .map_err(|e| e.to_string())
-                    .and_then(|l| control::parse(&l))
+                    .and_then(|l| command::parse(&l))
                 {
                     Ok(cmd) => self.execute(cmd),
                     Err(e) => format!("error: {e}"),
@@ -260,7 +262,9 @@ impl Worker {
         };
         for (_, s) in self.sessions.iter() {
             if let Some(i) = metrics::STATES.iter().position(|st| *st == s.state()) {
-                g.sessions_by_state[i] += 1;
+                if let Some(n) = g.sessions_by_state.get_mut(i) {
+                    *n += 1;
+                }
             }
         }
         g
@@ -269,7 +273,7 @@ impl Worker {
     /// Runs one control command; the reply without its closing blank line.
     pub(crate) fn execute(&mut self, cmd: Command) -> String {
         match cmd {
-            Command::Help => control::HELP.to_string(),
+            Command::Help => command::HELP.to_string(),
             Command::ShowConfig => {
                 let mut o = String::new();
                 for (k, v, src) in &self.cfg.entries {

@@ -4,8 +4,8 @@
 
 use std::fmt::Write;
 
-use crate::session::State;
-use crate::stats::{CloseReason, Histogram, Stats};
+use crate::worker::session::State;
+use crate::worker::stats::{CloseReason, Histogram, Stats};
 
 /// Gauges read from the loop at scrape time.
 #[derive(Debug, Default, Clone)]
@@ -36,11 +36,11 @@ fn help(out: &mut String, name: &str, kind: &str, text: &str) {
 fn histogram(out: &mut String, name: &str, text: &str, h: &Histogram) {
     help(out, name, "histogram", text);
     let mut cum = 0;
-    for (i, b) in Histogram::BOUNDS_MS.iter().enumerate() {
-        cum += h.counts[i];
+    for (b, n) in Histogram::BOUNDS_MS.iter().zip(h.counts) {
+        cum += n;
         let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {cum}", *b as f64 / 1000.0);
     }
-    cum += h.counts[Histogram::BOUNDS_MS.len()];
+    cum += h.counts.last().copied().unwrap_or(0);
     let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cum}");
     let _ = writeln!(out, "{name}_sum {}", h.sum_ms as f64 / 1000.0);
     let _ = writeln!(out, "{name}_count {cum}");

@@ -8,13 +8,6 @@
 //! filed in the last slot and fires early; the session then finds its real deadline not yet
 //! reached and re-arms. Time is in milliseconds from the loop's start. Never panics.
 
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 /// One pending timer: a slab key and the generation it was armed with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entry {
@@ -138,12 +131,6 @@ impl Wheel {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 mod tests {
     use super::*;
 

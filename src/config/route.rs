@@ -23,13 +23,6 @@
 //! ```
 //! A `#` starts a comment. An invalid route is refused at load with its line and the reason.
 
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
@@ -471,12 +464,6 @@ pub fn select<'r>(routes: &'r [Route], default: &'r Route, req: &Request<'_>) ->
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 mod tests {
     use super::*;
 

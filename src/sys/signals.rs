@@ -74,7 +74,7 @@ impl SignalPipe {
             if n <= 0 {
                 return out;
             }
-            out.extend(buf[..n as usize].iter().map(|&b| libc::c_int::from(b)));
+            out.extend(buf.iter().take(n as usize).map(|&b| libc::c_int::from(b)));
         }
     }
 }

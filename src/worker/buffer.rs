@@ -4,13 +4,6 @@
 //! an idle session holds none, which keeps idle sessions cheap. The pool never grows past its
 //! limit: when it is exhausted the caller refuses work and counts it, it does not allocate.
 
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 /// A fixed-capacity buffer: bytes in `start..end` are filled and not yet consumed.
 pub struct Buffer {
     data: Box<[u8]>,
@@ -137,12 +130,6 @@ impl Pool {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 mod tests {
     use super::*;
 

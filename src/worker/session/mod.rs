@@ -11,12 +11,7 @@
 //! the others. A direction holds a pool buffer only while it has bytes in flight. Parsing is
 //! delegated to `wire`; this module never interprets `io::ErrorKind` (see `net::Io`).
 
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
+pub mod preamble;
 
 use std::fmt;
 use std::net::{Shutdown, SocketAddr};
@@ -26,21 +21,20 @@ use log::{info, log_enabled, warn, Level};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
-use crate::buffer::{Buffer, Pool};
-use crate::capture::Capture;
+use crate::admin::capture::Capture;
+use crate::admin::trace::TraceRule;
+use crate::config::route::{self, Action, Alert, Mode, Proto, Route};
 use crate::config::{Config, NameMismatch, ProxyPolicy};
-use crate::control::TraceRule;
 use crate::hexdump::{Escaped, HexDump, ERROR_DUMP_LIMIT};
 use crate::net::{self, Io};
-use crate::route::{self, Action, Alert, Mode, Proto, Route};
-use crate::splice::{Pipe, PipePool, PIPE_CAP};
-use crate::stats::{CloseReason, Stats};
-use crate::timer::{Entry, Wheel};
-use crate::upstream;
 use crate::wire::http::{self, HttpError};
 use crate::wire::proxy::{self, Addresses, Detected};
 use crate::wire::tls::{self, TlsError};
 use crate::wire::Parsed;
+use crate::worker::buffer::{Buffer, Pool};
+use crate::worker::splice::{Pipe, PipePool, PIPE_CAP};
+use crate::worker::stats::{CloseReason, Stats};
+use crate::worker::timer::{Entry, Wheel};
 
 /// Reads per direction per wakeup before the session yields to others.
 const READ_BUDGET: usize = 16;
@@ -134,7 +128,7 @@ pub struct Ctx<'a> {
 macro_rules! sdebug {
     ($s:expr, $($arg:tt)+) => {
         if $s.traced {
-            crate::session::forced(format_args!($($arg)+));
+            crate::worker::session::forced(format_args!($($arg)+));
         } else {
             log::debug!($($arg)+);
         }
@@ -870,7 +864,7 @@ impl Session {
     fn refuse(&mut self, reason: CloseReason, alert: Alert) -> Step {
         if let (Some(Proto::Tls), Some(code)) = (self.facts.proto, alert.code()) {
             // Seven bytes into an empty socket buffer: cannot block; a failure changes nothing.
-            let _ = net::write(&mut self.client, &upstream::alert_record(code));
+            let _ = net::write(&mut self.client, &preamble::alert_record(code));
         }
         Step::Close(reason)
     }
@@ -884,7 +878,7 @@ impl Session {
         let header = all.get(..self.facts.header_len).unwrap_or(&[]);
         let local = self.client.local_addr().unwrap_or(self.peer);
         let id = self.id.to_string();
-        let hello = upstream::Hello {
+        let hello = preamble::Hello {
             src: self.facts.src.unwrap_or(self.peer),
             dst: self.facts.dst.unwrap_or(local),
             dst_from_header: self.facts.dst.is_some(),
@@ -894,7 +888,7 @@ impl Session {
             header,
         };
         let mut pre = ctx.pool.take().ok_or(Step::Close(CloseReason::NoBuffer))?;
-        match upstream::preamble(route, &self.cfg, &hello, pre.space()) {
+        match preamble::preamble(route, &self.cfg, &hello, pre.space()) {
             Ok(n) => {
                 pre.filled(n);
                 if self.traced || log_enabled!(Level::Debug) {

@@ -149,7 +149,9 @@ impl Histogram {
             .iter()
             .position(|&b| ms <= b)
             .unwrap_or(Self::BOUNDS_MS.len());
-        self.counts[i] += 1;
+        if let Some(c) = self.counts.get_mut(i) {
+            *c += 1;
+        }
         self.sum_ms += ms;
     }
 
@@ -194,7 +196,9 @@ impl Stats {
     /// Counts a close.
     pub fn close(&mut self, reason: CloseReason) {
         if let Some(i) = CloseReason::ALL.iter().position(|r| *r == reason) {
-            self.closed[i] += 1;
+            if let Some(c) = self.closed.get_mut(i) {
+                *c += 1;
+            }
         }
     }
 
