@@ -123,8 +123,8 @@ fn worker() -> i32 {
     // Started by a supervisor: inherited sockets. By hand: one standalone event loop that
     // binds its own listener, control socket and metrics (for benchmarks, debugging, or
     // another process manager).
-    let role = if std::env::var_os(crate::supervisor::env::WORKER).is_some() {
-        match crate::supervisor::worker_role() {
+    let role = if std::env::var_os(crate::handoff::WORKER).is_some() {
+        match crate::worker::role::worker_role() {
             Ok(r) => r,
             Err(e) => {
                 log::error!("sluice worker: {e}");

@@ -18,10 +18,14 @@
 //!   * `worker::buffer` — fixed buffers and their pool; `worker::splice` — zero-copy pipes.
 //!   * `worker::timer` — the deadline wheel; `worker::stats` — the worker's counters.
 //!   * `worker::ops` — signals, reload and control commands executed on the loop.
+//!   * `worker::role` — how a worker was started (alone or supervised) and its CPU pinning.
 //! * `admin` — the admin plane: `admin::command` (control line protocol), `admin::trace`
 //!   (trace rules), `admin::conn` (admin connections), `admin::metrics` (Prometheus text),
 //!   `admin::capture` (first bytes of failed and traced sessions to disk).
-//! * `supervisor` — one worker per core, respawn, signals, fan-out of admin commands, upgrade.
+//! * `supervisor` — one worker per core, respawn, signals; `supervisor::spawn` starts a
+//!   worker, `supervisor::fanout` answers admin clients for all workers,
+//!   `supervisor::upgrade` hands over to a new binary, `supervisor::notify` tells systemd.
+//! * `handoff` — the environment variables a supervisor hands its workers and successor.
 //! * `sys` — the FFI (`libc`) behind safe functions; `sys::signals` the signal self-pipe.
 //! * `net` — socket set-up and the one place I/O results are interpreted.
 //! * `logger` — the log sink; `hexdump` — how wire bytes are shown to people;
@@ -36,6 +40,7 @@ pub mod admin;
 pub mod cidr;
 pub mod cli;
 pub mod config;
+pub mod handoff;
 pub mod hexdump;
 pub mod inspect;
 pub mod logger;

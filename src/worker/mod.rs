@@ -11,6 +11,7 @@
 
 pub mod buffer;
 pub mod ops;
+pub mod role;
 pub mod session;
 pub mod splice;
 pub mod stats;

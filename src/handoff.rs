@@ -1,0 +1,19 @@
+//! What a supervisor hands to its workers and to its successor across exec: the names of
+//! the environment variables that carry descriptor numbers and state.
+
+/// `index/count` of a worker.
+pub const WORKER: &str = "SLUICE_WORKER";
+/// The worker's listening socket.
+pub const LISTEN_FD: &str = "SLUICE_LISTEN_FD";
+/// The worker's command channel.
+pub const CHANNEL_FD: &str = "SLUICE_CHANNEL_FD";
+/// Upgrade: the client listeners, comma-separated.
+pub const INHERIT_LISTEN: &str = "SLUICE_INHERIT_LISTEN_FDS";
+/// Upgrade: the control socket listener.
+pub const INHERIT_CONTROL: &str = "SLUICE_INHERIT_CONTROL_FD";
+/// Upgrade: the metrics listener.
+pub const INHERIT_METRICS: &str = "SLUICE_INHERIT_METRICS_FD";
+/// Upgrade: where the new supervisor writes `ready`.
+pub const UPGRADE_FD: &str = "SLUICE_UPGRADE_FD";
+/// Upgrade: control commands to replay (runtime `set`s and traces), newline-separated.
+pub const REPLAY: &str = "SLUICE_REPLAY";
