@@ -281,8 +281,8 @@ impl<'a> Scan<'a> {
     }
 }
 
-/// RFC 9110 §5.6.2 tchar.
-fn is_tchar(b: u8) -> bool {
+/// RFC 9110 §5.6.2 tchar: a byte of a method or a header name.
+pub fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric()
         || matches!(
             b,
@@ -314,7 +314,7 @@ fn is_field_byte(b: u8) -> bool {
 }
 
 /// A byte sluice is willing to send in a header value: VCHAR, SP or HTAB, nothing else.
-fn is_sendable_field_byte(b: u8) -> bool {
+pub fn is_sendable_field_byte(b: u8) -> bool {
     b == b' ' || b == b'\t' || is_vchar(b)
 }
 
