@@ -5,10 +5,12 @@
 //! Module map (a line each; the folders are the architecture):
 //!
 //! * `cli` — the command line: `run`, `worker`, `ctl`, `inspect`, `check-config`.
-//! * `config` — every `ENVOY_*` key, loaded and validated whole; `config::route` the routes.
+//! * `config` — every `ENVOY_*` key (one table), loaded and validated whole; `config::route`
+//!   the routes; `config::upstream` a configured `host:port` and its addresses.
 //! * `wire` — pure parsers and emitters of what crosses the wire (PROXY v1/v2, TLS
 //!   ClientHello, HTTP heads, CRC32C); no I/O.
-//!   * `wire::proxy`, `wire::proxy_v1`, `wire::proxy_v2` — PROXY headers: detection, both versions.
+//!   * `wire::proxy` — PROXY headers: detection; `wire::proxy::v1`, `wire::proxy::v2` the two
+//!     versions; `header` and `tlv` inside it what both parse into.
 //!   * `wire::tls` — the ClientHello; `wire::http` — request heads, CONNECT request and reply.
 //!   * `wire::name` — the host-name rule; `wire::crc32c`; `wire::reader` / `wire::writer` —
 //!     bounded cursors.
@@ -26,7 +28,8 @@
 //!   worker, `supervisor::fanout` answers admin clients for all workers,
 //!   `supervisor::upgrade` hands over to a new binary, `supervisor::notify` tells systemd.
 //! * `handoff` — the environment variables a supervisor hands its workers and successor.
-//! * `sys` — the FFI (`libc`) behind safe functions; `sys::signals` the signal self-pipe.
+//! * `sys` — the FFI (`libc`) behind safe functions; `sys::signals` the signal self-pipe;
+//!   `sys::rlimit` resource limits.
 //! * `net` — socket set-up and the one place I/O results are interpreted.
 //! * `logger` — the log sink; `hexdump` — how wire bytes are shown to people;
 //!   `cidr` — address blocks; `inspect` — `sluice inspect`, decoding captures.

@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use sluice::wire::proxy::v2::{self as proxy_v2, V2Out};
 use sluice::wire::proxy::Command;
-use sluice::wire::proxy_v2::{self, V2Out};
 use util::*;
 
 /// PROXY v2 (haproxy, TCP4) + curl's ClientHello for example.test.

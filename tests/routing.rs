@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
+use sluice::wire::proxy::v2::{self as proxy_v2, RawTlv, V2Out};
 use sluice::wire::proxy::{self, Addresses, Command as PpCommand};
-use sluice::wire::proxy_v2::{self, RawTlv, V2Out};
 use sluice::wire::Parsed;
 use util::*;
 

@@ -10,8 +10,8 @@ use std::net::{IpAddr, SocketAddr};
 use crate::config::route::{Mode, Route};
 use crate::config::Config;
 use crate::wire::http::{self, ConnectRequest};
+use crate::wire::proxy::v2::{self as proxy_v2, RawTlv, V2Out};
 use crate::wire::proxy::{self, Command};
-use crate::wire::proxy_v2::{self, RawTlv, V2Out};
 use crate::wire::Parsed;
 
 /// Most received TLVs passed on in one header.

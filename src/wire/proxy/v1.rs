@@ -7,11 +7,14 @@
 use core::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-pub use super::proxy::EmitError;
-use super::proxy::{
-    Addresses, Command, Family, Out, ProxyError, ProxyHeader, Tlvs, Transport, Version, V1_PREFIX,
-};
-use super::Parsed;
+pub use super::header::EmitError;
+use super::header::{Addresses, Command, Family, ProxyError, ProxyHeader, Transport, Version};
+use super::tlv::Tlvs;
+use crate::wire::writer::Out;
+use crate::wire::Parsed;
+
+/// The v1 signature: a line starting with these six bytes.
+pub const SIGNATURE: &[u8; 6] = b"PROXY ";
 
 /// The longest v1 line the spec allows, CRLF included.
 pub const MAX_V1_LEN: usize = 107;
@@ -58,8 +61,8 @@ enum Line {
 /// become a valid line; `Invalid` as soon as it cannot (a NUL or TLS byte, a bare LF, a
 /// double space, a malformed complete field) or once 107 bytes hold no CRLF.
 pub fn parse(buf: &[u8]) -> Parsed<ProxyHeader<'_>, ProxyError> {
-    let sig_len = buf.len().min(V1_PREFIX.len());
-    if buf.get(..sig_len) != V1_PREFIX.get(..sig_len) {
+    let sig_len = buf.len().min(SIGNATURE.len());
+    if buf.get(..sig_len) != SIGNATURE.get(..sig_len) {
         return Parsed::Invalid(ProxyError::NotProxy);
     }
     let window = buf.get(..MAX_V1_LEN).unwrap_or(buf);
@@ -143,7 +146,7 @@ fn check_line(body: &[u8], ended: bool) -> Result<Line, ProxyError> {
         }
         match i {
             FIELD_SIGNATURE => {
-                let sig = V1_PREFIX.get(..5).unwrap_or(&[]);
+                let sig = SIGNATURE.get(..5).unwrap_or(&[]);
                 let ok = if complete {
                     field == sig
                 } else {
