@@ -319,11 +319,11 @@ fn walk_tlvs(mut area: &[u8]) -> Vec<(u8, &[u8])> {
 /// The plain-HTTP request head parser (routing on Host): consumed stays inside the input,
 /// a complete head's Host passes the host-name rule, and strict prefixes need more.
 pub fn http_request(data: &[u8]) {
-    use sluice::wire::http;
+    use sluice::wire::{http, name};
     if let Parsed::Complete(head, n) = http::parse_request_host(data) {
         assert!(n <= data.len() && n == head.head_len);
         if let Some(h) = head.host {
-            assert!(http::valid_host(h), "a Host that passed must be a valid host");
+            assert!(name::is_host(h), "a Host that passed must be a valid host");
             assert!(!h.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0));
         }
         let prefix = &data[..n - 1];

@@ -14,17 +14,14 @@
 //! ([`MAX_REQUEST_HEAD`], [`MAX_REPLY_HEAD`]), or write a byte of a CONNECT request before
 //! every input has been checked.
 use core::fmt;
-use std::net::Ipv6Addr;
 
+use super::name::{is_dns_name, is_host, is_ipv6_literal};
 use super::Parsed;
 
 /// Our cap on a request head, request line and blank line included.
 pub const MAX_REQUEST_HEAD: usize = 8192;
 /// Our cap on a CONNECT reply head, status line and blank line included.
 pub const MAX_REPLY_HEAD: usize = 8192;
-
-/// The longest IPv6 text form: `ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255`.
-const MAX_IPV6_TEXT_LEN: usize = 45;
 
 /// Header names a configured CONNECT header may not use: sluice writes Host itself, and a
 /// body length on CONNECT would make the proxy swallow the first tunnel bytes as a body.
@@ -486,20 +483,20 @@ fn authority(v: &[u8], complete: bool) -> Option<(&[u8], Option<u16>)> {
         Some(inner) => match inner.iter().position(|&b| b == b']') {
             Some(close) => {
                 let literal = inner.get(..close)?;
-                if !ipv6_literal(literal, true) {
+                if !is_ipv6_literal(literal, true) {
                     return None;
                 }
                 (literal, inner.get(close.checked_add(1)?..)?)
             }
             None => {
-                return (!complete && ipv6_literal(inner, false)).then_some((inner, None));
+                return (!complete && is_ipv6_literal(inner, false)).then_some((inner, None));
             }
         },
         None => {
             let colon = v.iter().position(|&b| b == b':').unwrap_or(v.len());
             let name = v.get(..colon)?;
             // A colon ends the name, so the name is whole even if the value is not.
-            if !dns_name(name, complete || colon < v.len()) {
+            if !is_dns_name(name, complete || colon < v.len()) {
                 return None;
             }
             (name, v.get(colon..)?)
@@ -528,73 +525,6 @@ fn port(digits: &[u8], complete: bool) -> Option<u16> {
     Some(value)
 }
 
-/// An IPv6 address in text form, without brackets or zone. Partial: a viable prefix.
-fn ipv6_literal(text: &[u8], complete: bool) -> bool {
-    if text.len() > MAX_IPV6_TEXT_LEN
-        || !text
-            .iter()
-            .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
-    {
-        return false;
-    }
-    !complete
-        || core::str::from_utf8(text)
-            .ok()
-            .and_then(|t| t.parse::<Ipv6Addr>().ok())
-            .is_some()
-}
-
-/// A DNS name as the TLS parser takes an SNI: 1..=253 bytes of letters, digits, `-`, `_` and
-/// dots, labels 1..=63, no leading, doubled or trailing dot. A name whose last label is a
-/// number must be a strict dotted-quad IPv4 address. Partial: a viable prefix.
-fn dns_name(name: &[u8], complete: bool) -> bool {
-    match super::name::labels(name) {
-        None => false,
-        Some(last) => !complete || (last > 0 && (!numeric_last_label(name) || dotted_quad(name))),
-    }
-}
-
-/// True when the last label reads as a number. Resolvers (inet_aton) take `127.1`,
-/// `0x7f.1`, `0177.0.0.1` and `2130706433` as addresses, so such a name is either a strict
-/// dotted quad or refused: the name routed on is then the address connected to.
-fn numeric_last_label(name: &[u8]) -> bool {
-    let last = name.rsplit(|&b| b == b'.').next().unwrap_or(&[]);
-    let hex = last
-        .strip_prefix(b"0x")
-        .or_else(|| last.strip_prefix(b"0X"))
-        .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit));
-    hex || last.iter().all(u8::is_ascii_digit)
-}
-
-/// Four decimal octets 0..=255 without leading zeros, separated by single dots.
-fn dotted_quad(name: &[u8]) -> bool {
-    let mut octets: usize = 0;
-    for part in name.split(|&b| b == b'.') {
-        octets = octets.saturating_add(1);
-        let well_formed = match part {
-            [b'0'] => true,
-            [b'1'..=b'9', rest @ ..] => rest.len() <= 2 && rest.iter().all(u8::is_ascii_digit),
-            _ => false,
-        };
-        let value = part.iter().fold(0u32, |v, &d| {
-            v.saturating_mul(10)
-                .saturating_add(u32::from(d.wrapping_sub(b'0')))
-        });
-        if !well_formed || value > 255 {
-            return false;
-        }
-    }
-    octets == 4
-}
-
-/// True when `name` is a host sluice will accept in a Host header or send in a CONNECT
-/// request: a DNS name (letters, digits, `-`, `_`, dots; labels 1..=63; 1..=253 bytes; no
-/// trailing dot), a strict dotted-quad IPv4 address, or an IPv6 address without brackets.
-/// NUL, CR, LF, space, `@`, `/` and non-ASCII never pass.
-pub fn valid_host(name: &[u8]) -> bool {
-    dns_name(name, true) || ipv6_literal(name, true)
-}
-
 /// A CONNECT request to send to a forward proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectRequest<'a> {
@@ -610,7 +540,7 @@ pub struct ConnectRequest<'a> {
 /// Why [`emit_connect`] refused to write a request; nothing was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EmitError {
-    /// The host is not a DNS name or IP address (see [`valid_host`]).
+    /// The host is not a host name or IPv6 address (see [`super::name::is_host`]).
     BadHost,
     /// The port is 0.
     BadPort,
@@ -672,7 +602,7 @@ impl std::error::Error for EmitError {}
 ///
 /// Every input is checked before the first byte is written; on error `out` is untouched.
 pub fn emit_connect(out: &mut [u8], req: &ConnectRequest<'_>) -> Result<usize, EmitError> {
-    if !valid_host(req.host) {
+    if !is_host(req.host) {
         return Err(EmitError::BadHost);
     }
     if req.port == 0 {
@@ -1518,7 +1448,7 @@ mod tests {
     }
 
     #[test]
-    fn valid_host_agrees_with_the_host_header() {
+    fn is_host_agrees_with_the_host_header() {
         for good in [
             &b"example.test"[..],
             b"a",
@@ -1530,7 +1460,7 @@ mod tests {
             b"2001:db8::1",
             b"1.2.3.4.example",
         ] {
-            assert!(valid_host(good), "{:?}", show(good));
+            assert!(is_host(good), "{:?}", show(good));
             let (buf, _) = with_host(
                 if good.contains(&b':') {
                     return_bracketed(good)
@@ -1543,7 +1473,7 @@ mod tests {
         }
         // Bare IPv6 is a host here (brackets are the Host header's syntax, not the host's).
         for &(bad, _) in BAD_HOSTS.iter().filter(|(h, _)| *h != b"::1") {
-            assert!(!valid_host(bad), "{:?}", show(bad));
+            assert!(!is_host(bad), "{:?}", show(bad));
         }
         for bad in [
             &b"[::1]"[..],
@@ -1552,7 +1482,7 @@ mod tests {
             b"\r\n",
             b"1.2.3.04",
         ] {
-            assert!(!valid_host(bad), "{:?}", show(bad));
+            assert!(!is_host(bad), "{:?}", show(bad));
         }
     }
 

@@ -642,7 +642,7 @@ impl Session {
                     self.facts.dst = Some(dst);
                 }
                 if let Some(a) = h.tlvs.authority() {
-                    if !http::valid_host(a) {
+                    if !crate::wire::name::is_host(a) {
                         ctx.stats.parse_error("proxy", "bad_authority");
                         warn!(
                             "sid={} peer={} refused: PROXY AUTHORITY {:?} is not a host name",
