@@ -171,7 +171,11 @@ pub fn parse_connect_reply(buf: &[u8]) -> Parsed<ConnectReply<'_>, HttpError> {
 }
 
 /// Runs `head` over at most `cap` bytes of `buf`; running out of bytes at the cap is TooLong.
-fn capped<'a, T>(buf: &'a [u8], cap: usize, head: fn(&mut Scan<'a>) -> Step<T>) -> Result<T, Halt> {
+fn capped<'a, T>(
+    buf: &'a [u8],
+    cap: usize,
+    head: fn(&mut Scan<'a>) -> Scanned<T>,
+) -> Result<T, Halt> {
     let window = buf.get(..cap).unwrap_or(buf);
     match head(&mut Scan::new(window)) {
         Err(Halt::NeedMore) if buf.len() >= cap => Err(Halt::Invalid(HttpError::TooLong)),
@@ -184,7 +188,7 @@ trait IntoParsed<T> {
     fn map_len(self, len: impl FnOnce(&T) -> usize) -> Parsed<T, HttpError>;
 }
 
-impl<T> IntoParsed<T> for Step<T> {
+impl<T> IntoParsed<T> for Scanned<T> {
     fn map_len(self, len: impl FnOnce(&T) -> usize) -> Parsed<T, HttpError> {
         match self {
             Ok(v) => {
@@ -210,8 +214,9 @@ impl From<HttpError> for Halt {
     }
 }
 
-/// The internal outcome, so that `?` can carry both "need more" and "invalid" upwards.
-type Step<T> = Result<T, Halt>;
+/// What a scan produced: the value, or why it stopped ([`Halt`]), so that `?` carries both
+/// "need more" and "invalid" upwards. (Internal: the public answer is a [`Parsed`].)
+type Scanned<T> = Result<T, Halt>;
 
 /// A read position over the received bytes; `pos <= buf.len()` always holds, and running off
 /// the end is `Halt::NeedMore`, never a panic.
@@ -226,7 +231,7 @@ impl<'a> Scan<'a> {
     }
 
     /// The next byte, not consumed.
-    fn peek(&self) -> Step<u8> {
+    fn peek(&self) -> Scanned<u8> {
         self.buf.get(self.pos).copied().ok_or(Halt::NeedMore)
     }
 
@@ -238,7 +243,7 @@ impl<'a> Scan<'a> {
     }
 
     /// The next byte, consumed.
-    fn next(&mut self) -> Step<u8> {
+    fn next(&mut self) -> Scanned<u8> {
         let b = self.peek()?;
         self.bump();
         Ok(b)
@@ -254,7 +259,7 @@ impl<'a> Scan<'a> {
     }
 
     /// Consumes `lit` exactly; `e` at the first byte that differs.
-    fn expect(&mut self, lit: &[u8], e: HttpError) -> Step<()> {
+    fn expect(&mut self, lit: &[u8], e: HttpError) -> Scanned<()> {
         for &want in lit {
             if self.peek()? != want {
                 return Err(e.into());
@@ -266,7 +271,7 @@ impl<'a> Scan<'a> {
 
     /// Consumes CRLF: `other` when the next byte is neither CR nor LF, `line_end` for a bare
     /// LF or a CR followed by anything but LF.
-    fn crlf(&mut self, line_end: HttpError, other: HttpError) -> Step<()> {
+    fn crlf(&mut self, line_end: HttpError, other: HttpError) -> Scanned<()> {
         match self.next()? {
             b'\r' => match self.next()? {
                 b'\n' => Ok(()),
@@ -339,7 +344,7 @@ enum Line<'a> {
 /// Reads one header line. With `host_aware`, a Host header is validated byte by byte as it
 /// arrives (a second one is refused at its colon); otherwise values are only checked for
 /// control bytes.
-fn header_line<'a>(s: &mut Scan<'a>, host_aware: bool, host_seen: bool) -> Step<Line<'a>> {
+fn header_line<'a>(s: &mut Scan<'a>, host_aware: bool, host_seen: bool) -> Scanned<Line<'a>> {
     match s.peek()? {
         b'\r' | b'\n' => {
             s.crlf(HttpError::BadLineEnd, HttpError::BadLineEnd)?;
@@ -385,7 +390,7 @@ fn header_line<'a>(s: &mut Scan<'a>, host_aware: bool, host_seen: bool) -> Step<
 
 /// `METHOD SP target SP HTTP/1.x CRLF *(header CRLF) CRLF`, with exactly one valid Host
 /// (none allowed for HTTP/1.0).
-fn request_head<'a>(s: &mut Scan<'a>) -> Step<RequestHead<'a>> {
+fn request_head<'a>(s: &mut Scan<'a>) -> Scanned<RequestHead<'a>> {
     let method = s.run(is_tchar);
     if method.is_empty() {
         s.peek()?;
@@ -429,7 +434,7 @@ fn request_head<'a>(s: &mut Scan<'a>) -> Step<RequestHead<'a>> {
 }
 
 /// `HTTP/1.x SP 3DIGIT [SP reason] CRLF *(header CRLF) CRLF`.
-fn reply_head<'a>(s: &mut Scan<'a>) -> Step<ConnectReply<'a>> {
+fn reply_head<'a>(s: &mut Scan<'a>) -> Scanned<ConnectReply<'a>> {
     const BAD: HttpError = HttpError::BadStatusLine;
     s.expect(b"HTTP/1.", BAD)?;
     let version_minor = match s.next()? {
