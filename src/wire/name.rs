@@ -56,7 +56,12 @@ pub fn labels(name: &[u8]) -> Option<usize> {
 pub fn is_dns_name(name: &[u8], complete: bool) -> bool {
     match labels(name) {
         None => false,
-        Some(last) => !complete || (last > 0 && (!numeric_last_label(name) || dotted_quad(name))),
+        Some(_) if !complete => true,
+        Some(0) => false,
+        Some(last) => {
+            let last_label = name.get(name.len().saturating_sub(last)..).unwrap_or(&[]);
+            !is_numeric(last_label) || dotted_quad(name)
+        }
     }
 }
 
@@ -89,14 +94,12 @@ pub fn is_host(name: &[u8]) -> bool {
     is_host_name(name) || is_ipv6_literal(name, true)
 }
 
-/// True when the last label reads as a number, decimal or hex (what inet_aton would take).
-fn numeric_last_label(name: &[u8]) -> bool {
-    let last = name.rsplit(|&b| b == b'.').next().unwrap_or(&[]);
-    let hex = last
-        .strip_prefix(b"0x")
-        .or_else(|| last.strip_prefix(b"0X"))
-        .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit));
-    hex || last.iter().all(u8::is_ascii_digit)
+/// True when a label reads as a number, decimal or hex (as inet_aton would take it).
+fn is_numeric(label: &[u8]) -> bool {
+    match label {
+        [b'0', b'x' | b'X', hex @ ..] => hex.iter().all(u8::is_ascii_hexdigit),
+        digits => digits.iter().all(u8::is_ascii_digit),
+    }
 }
 
 /// Four decimal octets 0..=255 without leading zeros, separated by single dots.
@@ -177,6 +180,8 @@ mod tests {
         ("1.2.3.256", false, false),
         ("1.2.3.4.5", false, false),
         ("example.0x1f", false, false),
+        ("example.0X1F", false, false),
+        ("example.0x", false, false),
         ("example.42", false, false),
         // IPv6: a host, never a host name.
         ("::1", false, true),
