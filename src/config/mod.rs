@@ -743,13 +743,7 @@ fn parse_headers((value, key): (String, &'static str)) -> Result<Vec<Header>, Co
 
 /// Two descriptors per session plus a margin for listeners, logs and control sockets.
 fn auto_max_sessions() -> usize {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we own and has no other effect.
-    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0;
-    let nofile = if ok { lim.rlim_cur as usize } else { 1024 };
+    let nofile = crate::sys::process::open_files_limit().unwrap_or(1024);
     (nofile.saturating_sub(64) / 2).max(1)
 }
 
