@@ -76,7 +76,10 @@ pub fn encode(reply: &Reply) -> String {
                 one_line(&applied.upstream)
             );
         }
-        Reply::Sessions(rows) => lines(&mut o, "sessions", &mut rows.iter().map(String::as_str)),
+        Reply::Sessions(rows) => {
+            let rows: Vec<String> = rows.iter().map(|r| one_line(r)).collect();
+            lines(&mut o, "sessions", &mut rows.iter().map(String::as_str))
+        }
         Reply::Stats(r) => report(&mut o, "stats", r),
         Reply::Metrics(r) => report(&mut o, "metrics", r),
         Reply::Traced { rule, sessions } => o = format!("traced {sessions} {}", one_line(rule)),

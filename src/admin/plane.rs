@@ -37,6 +37,14 @@ pub struct ConnId {
     serial: u64,
 }
 
+#[cfg(test)]
+impl ConnId {
+    /// An id for tests that need one without a connection.
+    pub(crate) fn for_tests(key: usize) -> ConnId {
+        ConnId { key, serial: 0 }
+    }
+}
+
 /// What a connection asks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {

@@ -94,21 +94,7 @@ mod tests {
 
     #[test]
     fn a_request_is_done_when_every_worker_answered_or_died() {
-        let mut plane_ids = crate::admin::plane::AdminPlane::new(crate::admin::plane::Tokens {
-            control: mio::Token(1),
-            metrics: mio::Token(2),
-            conn_base: 10,
-        });
-        // A connection id to name the client by: any will do here.
-        let poll = mio::Poll::new().unwrap();
-        let (a, _b) = mio::net::UnixStream::pair().unwrap();
-        let client = plane_ids
-            .add(
-                poll.registry(),
-                crate::admin::conn::AdminStream::Unix(a),
-                crate::admin::conn::Peer::Control,
-            )
-            .unwrap();
+        let client = ConnId::for_tests(3);
         let mut f = Fanout::default();
         let r = f.open(client, "kill 4", false, 3);
         assert!(f.busy(client));

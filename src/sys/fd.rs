@@ -169,12 +169,15 @@ mod tests {
     fn flags_are_set_and_cleared() {
         let (r, _w) = pipe_nonblocking().unwrap();
         let fd = r.as_raw_fd();
+        // SAFETY: reading the flags of a descriptor this test holds.
         let cloexec = || unsafe { libc::fcntl(fd, libc::F_GETFD) } & libc::FD_CLOEXEC != 0;
         assert!(cloexec());
         inheritable(fd).unwrap();
         assert!(!cloexec());
         set_cloexec(fd).unwrap();
         assert!(cloexec());
-        assert!(unsafe { libc::fcntl(fd, libc::F_GETFL) } & libc::O_NONBLOCK != 0);
+        // SAFETY: as above.
+        let status = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        assert!(status & libc::O_NONBLOCK != 0);
     }
 }

@@ -246,7 +246,7 @@ impl Worker {
             match event.token() {
                 LISTENER => self.accept_pending = true,
                 SIGNALS => self.on_signals(),
-                t @ (CONTROL | METRICS) => self.on_admin(t),
+                // The admin plane's listeners (CONTROL, METRICS) and connections.
                 t if t.0 >= ADMIN_BASE => self.on_admin(t),
                 t => {
                     let (key, leg) = session::untoken(t);
