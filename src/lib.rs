@@ -21,21 +21,30 @@
 //!   * `worker::timer` — the deadline wheel; `worker::stats` — the worker's counters.
 //!   * `worker::ops` — signals, reload and control commands executed on the loop.
 //!   * `worker::role` — how a worker was started (alone or supervised) and its CPU pinning.
-//! * `admin` — the admin plane: `admin::command` (control line protocol), `admin::trace`
-//!   (trace rules), `admin::conn` (admin connections), `admin::metrics` (Prometheus text),
-//!   `admin::capture` (first bytes of failed and traced sessions to disk).
+//! * `admin` — the admin plane, one for a worker's loop and the supervisor's:
+//!   * `admin::plane` — the control socket and metrics listener, bound or adopted, and their
+//!     connections; `admin::conn` — one connection and its framing (lines, HTTP).
+//!   * `admin::command` — the control line protocol; `admin::trace` — trace rules.
+//!   * `admin::reply` — a command's typed answer, rendered and merged over workers.
+//!   * `admin::report` — every metric named once with its merge rule (`show stats` and
+//!     `/metrics` both come from it); `admin::metrics` — the Prometheus text of a report.
+//!   * `admin::channel` — the line format workers answer the supervisor in.
+//!   * `admin::capture` — first bytes of failed and traced sessions to disk.
 //! * `supervisor` — one worker per core, respawn, signals; `supervisor::spawn` starts a
-//!   worker, `supervisor::fanout` answers admin clients for all workers,
-//!   `supervisor::upgrade` hands over to a new binary, `supervisor::notify` tells systemd.
+//!   worker and holds the supervisor's end of its channel, `supervisor::fanout` collects and
+//!   merges the workers' replies to admin requests, `supervisor::upgrade` hands over to a new
+//!   binary, `supervisor::notify` tells systemd.
 //! * `handoff` — the environment variables a supervisor hands its workers and successor.
-//! * `sys` — the FFI (`libc`) behind safe functions; `sys::signals` the signal self-pipe;
-//!   `sys::rlimit` resource limits.
+//! * `sys` — every FFI call (`libc`) behind a safe function, the crate's only `unsafe`:
+//!   `sys::fd` (pipes, descriptor flags, adoption, umask), `sys::process` (spawning with
+//!   inherited descriptors, kill), `sys::rlimit` (resource limits), `sys::cpu` (pinning),
+//!   `sys::signals` (the signal self-pipe), `sys::splice` (Linux splice(2)).
 //! * `net` — socket set-up and the one place I/O results are interpreted.
 //! * `logger` — the log sink; `hexdump` — how wire bytes are shown to people;
 //!   `cidr` — address blocks; `inspect` — `sluice inspect`, decoding captures.
 //!
-//! Lints are declared once, in Cargo.toml `[lints]`; the modules that are exempt from part
-//! of them are named below, at their declaration, with the reason. One item-level exception
+//! Lints are declared once, in Cargo.toml `[lints]`; no module is exempt from them. One
+//! item-level exception
 //! lives beside its code: `wire::crc32c::build_table`, a `const fn` indexing a table at
 //! compile time (an index out of range is a build error there, never a panic).
 
@@ -48,8 +57,6 @@ pub mod hexdump;
 pub mod inspect;
 pub mod logger;
 pub mod net;
-// Exempt from indexing_slicing until its worker table is reshaped (issue 13, in progress).
-#[allow(clippy::indexing_slicing)]
 pub mod supervisor;
 pub mod sys;
 pub mod wire;

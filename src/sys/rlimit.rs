@@ -12,3 +12,13 @@ pub fn open_files() -> Option<usize> {
     // rlim_t is u64 on Linux and i64 on FreeBSD; RLIM_INFINITY becomes a huge count.
     ok.then_some(lim.rlim_cur as usize)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_open_files_limit_is_read() {
+        assert!(open_files().is_some_and(|n| n > 0));
+    }
+}
