@@ -311,15 +311,15 @@ impl Worker {
                     let _ = writeln!(
                         o,
                         "{} {} {} {} {} {} {} {} {}",
-                        s.id,
+                        s.id(),
                         s.state(),
                         s.client_label(),
-                        s.facts.sni,
+                        s.facts().asked_name(),
                         s.upstream_label(),
                         up,
                         down,
                         s.age_ms(self.now_ms),
-                        if s.traced { "yes" } else { "no" }
+                        if s.traced() { "yes" } else { "no" }
                     );
                 }
                 o
@@ -330,7 +330,7 @@ impl Worker {
                 let mut n = 0;
                 for (_, s) in self.sessions.iter_mut() {
                     if s.selected_by(&rule) {
-                        s.traced = true;
+                        s.set_traced(true);
                         n += 1;
                     }
                 }
@@ -349,7 +349,7 @@ impl Worker {
                 for (_, s) in self.sessions.iter_mut() {
                     let keep = self.traces.iter().any(|t| s.selected_by(t));
                     if !keep && rule.as_ref().is_none_or(|r| s.selected_by(r)) {
-                        s.traced = false;
+                        s.set_traced(false);
                     }
                 }
                 format!("ok: {} trace rule(s) removed", before - self.traces.len())
@@ -358,7 +358,7 @@ impl Worker {
                 let key = self
                     .sessions
                     .iter()
-                    .find(|(_, s)| s.id == id)
+                    .find(|(_, s)| s.id() == id)
                     .map(|(k, _)| k);
                 match key {
                     Some(k) => {
