@@ -60,6 +60,7 @@ impl Ready {
 
     /// Adds what an event reported. A closed side or an error counts as ready: the next read
     /// or write is what finds out, and reports it the one way the session understands.
+    #[inline]
     pub fn record(&mut self, e: Reported) {
         self.readable |= e.readable || e.read_closed || e.error;
         self.writable |= e.writable || e.write_closed || e.error;
@@ -146,6 +147,7 @@ impl Flow {
     }
 
     /// Gives the buffer and the pipe back.
+    #[inline]
     pub fn release(&mut self, pool: &mut Pool, pipes: &mut PipePool) {
         self.release_buf(pool);
         self.release_pipe(pipes);

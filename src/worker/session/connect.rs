@@ -140,6 +140,7 @@ impl Connecting {
     }
 
     /// Records an event on the upstream socket.
+    #[inline]
     pub fn on_event(&mut self, reported: Reported) {
         self.ready.record(reported);
         if let Stage::Dialing { probe } = &mut self.stage {
@@ -253,7 +254,7 @@ impl Connecting {
                     "sid={} upstream client={} name={} upstream={} mode={} connect_ms={}",
                     core.id,
                     core.client_label(),
-                    core.facts.name,
+                    core.facts.name(),
                     core.upstream_label(),
                     core.route().mode.as_str(),
                     took
@@ -386,7 +387,7 @@ impl Reply {
                     "sid={} client={} name={} CONNECT refused by {}: status {} {}; reply:\n{}",
                     core.id,
                     core.client_label(),
-                    core.facts.name,
+                    core.facts.name(),
                     core.upstream_label(),
                     reply.status,
                     Escaped(reply.reason),

@@ -62,6 +62,7 @@ pub struct Core {
 
 impl Core {
     /// A session just accepted at slab `key`.
+    #[inline]
     pub fn new(
         id: u64,
         key: usize,
@@ -164,7 +165,7 @@ impl Core {
     pub fn selected_by(&self, rule: &TraceRule) -> bool {
         rule.selects(
             self.id,
-            self.facts.name.as_bytes(),
+            self.facts.name().as_bytes(),
             self.facts.src.map(|a| a.ip()),
         )
     }
@@ -176,40 +177,34 @@ impl Core {
         }
     }
 
-    /// Takes in what the PROXY header said (`None`: there was none); `bytes` is the header.
-    pub fn learn_header(
-        &mut self,
-        header: Option<&HeaderFacts>,
-        bytes: &[u8],
-        traces: &[TraceRule],
-    ) {
+    /// Takes in what the PROXY header said (`None`: there was none).
+    pub fn learn_header(&mut self, header: Option<&HeaderFacts<'_>>, traces: &[TraceRule]) {
         let Some(h) = header else { return };
         if self.traced || log_enabled!(Level::Debug) {
             sdebug!(
                 self,
                 "sid={} PROXY header, {} bytes:\n{}",
                 self.id,
-                h.len,
-                HexDump::new(bytes, DEBUG_DUMP_LIMIT)
+                h.bytes.len(),
+                HexDump::new(h.bytes, DEBUG_DUMP_LIMIT)
             );
         }
         self.facts.learn_header(h);
         self.check_traced(traces);
     }
 
-    /// Takes in what the ClientHello or request head said; `bytes` is what followed the
-    /// PROXY header.
-    pub fn learn_hello(&mut self, hello: &Hello, bytes: &[u8], traces: &[TraceRule]) {
+    /// Takes in what the ClientHello or request head said.
+    pub fn learn_hello(&mut self, hello: &Hello<'_>, traces: &[TraceRule]) {
         self.facts.learn_hello(hello);
-        let Hello::Tls { len, records, .. } = *hello else {
+        let Hello::Tls { records, bytes, .. } = *hello else {
             return;
         };
         // Provisional until `decide` weighs AUTHORITY: lets a name trace see the hello.
-        self.facts.name = self.facts.sni;
+        self.facts.routed_on = Some(Source::Hello);
         let src = self.facts.src.map(|a| a.ip());
         if traces
             .iter()
-            .any(|t| t.selects(self.id, self.facts.name.as_bytes(), src))
+            .any(|t| t.selects(self.id, self.facts.name().as_bytes(), src))
         {
             self.traced = true;
         }
@@ -218,12 +213,12 @@ impl Core {
                 self,
                 "sid={} ClientHello, {} bytes, {} record(s), sni={} alpn={} ech={}:\n{}",
                 self.id,
-                len,
+                bytes.len(),
                 records,
                 self.facts.sni,
                 self.facts.alpn,
                 self.facts.ech,
-                HexDump::new(bytes.get(..len).unwrap_or(bytes), DEBUG_DUMP_LIMIT)
+                HexDump::new(bytes, DEBUG_DUMP_LIMIT)
             );
         }
     }
@@ -231,10 +226,9 @@ impl Core {
     /// Chooses the name and the route, or refuses (with a TLS alert where one is due).
     /// `received` is every byte read so far (captured when the session is traced).
     pub fn decide(&mut self, received: &[u8], ctx: &mut Ctx<'_>) -> Result<(), CloseReason> {
-        let (asked, authority) = (*self.facts.asked_name(), self.facts.authority);
         let source = match decide::choose_name(
-            asked.as_bytes(),
-            authority.as_bytes(),
+            self.facts.asked_name().as_bytes(),
+            self.facts.authority.as_bytes(),
             self.cfg.name_mismatch,
         ) {
             NameChoice::Agreed(s) => s,
@@ -248,16 +242,13 @@ impl Core {
                     "sid={} client={} refused: SNI {} differs from PROXY AUTHORITY {}",
                     self.id,
                     self.client_label(),
-                    asked,
-                    authority
+                    self.facts.asked_name(),
+                    self.facts.authority
                 );
                 return Err(self.refuse(CloseReason::NameMismatch, Alert::UnrecognizedName));
             }
         };
-        self.facts.name = match source {
-            Source::Hello => asked,
-            Source::Authority => authority,
-        };
+        self.facts.routed_on = Some(source);
         self.check_traced(ctx.traces);
         if self.traced {
             if let Some(c) = ctx.capture.as_deref_mut() {
@@ -272,7 +263,7 @@ impl Core {
             );
             return Err(self.refuse(CloseReason::EchRefused, Alert::None));
         }
-        let name = self.facts.name;
+        let name = self.facts.name();
         let req = route::Request {
             name: (!name.is_empty()).then(|| name.as_bytes()),
             dst_port: self.facts.dst.map(|d| d.port()),
@@ -327,7 +318,7 @@ impl Core {
             src: self.facts.src.unwrap_or(self.peer),
             dst: self.facts.dst.unwrap_or(local),
             dst_from_header: self.facts.dst.is_some(),
-            name: (!self.facts.name.is_empty()).then(|| self.facts.name.as_bytes()),
+            name: (!self.facts.name().is_empty()).then(|| self.facts.name().as_bytes()),
             alpn: (!self.facts.first_alpn.is_empty()).then(|| self.facts.first_alpn.as_bytes()),
             unique_id: id.as_bytes(),
             header,

@@ -11,6 +11,8 @@ use std::net::SocketAddr;
 
 use crate::config::route::Proto;
 use crate::hexdump::Escaped;
+use crate::wire::tls::ProtocolList;
+use crate::worker::session::decide::Source;
 
 /// A short byte string kept inline (SNI, ALPN), so a session needs no heap for them.
 #[derive(Clone, Copy)]
@@ -69,43 +71,94 @@ impl<const N: usize> fmt::Display for Inline<N> {
 /// A host name, as long as DNS allows.
 pub type HostName = Inline<253>;
 
-/// What a PROXY header said.
+impl<const N: usize> Inline<N> {
+    /// Holds at most `N` bytes of `s` in place of what it held.
+    pub fn set(&mut self, s: &[u8]) {
+        self.len = 0;
+        self.push(s);
+    }
+
+    /// Appends what fits of `s`.
+    fn push(&mut self, s: &[u8]) {
+        let n = s.len().min(N.saturating_sub(self.len));
+        if let (Some(dst), Some(src)) = (self.buf.get_mut(self.len..self.len + n), s.get(..n)) {
+            dst.copy_from_slice(src);
+            self.len += n;
+        }
+    }
+}
+
+/// An ALPN list as logs show it: the text of its `Display` (`h2,http/1.1`; bytes outside
+/// `!`..=`~`, and `,` and `\` themselves, as `\xNN`), cut at `N` bytes. Written byte by
+/// byte rather than through `fmt`, since it runs for every TLS session; a test holds it to
+/// the `Display`.
+fn set_alpn_text<const N: usize>(out: &mut Inline<N>, list: ProtocolList<'_>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let shown = |b: u8| b.is_ascii_graphic() && b != b',' && b != b'\\';
+    out.len = 0;
+    for (i, name) in list.iter().enumerate() {
+        if i > 0 {
+            out.push(b",");
+        }
+        let mut rest = name;
+        while !rest.is_empty() {
+            let (plain, tail) =
+                rest.split_at(rest.iter().position(|&b| !shown(b)).unwrap_or(rest.len()));
+            out.push(plain);
+            let Some((&b, tail)) = tail.split_first() else {
+                break;
+            };
+            let (hi, lo) = (usize::from(b >> 4), usize::from(b & 0x0f));
+            let hex = [
+                b'\\',
+                b'x',
+                HEX.get(hi).copied().unwrap_or(b'0'),
+                HEX.get(lo).copied().unwrap_or(b'0'),
+            ];
+            out.push(&hex);
+            rest = tail;
+        }
+        if out.len == N {
+            break;
+        }
+    }
+}
+
+/// What a PROXY header said; borrows the received bytes.
 #[derive(Clone, Copy)]
-pub struct HeaderFacts {
+pub struct HeaderFacts<'a> {
     /// "v1" or "v2".
     pub version: &'static str,
     /// Source and destination, for TCP over IPv4 or IPv6 (none for UNIX, UNSPEC, LOCAL).
     pub addrs: Option<(SocketAddr, SocketAddr)>,
-    /// The AUTHORITY TLV, already checked to be a host name; empty when absent.
-    pub authority: HostName,
+    /// The AUTHORITY TLV, already checked to be a host name.
+    pub authority: Option<&'a [u8]>,
     /// The LOCAL command: the load balancer's own connection (a health check).
     pub local: bool,
-    /// The header's length in bytes.
-    pub len: usize,
+    /// The header itself.
+    pub bytes: &'a [u8],
 }
 
-/// What the bytes after the PROXY header said.
+/// What the bytes after the PROXY header said; borrows them.
 #[derive(Clone, Copy)]
-pub enum Hello {
+pub enum Hello<'a> {
     /// A TLS ClientHello.
     Tls {
-        /// The server name; empty when absent.
-        sni: HostName,
-        /// The ALPN list, comma-separated (truncated at 64 bytes).
-        alpn: Inline<64>,
-        /// The first ALPN protocol offered.
-        first_alpn: Inline<64>,
+        /// The server name.
+        sni: Option<&'a str>,
+        /// The ALPN list.
+        alpn: Option<ProtocolList<'a>>,
         /// encrypted_client_hello was offered.
         ech: bool,
-        /// The hello's length in bytes.
-        len: usize,
         /// How many TLS records it spanned.
         records: usize,
+        /// The hello itself.
+        bytes: &'a [u8],
     },
     /// A plain HTTP/1.x request head.
     Http {
-        /// Its Host header; empty when absent.
-        host: HostName,
+        /// Its Host header.
+        host: Option<&'a [u8]>,
     },
     /// Neither: bytes routed as `proto=other`.
     Other,
@@ -132,8 +185,8 @@ pub struct Facts {
     pub first_alpn: Inline<64>,
     /// The PROXY v2 AUTHORITY TLV (validated as a host name).
     pub authority: HostName,
-    /// The name routed on: the SNI (or Host), else AUTHORITY, per ENVOY_NAME_MISMATCH.
-    pub name: HostName,
+    /// Where the name routed on comes from (see [`Facts::name`]); `None`: no name yet.
+    pub routed_on: Option<Source>,
     /// What the first bytes were.
     pub proto: Option<Proto>,
     /// The PROXY header said LOCAL: the load balancer's own connection (a health check).
@@ -142,37 +195,52 @@ pub struct Facts {
 
 impl Facts {
     /// Takes in what the PROXY header said.
-    pub fn learn_header(&mut self, h: &HeaderFacts) {
+    pub fn learn_header(&mut self, h: &HeaderFacts<'_>) {
         self.proxy = Some(h.version);
         if let Some((src, dst)) = h.addrs {
             self.src = Some(src);
             self.dst = Some(dst);
         }
-        self.authority = h.authority;
+        if let Some(a) = h.authority {
+            self.authority.set(a);
+        }
         self.local = h.local;
     }
 
     /// Takes in what the ClientHello or request head said.
-    pub fn learn_hello(&mut self, hello: &Hello) {
-        match hello {
-            Hello::Tls {
-                sni,
-                alpn,
-                first_alpn,
-                ech,
-                ..
-            } => {
+    pub fn learn_hello(&mut self, hello: &Hello<'_>) {
+        match *hello {
+            Hello::Tls { sni, alpn, ech, .. } => {
                 self.proto = Some(Proto::Tls);
-                self.sni = *sni;
-                self.alpn = *alpn;
-                self.first_alpn = *first_alpn;
-                self.ech = *ech;
+                if let Some(sni) = sni {
+                    self.sni.set(sni.as_bytes());
+                }
+                if let Some(list) = alpn {
+                    set_alpn_text(&mut self.alpn, list);
+                    if let Some(first) = list.iter().next() {
+                        self.first_alpn.set(first);
+                    }
+                }
+                self.ech = ech;
             }
             Hello::Http { host } => {
                 self.proto = Some(Proto::Http);
-                self.host = *host;
+                if let Some(host) = host {
+                    self.host.set(host);
+                }
             }
             Hello::Other => self.proto = Some(Proto::Other),
+        }
+    }
+
+    /// The name routed on: the SNI (or Host), else AUTHORITY, per ENVOY_NAME_MISMATCH;
+    /// provisionally the SNI once the ClientHello is in, so that a name trace sees it.
+    pub fn name(&self) -> &HostName {
+        const NONE: &HostName = &Inline::new();
+        match self.routed_on {
+            Some(Source::Hello) => self.asked_name(),
+            Some(Source::Authority) => &self.authority,
+            None => NONE,
         }
     }
 
@@ -200,23 +268,103 @@ mod tests {
     }
 
     #[test]
+    fn pushed_bytes_are_cut_at_the_capacity() {
+        let mut i = Inline::<5>::new();
+        i.push(b"abc");
+        i.push(b"def");
+        assert_eq!(i.as_bytes(), b"abcde");
+        i.push(b"more");
+        assert_eq!(i.as_bytes(), b"abcde");
+    }
+
+    /// A ClientHello offering the ALPN list `raw` (u8-length-prefixed names), parsed.
+    fn hello_offering(raw: &[u8], out: &mut Vec<u8>) {
+        let mut ext = vec![0x00, 0x10]; // application_layer_protocol_negotiation
+        ext.extend_from_slice(&((raw.len() + 2) as u16).to_be_bytes());
+        ext.extend_from_slice(&(raw.len() as u16).to_be_bytes());
+        ext.extend_from_slice(raw);
+        let mut body = vec![0x03, 0x03]; // legacy_version TLS 1.2
+        body.extend_from_slice(&[0x11; 32]); // random
+        body.push(0); // no session id
+        body.extend_from_slice(&[0x00, 0x02, 0x13, 0x01]); // one cipher suite
+        body.extend_from_slice(&[0x01, 0x00]); // null compression
+        body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
+        body.extend_from_slice(&ext);
+        let mut hs = vec![0x01, 0x00]; // client_hello, u24 length
+        hs.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        hs.extend_from_slice(&body);
+        out.extend_from_slice(&[0x16, 0x03, 0x01]); // handshake record, TLS 1.0
+        out.extend_from_slice(&(hs.len() as u16).to_be_bytes());
+        out.extend_from_slice(&hs);
+    }
+
+    #[test]
+    fn the_alpn_list_is_kept_as_its_display_shows_it_and_cut_at_64_bytes() {
+        let mut long = Vec::new();
+        for _ in 0..10 {
+            long.extend_from_slice(b"\x08http/1.1");
+        }
+        let mut every_byte = Vec::new();
+        for b in 0..=255u8 {
+            every_byte.extend_from_slice(&[1, b]);
+        }
+        let cases: [(&[u8], &[u8], &[u8]); 5] = [
+            (b"\x02h2\x08http/1.1", b"h2,http/1.1", b"h2"),
+            // a separator or a backslash inside a name cannot forge the list
+            (b"\x03a,b\x02\\\n", b"a\\x2cb,\\x5c\\x0a", b"a,b"),
+            (&long, &b"http/1.1,".repeat(8)[..64], b"http/1.1"),
+            // a cut inside an escape
+            (
+                &[&[62u8][..], &[b'a'; 61], b"\x01"].concat(),
+                &[&[b'a'; 61][..], b"\\x0"].concat(),
+                &[&[b'a'; 61][..], b"\x01"].concat(),
+            ),
+            (&every_byte, &[], &[0]),
+        ];
+        for (raw, shown, first) in cases {
+            let mut bytes = Vec::new();
+            hello_offering(raw, &mut bytes);
+            let mut scratch = vec![0u8; crate::wire::tls::MAX_HELLO_LEN];
+            let crate::wire::Parsed::Complete(hello, _) =
+                crate::wire::tls::parse_client_hello(&bytes, &mut scratch)
+            else {
+                panic!("the test hello does not parse: {raw:?}");
+            };
+            let list = hello.alpn.unwrap();
+            let mut f = Facts::default();
+            f.learn_hello(&Hello::Tls {
+                sni: None,
+                alpn: Some(list),
+                ech: false,
+                records: 1,
+                bytes: &[],
+            });
+            if !shown.is_empty() {
+                assert_eq!(f.alpn.as_bytes(), shown, "{raw:?}");
+            }
+            let old = Inline::<64>::from_bytes(list.to_string().as_bytes());
+            assert_eq!(f.alpn.as_bytes(), old.as_bytes(), "as before: {raw:?}");
+            assert_eq!(f.first_alpn.as_bytes(), first);
+        }
+    }
+
+    #[test]
     fn the_asked_name_is_the_sni_or_else_the_host() {
         let mut f = Facts::default();
         assert!(f.asked_name().is_empty());
         f.learn_hello(&Hello::Http {
-            host: HostName::from_bytes(b"plain.test"),
+            host: Some(b"plain.test"),
         });
         assert_eq!(f.asked_name().as_bytes(), b"plain.test");
         assert!(f.sni.is_empty(), "a Host is not an SNI");
         assert_eq!(f.proto, Some(Proto::Http));
         let mut t = Facts::default();
         t.learn_hello(&Hello::Tls {
-            sni: HostName::from_bytes(b"tls.test"),
-            alpn: Inline::from_bytes(b"h2,http/1.1"),
-            first_alpn: Inline::from_bytes(b"h2"),
+            sni: Some("tls.test"),
+            alpn: None,
             ech: true,
-            len: 512,
             records: 1,
+            bytes: &[],
         });
         assert_eq!(t.asked_name().as_bytes(), b"tls.test");
         assert!(t.host.is_empty());
@@ -234,9 +382,9 @@ mod tests {
         let local = HeaderFacts {
             version: "v2",
             addrs: None,
-            authority: HostName::new(),
+            authority: None,
             local: true,
-            len: 16,
+            bytes: &[0; 16],
         };
         f.learn_header(&local);
         assert_eq!(
@@ -249,7 +397,7 @@ mod tests {
         );
         f.learn_header(&HeaderFacts {
             addrs: Some((src, dst)),
-            authority: HostName::from_bytes(b"a.test"),
+            authority: Some(b"a.test"),
             local: false,
             ..local
         });

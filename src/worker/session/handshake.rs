@@ -20,10 +20,9 @@ use crate::wire::Parsed;
 use crate::worker::buffer::{Buffer, Pool};
 use crate::worker::pipe::{Flow, Ready, READ_BUDGET};
 use crate::worker::session::core::Core;
-use crate::worker::session::ctx::Ctx;
 use crate::worker::session::decide::{self, Refusal};
-use crate::worker::session::facts::{HeaderFacts, Hello, HostName, Inline};
-use crate::worker::stats::CloseReason;
+use crate::worker::session::facts::{HeaderFacts, Hello};
+use crate::worker::stats::{CloseReason, Stats};
 
 /// How far the handshake got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,8 +43,8 @@ pub struct Handshake {
     stage: Stage,
 }
 
-/// What a step of the handshake came to.
-pub enum Handshaking {
+/// What a step of the handshake came to; what it learned borrows the received bytes.
+pub enum Handshaking<'a> {
     /// Nothing complete yet: wait for bytes (or the header timer).
     Wait,
     /// The read budget ran out with bytes still coming: go on next turn.
@@ -53,9 +52,9 @@ pub enum Handshaking {
     /// Over: the client is refused, gone, or no buffer was left.
     Close(CloseReason),
     /// The PROXY header is done (`None`: there was none, and none is required).
-    Header(Option<HeaderFacts>),
+    Header(Option<HeaderFacts<'a>>),
     /// The hello is complete: the session can route.
-    Hello(Hello),
+    Hello(Hello<'a>),
 }
 
 /// What one parse of the buffered bytes said.
@@ -101,11 +100,6 @@ impl Handshake {
         self.received().get(..self.header_len()).unwrap_or(&[])
     }
 
-    /// What followed the PROXY header.
-    pub fn hello(&self) -> &[u8] {
-        self.received().get(self.header_len()..).unwrap_or(&[])
-    }
-
     /// Drops the PROXY header from the buffer: it is not replayed (a preamble, if any,
     /// speaks for it).
     pub fn skip_header(&mut self) {
@@ -131,31 +125,41 @@ impl Handshake {
         }
     }
 
-    /// Reads what the client sent, then parses as far as it goes.
-    pub fn advance(&mut self, core: &mut Core, ctx: &mut Ctx<'_>) -> Handshaking {
+    /// Reads what the client sent, then parses as far as it goes; `scratch` is where a
+    /// hello spanning several records is put together.
+    pub fn advance<'a>(
+        &'a mut self,
+        core: &mut Core,
+        (pool, stats): (&mut Pool, &mut Stats),
+        scratch: &'a mut [u8],
+    ) -> Handshaking<'a> {
         if core.client_ready.readable && !self.eof {
-            if let Err(reason) = self.read(&mut core.client, &mut core.client_ready, ctx.pool) {
+            if let Err(reason) = self.read(&mut core.client, &mut core.client_ready, pool) {
                 return Handshaking::Close(reason);
             }
         }
         if self.received.as_ref().is_some_and(Buffer::is_empty) {
-            self.release(ctx.pool); // nothing came: no buffer held while waiting
+            self.release(pool); // nothing came: no buffer held while waiting
         }
+        let received = self.received.as_ref().map_or(&[][..], Buffer::data);
         let refused = match self.stage {
-            Stage::Header => match parse_header(self.received(), core) {
+            Stage::Header => match parse_header(received, core) {
                 Parse::Done(header) => {
-                    let header_len = header.as_ref().map_or(0, |h| h.len);
+                    let header_len = header.as_ref().map_or(0, |h| h.bytes.len());
                     self.stage = Stage::Hello { header_len };
                     return Handshaking::Header(header);
                 }
                 Parse::NeedMore => None,
                 Parse::Refused(r) => Some(r),
             },
-            Stage::Hello { .. } => match parse_hello(self.hello(), core, ctx.scratch) {
-                Parse::Done(hello) => return Handshaking::Hello(hello),
-                Parse::NeedMore => None,
-                Parse::Refused(r) => Some(r),
-            },
+            Stage::Hello { header_len } => {
+                let data = received.get(header_len..).unwrap_or(&[]);
+                match parse_hello(data, core, scratch) {
+                    Parse::Done(hello) => return Handshaking::Hello(hello),
+                    Parse::NeedMore => None,
+                    Parse::Refused(r) => Some(r),
+                }
+            }
         };
         let refused = refused.or_else(|| {
             let full = self.received.as_ref().is_some_and(Buffer::is_full);
@@ -164,16 +168,16 @@ impl Handshake {
                     "sid={} peer={} refused: first bytes fill the buffer without completing; first bytes:\n{}",
                     core.id,
                     core.peer,
-                    HexDump::new(self.received(), ERROR_DUMP_LIMIT)
+                    HexDump::new(received, ERROR_DUMP_LIMIT)
                 );
                 Refusal::TooLong {
-                    header: self.reading_header(),
+                    header: self.stage == Stage::Header,
                 }
             })
         });
         if let Some(r) = refused {
             let (parser, kind) = r.counted_as();
-            ctx.stats.parse_error(parser, kind);
+            stats.parse_error(parser, kind);
             return Handshaking::Close(r.close_reason());
         }
         if self.eof {
@@ -225,7 +229,7 @@ impl Handshake {
 }
 
 /// Looks for a PROXY header per policy in `data`, from a peer that may send one.
-fn parse_header(data: &[u8], core: &Core) -> Parse<Option<HeaderFacts>> {
+fn parse_header<'a>(data: &'a [u8], core: &Core) -> Parse<Option<HeaderFacts<'a>>> {
     match proxy::detect(data) {
         Detected::NeedMore => return Parse::NeedMore,
         Detected::NoHeader if core.cfg.proxy_protocol == ProxyPolicy::Required => {
@@ -260,8 +264,8 @@ fn parse_header(data: &[u8], core: &Core) -> Parse<Option<HeaderFacts>> {
             Parse::Refused(Refusal::InvalidProxy(e))
         }
         Parsed::Complete(h, n) => {
-            let mut authority = HostName::new();
-            if let Some(a) = h.tlvs.authority() {
+            let authority = h.tlvs.authority();
+            if let Some(a) = authority {
                 if !http::valid_host(a) {
                     warn!(
                         "sid={} peer={} refused: PROXY AUTHORITY {:?} is not a host name",
@@ -271,7 +275,6 @@ fn parse_header(data: &[u8], core: &Core) -> Parse<Option<HeaderFacts>> {
                     );
                     return Parse::Refused(Refusal::BadAuthority);
                 }
-                authority = HostName::from_bytes(a);
             }
             let addrs = match h.addrs {
                 Addresses::Inet { src, dst } => Some((src, dst)),
@@ -285,7 +288,7 @@ fn parse_header(data: &[u8], core: &Core) -> Parse<Option<HeaderFacts>> {
                 addrs,
                 authority,
                 local: h.command == proxy::Command::Local,
-                len: n,
+                bytes: data.get(..n).unwrap_or(data),
             }))
         }
     }
@@ -293,7 +296,7 @@ fn parse_header(data: &[u8], core: &Core) -> Parse<Option<HeaderFacts>> {
 
 /// Looks for a ClientHello in `data` (what followed the PROXY header); `scratch` is where a
 /// hello spanning several records is put together.
-fn parse_hello(data: &[u8], core: &Core, scratch: &mut [u8]) -> Parse<Hello> {
+fn parse_hello<'a>(data: &'a [u8], core: &Core, scratch: &'a mut [u8]) -> Parse<Hello<'a>> {
     match tls::parse_client_hello(data, scratch) {
         Parsed::NeedMore => Parse::NeedMore,
         Parsed::Invalid(TlsError::NotTls) => parse_plain(data, core),
@@ -307,33 +310,19 @@ fn parse_hello(data: &[u8], core: &Core, scratch: &mut [u8]) -> Parse<Hello> {
             );
             Parse::Refused(Refusal::InvalidTls(e))
         }
-        Parsed::Complete(hello, n) => {
-            let (alpn, first_alpn) = match &hello.alpn {
-                Some(list) => (
-                    Inline::from_bytes(list.to_string().as_bytes()),
-                    list.iter()
-                        .next()
-                        .map_or_else(Inline::new, Inline::from_bytes),
-                ),
-                None => (Inline::new(), Inline::new()),
-            };
-            Parse::Done(Hello::Tls {
-                sni: hello
-                    .sni
-                    .map_or_else(HostName::new, |s| HostName::from_bytes(s.as_bytes())),
-                alpn,
-                first_alpn,
-                ech: hello.ech,
-                len: n,
-                records: hello.records,
-            })
-        }
+        Parsed::Complete(hello, n) => Parse::Done(Hello::Tls {
+            sni: hello.sni,
+            alpn: hello.alpn,
+            ech: hello.ech,
+            records: hello.records,
+            bytes: data.get(..n).unwrap_or(data),
+        }),
     }
 }
 
 /// Not TLS: a plain HTTP/1.x request is routed on its Host header; anything else has no
 /// name and goes where the routes send `proto=other`.
-fn parse_plain(data: &[u8], core: &Core) -> Parse<Hello> {
+fn parse_plain<'a>(data: &'a [u8], core: &Core) -> Parse<Hello<'a>> {
     if core.cfg.proxy_protocol != ProxyPolicy::Off {
         // A PROXY header where the ClientHello should be: a second header, or one smuggled
         // into the stream. Never forwarded.
@@ -356,9 +345,7 @@ fn parse_plain(data: &[u8], core: &Core) -> Parse<Hello> {
         match http::parse_request_host(data) {
             Parsed::NeedMore => return Parse::NeedMore,
             Parsed::Complete(head, _) => {
-                hello = Hello::Http {
-                    host: head.host.map_or_else(HostName::new, HostName::from_bytes),
-                };
+                hello = Hello::Http { host: head.host };
             }
             // The request line is not HTTP at all: other bytes, routed as such.
             Parsed::Invalid(e) if decide::not_http(e) => {}

@@ -138,6 +138,7 @@ impl Session {
     }
 
     /// Where the session stands.
+    #[inline]
     pub fn state(&self) -> State {
         match &self.phase {
             Phase::Handshake(h) if h.reading_header() => State::Opened,
@@ -179,6 +180,7 @@ impl Session {
     }
 
     /// Logs the change of label since `from`, if any: the one place `A => B` is said.
+    #[inline]
     fn transition(&self, from: State) {
         let to = self.state();
         if to != from {
@@ -187,6 +189,7 @@ impl Session {
     }
 
     /// Records readiness from an event on `leg`.
+    #[inline]
     pub fn on_event(&mut self, leg: Leg, event: &mio::event::Event) {
         let reported = Reported {
             readable: event.is_readable(),
@@ -211,10 +214,10 @@ impl Session {
             match &mut self.phase {
                 Phase::Handshake(h) => {
                     // read, parse
-                    let hello = match h.advance(&mut self.core, ctx) {
+                    let hello = match h.advance(&mut self.core, (ctx.pool, ctx.stats), ctx.scratch)
+                    {
                         Handshaking::Header(header) => {
-                            self.core
-                                .learn_header(header.as_ref(), h.header(), ctx.traces);
+                            self.core.learn_header(header.as_ref(), ctx.traces);
                             self.transition(State::Opened);
                             continue;
                         }
@@ -223,7 +226,7 @@ impl Session {
                         Handshaking::Again => return Next::Again,
                         Handshaking::Close(reason) => return Next::Close(reason),
                     };
-                    self.core.learn_hello(&hello, h.hello(), ctx.traces);
+                    self.core.learn_hello(&hello, ctx.traces);
                     // decide
                     if let Err(reason) = self.core.decide(h.received(), ctx) {
                         return Next::Close(reason);
@@ -375,7 +378,7 @@ impl Session {
             core.id,
             core.client_label(),
             core.facts.asked_name(),
-            core.facts.name,
+            core.facts.name(),
             core.route(),
             core.upstream_label(),
             from,
