@@ -21,7 +21,7 @@
 //!     * `worker::session::facts` — what the first bytes said, as values.
 //!     * `worker::session::preamble` — what sluice writes first upstream (PROXY v2, CONNECT).
 //!     * `worker::session::ctx` — what the loop lends a session and what it asks back.
-//!     * `worker::session::debug` — debug lines, at any level for traced sessions.
+//!     * `worker::session::logs` — one log target, debug lines at any level when traced.
 //!   * `worker::pipe` — the shuffle: both flows, pumps, splice, FIN passing; readiness.
 //!   * `worker::token` — a session's slab key and leg packed into a `mio::Token`.
 //!   * `worker::buffer` — fixed buffers and their pool; `worker::splice` — zero-copy pipes.

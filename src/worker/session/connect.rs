@@ -22,7 +22,7 @@ use crate::worker::buffer::{Buffer, Pool};
 use crate::worker::pipe::{Flow, Ready, Reported, Shuffling, READ_BUDGET};
 use crate::worker::session::core::Core;
 use crate::worker::session::ctx::Ctx;
-use crate::worker::session::debug::sdebug;
+use crate::worker::session::logs::{sdebug, TARGET};
 use crate::worker::splice::PipePool;
 use crate::worker::stats::CloseReason;
 use crate::worker::token::{token, Leg};
@@ -107,6 +107,7 @@ pub fn dial(
         }
     }
     warn!(
+        target: TARGET,
         "sid={} client={} no upstream of {} accepted the connection",
         core.id,
         core.client_label(),
@@ -384,6 +385,7 @@ impl Reply {
             Parsed::Complete(reply, n) => {
                 *ctx.stats.connect_status.entry(reply.status).or_insert(0) += 1;
                 warn!(
+                    target: TARGET,
                     "sid={} client={} name={} CONNECT refused by {}: status {} {}; reply:\n{}",
                     core.id,
                     core.client_label(),
@@ -404,6 +406,7 @@ impl Reply {
                 };
                 ctx.stats.parse_error("connect_reply", "invalid");
                 warn!(
+                    target: TARGET,
                     "sid={} client={} invalid CONNECT reply from {}: {}; reply:\n{}",
                     core.id,
                     core.client_label(),

@@ -21,9 +21,9 @@ use crate::net;
 use crate::worker::buffer::Buffer;
 use crate::worker::pipe::Ready;
 use crate::worker::session::ctx::Ctx;
-use crate::worker::session::debug::sdebug;
 use crate::worker::session::decide::{self, NameChoice, Source};
 use crate::worker::session::facts::{Facts, HeaderFacts, Hello};
+use crate::worker::session::logs::{sdebug, TARGET};
 use crate::worker::session::preamble::{self, Origin};
 use crate::worker::stats::CloseReason;
 use crate::worker::timer::{Entry, Wheel};
@@ -239,6 +239,7 @@ impl Core {
             NameChoice::Refused => {
                 ctx.stats.name_mismatches += 1;
                 warn!(
+                    target: TARGET,
                     "sid={} client={} refused: SNI {} differs from PROXY AUTHORITY {}",
                     self.id,
                     self.client_label(),
@@ -257,6 +258,7 @@ impl Core {
         }
         if self.facts.ech && !self.cfg.allow_ech {
             info!(
+                target: TARGET,
                 "sid={} client={} refused: ECH (ENVOY_ECH=refuse)",
                 self.id,
                 self.client_label()
@@ -281,6 +283,7 @@ impl Core {
         self.route = index;
         if let Some((reason, alert)) = denied {
             info!(
+                target: TARGET,
                 "sid={} client={} name={} refused by {}",
                 self.id,
                 self.client_label(),
@@ -342,6 +345,7 @@ impl Core {
             Err(e) => {
                 ctx.pool.give(pre);
                 warn!(
+                    target: TARGET,
                     "sid={} client={} refused: {} ({})",
                     self.id,
                     self.client_label(),

@@ -22,6 +22,7 @@ use crate::worker::pipe::{Flow, Ready, READ_BUDGET};
 use crate::worker::session::core::Core;
 use crate::worker::session::decide::{self, Refusal};
 use crate::worker::session::facts::{HeaderFacts, Hello};
+use crate::worker::session::logs::TARGET;
 use crate::worker::stats::{CloseReason, Stats};
 
 /// How far the handshake got.
@@ -165,6 +166,7 @@ impl Handshake {
             let full = self.received.as_ref().is_some_and(Buffer::is_full);
             full.then(|| {
                 warn!(
+                    target: TARGET,
                     "sid={} peer={} refused: first bytes fill the buffer without completing; first bytes:\n{}",
                     core.id,
                     core.peer,
@@ -234,6 +236,7 @@ fn parse_header<'a>(data: &'a [u8], core: &Core) -> Parse<Option<HeaderFacts<'a>
         Detected::NeedMore => return Parse::NeedMore,
         Detected::NoHeader if core.cfg.proxy_protocol == ProxyPolicy::Required => {
             warn!(
+                target: TARGET,
                 "sid={} peer={} refused: no PROXY header (ENVOY_PROXY_PROTOCOL=required); first bytes:\n{}",
                 core.id,
                 core.peer,
@@ -246,6 +249,7 @@ fn parse_header<'a>(data: &'a [u8], core: &Core) -> Parse<Option<HeaderFacts<'a>
     }
     if !core.cfg.is_trusted(core.peer.ip()) {
         warn!(
+            target: TARGET,
             "sid={} peer={} refused: PROXY header from a source not in ENVOY_TRUSTED_PROXIES",
             core.id, core.peer
         );
@@ -255,6 +259,7 @@ fn parse_header<'a>(data: &'a [u8], core: &Core) -> Parse<Option<HeaderFacts<'a>
         Parsed::NeedMore => Parse::NeedMore,
         Parsed::Invalid(e) => {
             warn!(
+                target: TARGET,
                 "sid={} peer={} invalid PROXY header: {}; first bytes:\n{}",
                 core.id,
                 core.peer,
@@ -268,6 +273,7 @@ fn parse_header<'a>(data: &'a [u8], core: &Core) -> Parse<Option<HeaderFacts<'a>
             if let Some(a) = authority {
                 if !http::valid_host(a) {
                     warn!(
+                        target: TARGET,
                         "sid={} peer={} refused: PROXY AUTHORITY {:?} is not a host name",
                         core.id,
                         core.peer,
@@ -302,6 +308,7 @@ fn parse_hello<'a>(data: &'a [u8], core: &Core, scratch: &'a mut [u8]) -> Parse<
         Parsed::Invalid(TlsError::NotTls) => parse_plain(data, core),
         Parsed::Invalid(e) => {
             warn!(
+                target: TARGET,
                 "sid={} client={} invalid ClientHello: {}; first bytes:\n{}",
                 core.id,
                 core.client_label(),
@@ -330,6 +337,7 @@ fn parse_plain<'a>(data: &'a [u8], core: &Core) -> Parse<Hello<'a>> {
             Detected::NeedMore => return Parse::NeedMore,
             Detected::V1 | Detected::V2 => {
                 warn!(
+                    target: TARGET,
                     "sid={} client={} refused: a PROXY header inside the stream; first bytes:\n{}",
                     core.id,
                     core.client_label(),
@@ -351,6 +359,7 @@ fn parse_plain<'a>(data: &'a [u8], core: &Core) -> Parse<Hello<'a>> {
             Parsed::Invalid(e) if decide::not_http(e) => {}
             Parsed::Invalid(e) => {
                 warn!(
+                    target: TARGET,
                     "sid={} client={} invalid HTTP request head: {}; first bytes:\n{}",
                     core.id,
                     core.client_label(),
@@ -363,6 +372,7 @@ fn parse_plain<'a>(data: &'a [u8], core: &Core) -> Parse<Hello<'a>> {
     }
     if core.facts.local && matches!(hello, Hello::Other) {
         warn!(
+            target: TARGET,
             "sid={} peer={} refused: a LOCAL PROXY header followed by bytes that are neither TLS nor HTTP; first bytes:\n{}",
             core.id,
             core.peer,

@@ -14,10 +14,10 @@
 pub mod connect;
 pub mod core;
 pub mod ctx;
-pub mod debug;
 pub mod decide;
 pub mod facts;
 pub mod handshake;
+pub mod logs;
 pub mod preamble;
 
 use std::fmt;
@@ -35,9 +35,9 @@ use crate::worker::pipe::{Reported, Shuffled, Shuffling};
 use crate::worker::stats::CloseReason;
 use crate::worker::token::{token, Leg};
 use connect::{Connecting, Dialed};
-use debug::sdebug;
 use facts::Facts;
 use handshake::{Handshake, Handshaking};
+use logs::{sdebug, TARGET};
 
 pub use self::core::Core;
 pub use ctx::{Ctx, Next};
@@ -374,6 +374,7 @@ impl Session {
         ctx.stats.session_duration.observe(duration_ms);
         let core = &self.core;
         info!(
+            target: TARGET,
             "sid={} close client={} sni={} name={} route={} upstream={} state={} duration_ms={} bytes_up={} bytes_down={} reason={}",
             core.id,
             core.client_label(),
