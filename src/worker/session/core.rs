@@ -180,15 +180,6 @@ impl Core {
     /// Takes in what the PROXY header said (`None`: there was none).
     pub fn learn_header(&mut self, header: Option<&HeaderFacts<'_>>, traces: &[TraceRule]) {
         let Some(h) = header else { return };
-        if self.traced || log_enabled!(Level::Debug) {
-            sdebug!(
-                self,
-                "sid={} PROXY header, {} bytes:\n{}",
-                self.id,
-                h.bytes.len(),
-                HexDump::new(h.bytes, DEBUG_DUMP_LIMIT)
-            );
-        }
         self.facts.learn_header(h);
         self.check_traced(traces);
     }

@@ -7,7 +7,7 @@
 //! buffer the phase holds (the PROXY header too, until the route is chosen: its TLVs may be
 //! passed on), and that buffer is handed on to the shuffle whole. Parsing itself is `wire`'s.
 
-use log::warn;
+use log::{log_enabled, warn, Level};
 use mio::net::TcpStream;
 
 use crate::config::ProxyPolicy;
@@ -19,10 +19,10 @@ use crate::wire::tls::{self, TlsError};
 use crate::wire::Parsed;
 use crate::worker::buffer::{Buffer, Pool};
 use crate::worker::pipe::{Flow, Ready, READ_BUDGET};
-use crate::worker::session::core::Core;
+use crate::worker::session::core::{Core, DEBUG_DUMP_LIMIT};
 use crate::worker::session::decide::{self, Refusal};
 use crate::worker::session::facts::{HeaderFacts, Hello};
-use crate::worker::session::logs::TARGET;
+use crate::worker::session::logs::{sdebug, TARGET};
 use crate::worker::stats::{CloseReason, Stats};
 
 /// How far the handshake got.
@@ -269,6 +269,16 @@ fn parse_header<'a>(data: &'a [u8], core: &Core) -> Parse<Option<HeaderFacts<'a>
             Parse::Refused(Refusal::InvalidProxy(e))
         }
         Parsed::Complete(h, n) => {
+            let bytes = data.get(..n).unwrap_or(data);
+            if core.traced || log_enabled!(Level::Debug) {
+                sdebug!(
+                    core,
+                    "sid={} PROXY header, {} bytes:\n{}",
+                    core.id,
+                    n,
+                    HexDump::new(bytes, DEBUG_DUMP_LIMIT)
+                );
+            }
             let authority = h.tlvs.authority();
             if let Some(a) = authority {
                 if !http::valid_host(a) {
@@ -294,7 +304,7 @@ fn parse_header<'a>(data: &'a [u8], core: &Core) -> Parse<Option<HeaderFacts<'a>
                 addrs,
                 authority,
                 local: h.command == proxy::Command::Local,
-                bytes: data.get(..n).unwrap_or(data),
+                bytes,
             }))
         }
     }
