@@ -15,8 +15,17 @@
 //!   * `wire::name` — the host-name rule; `wire::crc32c`; `wire::reader` / `wire::writer` —
 //!     bounded cursors.
 //! * `worker` — one process's event loop: listener, sessions, timers, admin connections.
-//!   * `worker::session` — one proxied connection's state machine; `worker::session::preamble`
-//!     what sluice writes first upstream (PROXY v2 header, CONNECT request).
+//!   * `worker::session` — one proxied connection: phases that carry their data (LIFECYCLE.md).
+//!     * `worker::session::handshake` — reads and parses the client's first bytes.
+//!     * `worker::session::core` — what every phase shares; learns, decides, builds the preamble.
+//!     * `worker::session::connect` — opens the upstream leg (and awaits a CONNECT reply).
+//!     * `worker::session::decide` — the pure decisions: routed name, refusals, alerts.
+//!     * `worker::session::facts` — what the first bytes said, as values.
+//!     * `worker::session::preamble` — what sluice writes first upstream (PROXY v2, CONNECT).
+//!     * `worker::session::ctx` — what the loop lends a session and what it asks back.
+//!     * `worker::session::logs` — one log target, debug lines at any level when traced.
+//!   * `worker::pipe` — the shuffle: both flows, pumps, splice, FIN passing; readiness.
+//!   * `worker::token` — a session's slab key and leg packed into a `mio::Token`.
 //!   * `worker::buffer` — fixed buffers and their pool; `worker::splice` — zero-copy pipes.
 //!   * `worker::timer` — the deadline wheel; `worker::stats` — the worker's counters.
 //!   * `worker::ops` — signals, reload and control commands executed on the loop.

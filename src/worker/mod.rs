@@ -11,11 +11,13 @@
 
 pub mod buffer;
 pub mod ops;
+pub mod pipe;
 pub mod role;
 pub mod session;
 pub mod splice;
 pub mod stats;
 pub mod timer;
+pub mod token;
 
 use std::io;
 use std::rc::Rc;
@@ -37,7 +39,7 @@ use crate::net;
 use crate::sys::signals::SignalPipe;
 use crate::wire::tls::MAX_HELLO_LEN;
 use buffer::Pool;
-use session::{Ctx, Session, Step};
+use session::{Ctx, Next, Session};
 use splice::PipePool;
 use stats::{CloseReason, Stats};
 use timer::{Entry, Wheel};
@@ -249,7 +251,7 @@ impl Worker {
                 // The admin plane's listeners (CONTROL, METRICS) and connections.
                 t if t.0 >= ADMIN_BASE => self.on_admin(t),
                 t => {
-                    let (key, leg) = session::untoken(t);
+                    let (key, leg) = token::untoken(t);
                     if let Some(s) = self.sessions.get_mut(key) {
                         s.on_event(leg, event);
                         self.drive(key);
@@ -259,7 +261,7 @@ impl Worker {
         }
         let ready = std::mem::take(&mut self.ready);
         for (key, id) in ready {
-            if self.sessions.get(key).is_some_and(|s| s.id == id) {
+            if self.sessions.get(key).is_some_and(|s| s.id() == id) {
                 self.drive(key);
             }
         }
@@ -342,8 +344,8 @@ impl Worker {
         let Some(s) = sessions.get_mut(key) else {
             return;
         };
-        let step = s.drive(&mut ctx);
-        self.after(key, step);
+        let next = s.drive(&mut ctx);
+        self.after(key, next);
     }
 
     fn on_timer(&mut self, key: usize, gen: u32) {
@@ -351,19 +353,19 @@ impl Worker {
         let Some(s) = sessions.get_mut(key) else {
             return;
         };
-        let step = s.on_timer(gen, &mut ctx);
-        self.after(key, step);
+        let next = s.on_timer(gen, &mut ctx);
+        self.after(key, next);
     }
 
-    fn after(&mut self, key: usize, step: Step) {
-        match step {
-            Step::Wait => {}
-            Step::Yield => {
+    fn after(&mut self, key: usize, next: Next) {
+        match next {
+            Next::Wait => {}
+            Next::Again => {
                 if let Some(s) = self.sessions.get(key) {
-                    self.ready.push((key, s.id));
+                    self.ready.push((key, s.id()));
                 }
             }
-            Step::Close(reason) => self.close(key, reason),
+            Next::Close(reason) => self.close(key, reason),
         }
     }
 

@@ -190,15 +190,15 @@ impl Worker {
             let _ = write!(
                 row,
                 "{} {} {} {} {} {} {} {} {}",
-                s.id,
+                s.id(),
                 s.state(),
                 s.client_label(),
-                s.facts.sni,
+                s.facts().asked_name(),
                 s.upstream_label(),
                 up,
                 down,
                 s.age_ms(self.now_ms),
-                if s.traced { "yes" } else { "no" }
+                if s.traced() { "yes" } else { "no" }
             );
             rows.push(row);
         }
@@ -247,7 +247,7 @@ impl Worker {
                 let mut n = 0;
                 for (_, s) in self.sessions.iter_mut() {
                     if s.selected_by(&rule) {
-                        s.traced = true;
+                        s.set_traced(true);
                         n += 1;
                     }
                 }
@@ -269,7 +269,7 @@ impl Worker {
                 for (_, s) in self.sessions.iter_mut() {
                     let keep = self.traces.iter().any(|t| s.selected_by(t));
                     if !keep && rule.as_ref().is_none_or(|r| s.selected_by(r)) {
-                        s.traced = false;
+                        s.set_traced(false);
                     }
                 }
                 Reply::Text(format!(
@@ -281,7 +281,7 @@ impl Worker {
                 let key = self
                     .sessions
                     .iter()
-                    .find(|(_, s)| s.id == id)
+                    .find(|(_, s)| s.id() == id)
                     .map(|(k, _)| k);
                 if let Some(k) = key {
                     self.close(k, CloseReason::Killed);
