@@ -7,9 +7,10 @@
 //! against `check-config`) all follow that one table.
 //!
 //! A `Config` is built whole from three layers ([`Layers`]: the environment, the
-//! ENVOY_CONFIG_FILE overlay, runtime `set`s) and is either entirely valid or refused with an
-//! error naming the key and the value. Names are resolved here, at load time, never on the
-//! event loop. Nothing here touches a socket.
+//! ENVOY_CONFIG_FILE overlay (its format in `config::file`), runtime `set`s) and is either
+//! entirely valid or refused with every error found, each naming the key and the value.
+//! Names are resolved here, at load time, never on the event loop. Nothing here touches a
+//! socket.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -17,7 +18,9 @@ use std::str::FromStr;
 
 use crate::cidr::Cidr;
 use crate::wire::http::{is_sendable_field_byte, is_tchar};
+mod file;
 pub mod route;
+pub mod spelling;
 pub mod upstream;
 
 use route::{Mode, Route};
@@ -71,6 +74,33 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// Every value one load refused: the config file's lines first, then the keys in table
+/// order. Shown on one line, `; `-separated (a control reply, a log line); start-up prints
+/// them one a line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl ConfigErrors {
+    /// Each error, in the order found.
+    pub fn iter(&self) -> std::slice::Iter<'_, ConfigError> {
+        self.0.iter()
+    }
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
 
 /// What to do with a PROXY protocol header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,8 +233,8 @@ const fn key(
 
 /// Every key, in the order `show config` lists them and values are applied: a key may read
 /// what a key above it wrote (the routes fill in ENVOY_UPSTREAM and ENVOY_UPSTREAM_MODE;
-/// ENVOY_SPLICE_PIPES is 0 unless ENVOY_SPLICE is on). The first invalid value is the one
-/// reported.
+/// ENVOY_SPLICE_PIPES is 0 unless ENVOY_SPLICE is on). Every invalid value is reported; a
+/// key after an invalid one reads that field as it was before it (its unset value).
 pub const KEYS: &[Key] = &[
     key(
         "ENVOY_IP",
@@ -618,10 +648,15 @@ pub struct Layers {
 }
 
 impl Layers {
-    /// Snapshots the ENVOY_* variables of this process.
+    /// Snapshots the ENVOY_* variables of this process. A value that is not UTF-8 is kept
+    /// with its bad bytes replaced, to be refused by its key with the others.
     pub fn from_process_env() -> Layers {
-        let env = std::env::vars()
-            .filter(|(k, _)| k.starts_with("ENVOY_"))
+        let env = std::env::vars_os()
+            .filter_map(|(k, v)| {
+                let k = k.into_string().ok()?;
+                k.starts_with("ENVOY_")
+                    .then(|| (k, v.to_string_lossy().into_owned()))
+            })
             .collect();
         Layers {
             env,
@@ -629,21 +664,35 @@ impl Layers {
         }
     }
 
+    /// The environment's ENVOY_* variables that are no key (ignored by [`Layers::load`]):
+    /// to be warned about, see [`spelling::unknown_variable`].
+    pub fn unknown_variables(&self) -> Vec<&str> {
+        self.env
+            .keys()
+            .map(String::as_str)
+            .filter(|k| key_named(k).is_none())
+            .collect()
+    }
+
     /// Builds and validates a whole configuration: set > file > environment > default.
     /// Reads ENVOY_CONFIG_FILE and ENVOY_ROUTES_FILE (blocking: at start and reload only).
-    pub fn load(&self) -> Result<Config, ConfigError> {
+    /// A file that cannot be read is reported with whatever else is invalid.
+    pub fn load(&self) -> Result<Config, ConfigErrors> {
         let path = self
             .set
             .get("ENVOY_CONFIG_FILE")
             .or_else(|| self.env.get("ENVOY_CONFIG_FILE"))
             .map(|p| p.trim().to_string())
             .unwrap_or_default();
-        let file = if path.is_empty() {
-            Default::default()
+        let (file, mut errors) = if path.is_empty() {
+            (Default::default(), Vec::new())
         } else {
-            read_config_file(&path)?
+            match file::read(&path) {
+                Ok(values) => (values, Vec::new()),
+                Err(errors) => (Default::default(), errors),
+            }
         };
-        Config::load(|k| {
+        let loaded = Config::load(|k| {
             if let Some(v) = self.set.get(k) {
                 Some((v.clone(), Source::Set))
             } else if let Some(v) = file.get(k) {
@@ -651,7 +700,15 @@ impl Layers {
             } else {
                 self.env.get(k).map(|v| (v.clone(), Source::Environment))
             }
-        })
+        });
+        match loaded {
+            Ok(c) if errors.is_empty() => Ok(c),
+            Ok(_) => Err(ConfigErrors(errors)),
+            Err(more) => {
+                errors.extend(more.0);
+                Err(ConfigErrors(errors))
+            }
+        }
     }
 
     /// The layers with `key` set to `value`, if `key` is a known key.
@@ -665,51 +722,18 @@ impl Layers {
     }
 }
 
-/// Reads a KEY=VALUE file: `#` comments, blank lines, optional double quotes around values.
-fn read_config_file(path: &str) -> Result<std::collections::BTreeMap<String, String>, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| error("ENVOY_CONFIG_FILE", path, format!("cannot read: {e}")))?;
-    let mut out = std::collections::BTreeMap::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let Some((k, v)) = line.split_once('=') else {
-            return Err(error(
-                "ENVOY_CONFIG_FILE",
-                line,
-                format!("{path} line {}: not KEY=VALUE", i + 1),
-            ));
-        };
-        let (k, v) = (k.trim(), v.trim());
-        let v = v
-            .strip_prefix('"')
-            .and_then(|v| v.strip_suffix('"'))
-            .unwrap_or(v);
-        if key_named(k).is_none() {
-            return Err(error(
-                "ENVOY_CONFIG_FILE",
-                k,
-                format!("{path} line {}: unknown key", i + 1),
-            ));
-        }
-        out.insert(k.to_string(), v.to_string());
-    }
-    Ok(out)
-}
-
 impl Config {
     /// Loads from the process environment.
-    pub fn from_env() -> Result<Config, ConfigError> {
+    pub fn from_env() -> Result<Config, ConfigErrors> {
         Layers::from_process_env().load()
     }
 
     /// Loads from any key lookup: each key of [`KEYS`] in order, its value from `lookup` or
-    /// else its default; the first invalid one is returned.
-    pub fn load(lookup: impl Fn(&str) -> Option<(String, Source)>) -> Result<Config, ConfigError> {
+    /// else its default; every invalid one is returned, in table order.
+    pub fn load(lookup: impl Fn(&str) -> Option<(String, Source)>) -> Result<Config, ConfigErrors> {
         let mut c = Config::unset();
         c.entries.reserve(KEYS.len());
+        let mut errors = Vec::new();
         for k in KEYS {
             let (text, source) =
                 lookup(k.name).unwrap_or_else(|| (k.default.to_string(), Source::Default));
@@ -717,10 +741,16 @@ impl Config {
                 key: k.name,
                 text: &text,
             };
-            (k.apply)(&mut c, setting)?;
+            if let Err(e) = (k.apply)(&mut c, setting) {
+                errors.push(e);
+            }
             c.entries.push((k.name, text, source));
         }
-        Ok(c)
+        if errors.is_empty() {
+            Ok(c)
+        } else {
+            Err(ConfigErrors(errors))
+        }
     }
 
     /// The configuration before any key is applied: every field is overwritten by its key.
@@ -832,12 +862,20 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    fn load_all(pairs: &[(&str, &str)]) -> Result<Config, ConfigErrors> {
         let map: HashMap<String, String> = pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Config::load(|k| map.get(k).map(|v| (v.clone(), Source::Environment)))
+    }
+
+    /// The configuration, or its one error (these tests set one bad value at a time).
+    fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        load_all(pairs).map_err(|e| {
+            assert_eq!(e.0.len(), 1, "{e}");
+            e.0[0].clone()
+        })
     }
 
     #[test]
@@ -944,16 +982,62 @@ mod tests {
     }
 
     #[test]
-    fn the_first_invalid_key_in_table_order_is_the_one_reported() {
-        let e = load(&[
+    fn every_invalid_key_is_reported_in_table_order() {
+        let e = load_all(&[
             ("ENVOY_SPLICE", "on"),
             ("ENVOY_PORT", "x"),
             ("ENVOY_IP", "y"),
         ])
         .unwrap_err();
-        assert_eq!(e.key, "ENVOY_IP");
-        let e = load(&[("ENVOY_ECH", "no"), ("ENVOY_ROUTES", "nonsense")]).unwrap_err();
-        assert_eq!(e.key, "ENVOY_ROUTES");
+        let keys: Vec<&str> = e.iter().map(|e| e.key).collect();
+        assert_eq!(keys, ["ENVOY_IP", "ENVOY_PORT", "ENVOY_SPLICE"]);
+        assert_eq!(
+            e.to_string(),
+            r#"invalid ENVOY_IP="y": not an IP address; invalid ENVOY_PORT="x": not a port (0-65535); invalid ENVOY_SPLICE="on": expected auto or off"#
+        );
+        let e = load_all(&[("ENVOY_ECH", "no"), ("ENVOY_ROUTES", "nonsense")]).unwrap_err();
+        let keys: Vec<&str> = e.iter().map(|e| e.key).collect();
+        assert_eq!(keys, ["ENVOY_ROUTES", "ENVOY_ECH"]);
+        // A bad upstream does not make the routes that use it fail too.
+        let e = load_all(&[
+            ("ENVOY_UPSTREAM", "no-port"),
+            ("ENVOY_ROUTES", "sni=a.test allow"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.0.len(), 1, "{e}");
+    }
+
+    #[test]
+    fn a_config_file_that_cannot_be_read_is_reported_with_the_rest() {
+        let layers = Layers {
+            env: [
+                ("ENVOY_CONFIG_FILE", "/nonexistent/sluice.env"),
+                ("ENVOY_PORT", "x"),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+            set: Default::default(),
+        };
+        let e = layers.load().unwrap_err();
+        let keys: Vec<&str> = e.iter().map(|e| e.key).collect();
+        assert_eq!(keys, ["ENVOY_CONFIG_FILE", "ENVOY_PORT"]);
+    }
+
+    #[test]
+    fn unknown_environment_variables_are_listed() {
+        let layers = Layers {
+            env: [
+                ("ENVOY_PORTT", "9000"),
+                ("ENVOY_PORT", "1"),
+                ("ENVOY_X", ""),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+            set: Default::default(),
+        };
+        assert_eq!(layers.unknown_variables(), ["ENVOY_PORTT", "ENVOY_X"]);
     }
 
     #[test]
