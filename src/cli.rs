@@ -1,10 +1,14 @@
-//! The command line: `sluice [run]`, `sluice inspect`, `sluice check-config`, `--help`, `--version`.
+//! The command line: `sluice run`, `worker`, `ctl`, `inspect`, `check-config`, `--help`,
+//! `--version`. Every command takes `--help`; an argument a command does not know is a usage
+//! error (exit 2, with that command's usage), never ignored. `sluice` alone prints the help
+//! and exits 2: it is not a way to start the proxy (that is `sluice run`).
 //!
 //! Returns an exit status; never calls `process::exit` itself so that it stays testable.
 
 use std::ffi::OsString;
 
-use crate::config::{Config, Layers, KEYS};
+use crate::config::{spelling, Config, Layers, KEYS};
+use crate::preflight::{self, Inherited};
 use crate::worker::Worker;
 
 /// The text of `sluice --help`.
@@ -12,9 +16,10 @@ pub const HELP: &str = "\
 sluice - a TCP proxy for PROXY-protocol + TLS traffic (never terminates TLS)
 
 usage:
-  sluice [run]                    run the proxy: a supervisor and ENVOY_WORKERS workers,
+  sluice run                      run the proxy: a supervisor and ENVOY_WORKERS workers,
                                   configured by ENVOY_* environment variables
-  sluice check-config             print every setting, its effective value and its source
+  sluice check-config             print every setting, its effective value and its source;
+                                  check the files, directories and addresses they name
   sluice worker                   one event loop in this process, no supervisor (no upgrade,
                                   no respawn): for benchmarks, debugging, other managers
   sluice ctl COMMAND...           send one command to the control socket (ENVOY_CONTROL_SOCKET)
@@ -22,46 +27,166 @@ usage:
   sluice inspect [--hexdump] FILE...
                                   decode captured client bytes (PROXY header, ClientHello),
                                   one key=value fact a line; --hexdump adds a dump
-  sluice --help | --version
+  sluice COMMAND --help           that command's usage
+  sluice --help | --version       (`sluice` alone prints this help and exits 2)
 
 exit status: 0 ok; 1 inspect found invalid or truncated bytes; 2 usage, I/O or
 configuration error
 ";
 
+/// `sluice run --help`.
+pub const RUN_HELP: &str = "\
+usage: sluice run
+
+Runs the proxy: a supervisor that owns the listening sockets, the control socket and the
+metrics address, and ENVOY_WORKERS worker processes (one per CPU by default). Configured by
+ENVOY_* environment variables and the file ENVOY_CONFIG_FILE names, never by arguments:
+`sluice check-config` lists every key with its value. Before anything is bound, every
+value is validated and every file, directory and address a key names is checked; each
+problem is printed on its own line (exit 2). ENVOY_* variables that are not keys are
+warned about.
+
+exit status: 0 after a drain or a handed-over upgrade; 1 when it cannot start or its loop
+fails; 2 on a usage or configuration error
+";
+
+/// `sluice worker --help`.
+pub const WORKER_HELP: &str = "\
+usage: sluice worker
+
+One event loop in this process without a supervisor: it binds its own listener, control
+socket and metrics address (no upgrade, no respawn). For benchmarks, debugging, or another
+process manager. Configured like `sluice run`.
+
+exit status: 0 after a drain; 1 when it cannot start or its loop fails; 2 on a usage or
+configuration error
+";
+
+/// `sluice check-config --help`.
+pub const CHECK_CONFIG_HELP: &str = "\
+usage: sluice check-config
+
+Loads the configuration as `sluice run` would (environment, ENVOY_CONFIG_FILE) and prints
+every key as KEY=VALUE (SOURCE); checks the capture directory, the control socket's path,
+the metrics address and the pid file without keeping anything. Problems go to stderr, one
+a line; what a running sluice holds (its control socket, its metrics address) is a note,
+not an error. ENVOY_* variables that are not keys are warned about.
+
+exit status: 0 valid; 2 on an invalid value, an unusable path or address, or a usage error
+";
+
+/// `sluice ctl --help`.
+pub const CTL_HELP: &str = "\
+usage: sluice ctl COMMAND...
+
+Sends COMMAND (its words joined by spaces) to the control socket ENVOY_CONTROL_SOCKET names
+and prints the reply. `sluice ctl help` asks the running sluice for its commands, e.g.
+`show stats`, `show config`, `set KEY VALUE`, `reload`, `trace NAME`, `drain`, `upgrade`.
+
+exit status: 0 ok; 1 the reply is an error; 2 usage error or no control socket
+";
+
 /// Runs the command named by `args` (without the program name) and returns the exit status.
 pub fn main(args: &[OsString]) -> i32 {
-    let first = args.first().and_then(|a| a.to_str());
-    match first {
+    let first = args.first().map(|a| a.to_string_lossy());
+    let rest = args.get(1..).unwrap_or(&[]);
+    match first.as_deref() {
         Some("--help") | Some("-h") | Some("help") => {
             print!("{HELP}");
             0
         }
         Some("--version") | Some("-V") => {
-            println!("sluice {}", env!("CARGO_PKG_VERSION"));
+            println!("sluice {}", crate::version::LONG);
             0
         }
-        None | Some("run") => run(),
-        Some("check-config") => check_config(),
-        Some("ctl") => ctl(args.get(1..).unwrap_or(&[])),
-        Some("worker") => worker(),
-        Some("inspect") => crate::inspect::run(args.get(1..).unwrap_or(&[])),
+        None => {
+            eprint!("{HELP}");
+            2
+        }
+        Some("run") => no_arguments("run", rest, RUN_HELP).unwrap_or_else(run),
+        Some("check-config") => {
+            no_arguments("check-config", rest, CHECK_CONFIG_HELP).unwrap_or_else(check_config)
+        }
+        Some("worker") => no_arguments("worker", rest, WORKER_HELP).unwrap_or_else(worker),
+        Some("ctl") => ctl(rest),
+        Some("inspect") => crate::inspect::run(rest),
         Some(other) => {
-            eprintln!("sluice: unknown command {other:?}\n\n{HELP}");
+            eprintln!(
+                "sluice: unknown command \"{}\"\n\n{HELP}",
+                crate::hexdump::Escaped(other.as_bytes())
+            );
             2
         }
     }
 }
 
-/// Loads the configuration, or prints why not (exit status 2, nothing bound).
-fn load_config() -> Result<Config, i32> {
-    Layers::from_process_env().load().map_err(|e| {
-        eprintln!("sluice: {e}");
+/// For a command that takes no argument but `--help`: `None` to go on, else the exit status
+/// (0 after printing its usage, 2 after refusing an argument).
+fn no_arguments(command: &str, args: &[OsString], usage: &str) -> Option<i32> {
+    let first = args.first()?;
+    if args.len() == 1 && matches!(first.to_str(), Some("--help" | "-h")) {
+        print!("{usage}");
+        return Some(0);
+    }
+    eprintln!(
+        "sluice {command}: unknown argument \"{}\" (settings are ENVOY_* variables)\n\n{usage}",
+        crate::hexdump::Escaped(first.as_encoded_bytes())
+    );
+    Some(2)
+}
+
+/// Loads the configuration, or prints every reason why not (exit status 2, nothing bound).
+fn load_config(layers: &Layers) -> Result<Config, i32> {
+    layers.load().map_err(|errors| {
+        for e in errors.iter() {
+            eprintln!("sluice: {e}");
+        }
         2
     })
 }
 
+/// The warnings about ENVOY_* variables that are not keys, one a line.
+fn unknown_variables(layers: &Layers) -> Vec<String> {
+    layers
+        .unknown_variables()
+        .into_iter()
+        .map(spelling::unknown_variable)
+        .collect()
+}
+
+/// Loads and checks what `sluice run` and a standalone `sluice worker` need before they bind
+/// anything; every problem is printed (exit status 2). Warnings are logged once logging is
+/// on, or printed with the errors when it never will be.
+fn prepare(layers: &Layers) -> Result<Config, i32> {
+    let warnings = unknown_variables(layers);
+    let cfg = load_config(layers);
+    let problems = match &cfg {
+        Ok(cfg) => preflight::check(cfg, Inherited::from_process_env()),
+        Err(_) => Vec::new(),
+    };
+    if cfg.is_err() || !problems.is_empty() {
+        for w in &warnings {
+            eprintln!("sluice: warning: {w}");
+        }
+        for p in &problems {
+            eprintln!("sluice: {}", p.error);
+        }
+        return Err(2);
+    }
+    let cfg = cfg?;
+    init_logging(cfg.log_level);
+    for w in &warnings {
+        log::warn!("{w}");
+    }
+    Ok(cfg)
+}
+
 fn check_config() -> i32 {
-    let cfg = match load_config() {
+    let layers = Layers::from_process_env();
+    for w in unknown_variables(&layers) {
+        eprintln!("sluice: warning: {w}");
+    }
+    let cfg = match load_config(&layers) {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -77,7 +202,20 @@ fn check_config() -> i32 {
         cfg.max_sessions, cfg.workers
     );
     debug_assert_eq!(cfg.entries.len(), KEYS.len());
-    0
+    let mut status = 0;
+    for p in preflight::check(&cfg, Inherited::default()) {
+        if p.busy {
+            let e = &p.error;
+            eprintln!(
+                "sluice: note: {}={}: {} (a start would fail unless that process hands over)",
+                e.key, e.value, e.reason
+            );
+        } else {
+            eprintln!("sluice: {}", p.error);
+            status = 2;
+        }
+    }
+    status
 }
 
 /// Starts logging at the configured level. The logger itself lets everything through so
@@ -87,16 +225,14 @@ pub fn init_logging(level: log::LevelFilter) {
 }
 
 fn run() -> i32 {
-    let cfg = match load_config() {
+    let cfg = match prepare(&Layers::from_process_env()) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    init_logging(cfg.log_level);
-    let addr = cfg.listen_addr();
     let mut sup = match crate::supervisor::Supervisor::start(cfg) {
         Ok(s) => s,
         Err(e) => {
-            log::error!("cannot start on {addr}: {e}");
+            log::error!("{e}");
             return 1;
         }
     };
@@ -112,18 +248,26 @@ fn run() -> i32 {
 /// A worker started by the supervisor: inherited listener and command channel.
 fn worker() -> i32 {
     let layers = Layers::from_process_env();
-    let cfg = match layers.load() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("sluice worker: {e}");
-            return 2;
+    let supervised = std::env::var_os(crate::handoff::WORKER).is_some();
+    // Started by a supervisor, which checked and warned already: inherited sockets. By
+    // hand: one standalone event loop that binds its own listener, control socket and
+    // metrics (for benchmarks, debugging, or another process manager).
+    let cfg = if supervised {
+        match layers.load() {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("sluice worker: {e}");
+                return 2;
+            }
+        }
+    } else {
+        match prepare(&layers) {
+            Ok(c) => c,
+            Err(code) => return code,
         }
     };
     init_logging(cfg.log_level);
-    // Started by a supervisor: inherited sockets. By hand: one standalone event loop that
-    // binds its own listener, control socket and metrics (for benchmarks, debugging, or
-    // another process manager).
-    let role = if std::env::var_os(crate::handoff::WORKER).is_some() {
+    let role = if supervised {
         match crate::worker::role::worker_role() {
             Ok(r) => r,
             Err(e) => {
@@ -154,9 +298,24 @@ fn ctl(args: &[OsString]) -> i32 {
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    if words.is_empty() {
-        eprintln!("usage: sluice ctl COMMAND... (try: sluice ctl help)");
-        return 2;
+    match words.first().map(String::as_str) {
+        None => {
+            eprint!("{CTL_HELP}");
+            return 2;
+        }
+        Some("--help" | "-h") if words.len() == 1 => {
+            print!("{CTL_HELP}");
+            return 0;
+        }
+        // No command starts with a dash: an option here is a mistake, not a command.
+        Some(w) if w.starts_with('-') => {
+            eprintln!(
+                "sluice ctl: unknown option \"{}\"\n\n{CTL_HELP}",
+                crate::hexdump::Escaped(w.as_bytes())
+            );
+            return 2;
+        }
+        Some(_) => {}
     }
     let path = std::env::var("ENVOY_CONTROL_SOCKET").unwrap_or_default();
     if path.is_empty() {

@@ -49,6 +49,9 @@
 //!   inherited descriptors, kill), `sys::rlimit` (resource limits), `sys::cpu` (pinning),
 //!   `sys::signals` (the signal self-pipe), `sys::splice` (Linux splice(2)).
 //! * `net` — socket set-up and the one place I/O results are interpreted.
+//! * `preflight` — what the keys name (capture directory, control socket, metrics address,
+//!   pid file) checked before anything binds; the rule that only a stale socket is replaced.
+//! * `version` — the version, git commit and build date build.rs recorded.
 //! * `logger` — the log sink; `hexdump` — how wire bytes are shown to people;
 //!   `cidr` — address blocks; `inspect` — `sluice inspect`, decoding captures.
 //!
@@ -66,7 +69,9 @@ pub mod hexdump;
 pub mod inspect;
 pub mod logger;
 pub mod net;
+pub mod preflight;
 pub mod supervisor;
 pub mod sys;
+pub mod version;
 pub mod wire;
 pub mod worker;

@@ -28,10 +28,12 @@ pub struct Capture {
 }
 
 impl Capture {
-    /// Starts the writer for `dir` (created if missing).
+    /// Starts the writer for `dir` (created if missing; a directory it cannot write in is
+    /// refused here rather than failing every capture later).
     pub fn start(dir: &str, max_files: usize, max_bytes: u64) -> std::io::Result<Capture> {
+        crate::preflight::writable_dir(dir)
+            .map_err(|e| std::io::Error::other(format!("ENVOY_CAPTURE_DIR {dir}: {e}")))?;
         let dir = PathBuf::from(dir);
-        std::fs::create_dir_all(&dir)?;
         let (tx, rx) = sync_channel::<Job>(QUEUE);
         std::thread::Builder::new()
             .name("capture".into())

@@ -367,6 +367,7 @@ mod tests {
         r.merge(&Report::of_supervisor(&Supervision {
             workers: 2,
             restarts: 1,
+            ..Supervision::default()
         }));
         round_trip(Reply::Metrics(r));
         let text = encode(&Reply::Stats(Report::of_worker(&s, &g)));

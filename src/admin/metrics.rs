@@ -106,11 +106,22 @@ mod tests {
         r.merge(&Report::of_supervisor(&Supervision {
             workers: 1,
             restarts: 0,
+            ..Supervision::default()
         }));
         let text = render(&r);
+        assert!(
+            text.contains(
+                "\n# TYPE sluice_workers gauge\nsluice_workers 1\n# HELP sluice_sessions "
+            ),
+            "{text}"
+        );
         assert!(text.ends_with(
-            "# TYPE sluice_workers gauge\nsluice_workers 1\n# HELP sluice_worker_restarts_total Workers respawned after dying.\n# TYPE sluice_worker_restarts_total counter\nsluice_worker_restarts_total 0\n"
+            "\n# HELP sluice_worker_restarts_total Workers respawned after dying.\n# TYPE sluice_worker_restarts_total counter\nsluice_worker_restarts_total 0\n"
         ));
+        assert!(
+            !text.contains("uptime") && !text.contains("pid"),
+            "not exposed"
+        );
         assert_eq!(
             text.matches("# HELP").count(),
             text.matches("# TYPE").count()

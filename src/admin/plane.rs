@@ -17,6 +17,7 @@ use mio::{Interest, Registry, Token};
 use slab::Slab;
 
 use crate::admin::conn::{AdminConn, AdminStream, Peer};
+use crate::preflight::{self, SocketPath};
 
 /// The tokens a loop gives the plane: one per listener, and `conn_base + key` per connection.
 #[derive(Debug, Clone, Copy)]
@@ -121,6 +122,7 @@ impl AdminPlane {
         path: &str,
     ) -> io::Result<()> {
         registry.register(&mut l, self.tokens.control, Interest::READABLE)?;
+        info!("control socket on {path}");
         self.control = Some((l, path.to_string()));
         Ok(())
     }
@@ -309,10 +311,27 @@ impl AdminPlane {
 }
 
 /// Binds a UNIX socket that only the owner can use (mode 0600 from the start, via umask).
+/// Only a stale socket (a dead process's, nobody answers) is replaced: a live one, a file or
+/// anything else at `path` is an error naming it, and stays as it is.
 fn bind_unix_0600(path: &str) -> io::Result<UnixListener> {
-    // A stale socket from a dead process would make bind fail; a live one answers connect.
-    if std::os::unix::net::UnixStream::connect(path).is_err() {
-        let _ = std::fs::remove_file(path);
+    match preflight::socket_path(path)? {
+        SocketPath::Free => {}
+        SocketPath::Stale => match std::fs::remove_file(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        },
+        SocketPath::Live => {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("{path}: a live socket: another process serves it"),
+            ))
+        }
+        SocketPath::Other => {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{path}: {}", preflight::NOT_A_SOCKET),
+            ))
+        }
     }
     crate::sys::fd::with_umask(0o177, || UnixListener::bind(path))
 }

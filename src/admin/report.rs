@@ -20,6 +20,10 @@ pub enum Merge {
     Max,
     /// The same on every worker (runtime changes reach them all): the first worker's.
     Same,
+    /// The report merged last: the supervisor merges its own after its workers', so a fact
+    /// of the process that answers (its pid, its uptime) is the supervisor's under
+    /// `sluice run`, and a lone worker's own otherwise.
+    Last,
 }
 
 /// The Prometheus type of a family; `Text` families are in `show stats` only.
@@ -57,6 +61,8 @@ pub enum Read {
     Worker(fn(&Stats, &Gauges) -> Value),
     /// The supervisor's own bookkeeping.
     Supervisor(fn(&Supervision) -> Value),
+    /// A fact every process knows of itself (a worker and the supervisor alike).
+    Process(fn(&Process) -> Value),
 }
 
 /// One family of metrics.
@@ -112,6 +118,8 @@ pub struct Gauges {
     pub captures: Option<(u64, u64)>,
     /// The trace rules in force, as people read them, comma-separated.
     pub traces: String,
+    /// The worker process.
+    pub process: Process,
 }
 
 /// What the supervisor counts itself.
@@ -121,6 +129,27 @@ pub struct Supervision {
     pub workers: u64,
     /// Workers respawned after dying.
     pub restarts: u64,
+    /// The supervisor process.
+    pub process: Process,
+}
+
+/// The process making a report.
+#[derive(Debug, Default, Clone)]
+pub struct Process {
+    /// Its pid.
+    pub pid: u64,
+    /// Seconds since it started serving.
+    pub uptime_seconds: u64,
+}
+
+impl Process {
+    /// This process, serving since `started`.
+    pub fn this(started: std::time::Instant) -> Process {
+        Process {
+            pid: u64::from(std::process::id()),
+            uptime_seconds: started.elapsed().as_secs(),
+        }
+    }
 }
 
 /// The states reported in `sluice_sessions`, in order.
@@ -140,7 +169,8 @@ fn labelled<'a, L: ToString + 'a>(series: impl Iterator<Item = (L, u64)>) -> Val
     Value::Labelled(series.map(|(l, n)| (vec![l.to_string()], n)).collect())
 }
 
-/// Every metric, in the order of `show stats` and of the exposition.
+/// Every metric, in the order of `show stats` and of the exposition: `show stats` starts
+/// with what the answering process is (version, pid, workers, uptime).
 pub static TABLE: &[Def] = &[
     Def {
         key: "build_info",
@@ -150,7 +180,47 @@ pub static TABLE: &[Def] = &[
         help: "Build information.",
         merge: Merge::Max,
         show: Show::No,
-        read: Read::Worker(|_, _| labelled([(env!("CARGO_PKG_VERSION"), 1)].into_iter())),
+        read: Read::Worker(|_, _| labelled([(crate::version::VERSION, 1)].into_iter())),
+    },
+    Def {
+        key: "version",
+        prom: None,
+        kind: Kind::Text,
+        labels: &[],
+        help: "Version, git commit and build date.",
+        merge: Merge::Last,
+        show: Show::Key,
+        read: Read::Process(|_| Value::Text(crate::version::LONG.to_string())),
+    },
+    Def {
+        key: "pid",
+        prom: None,
+        kind: Kind::Gauge,
+        labels: &[],
+        help: "The answering process: the supervisor under `sluice run`.",
+        merge: Merge::Last,
+        show: Show::Key,
+        read: Read::Process(|p| one(p.pid)),
+    },
+    Def {
+        key: "workers",
+        prom: Some("sluice_workers"),
+        kind: Kind::Gauge,
+        labels: &[],
+        help: "Worker processes answering this scrape.",
+        merge: Merge::Sum,
+        show: Show::Key,
+        read: Read::Supervisor(|s| one(s.workers)),
+    },
+    Def {
+        key: "uptime_seconds",
+        prom: None,
+        kind: Kind::Gauge,
+        labels: &[],
+        help: "Seconds since the answering process started.",
+        merge: Merge::Last,
+        show: Show::Key,
+        read: Read::Process(|p| one(p.uptime_seconds)),
     },
     Def {
         key: "sessions",
@@ -371,16 +441,6 @@ pub static TABLE: &[Def] = &[
         read: Read::Worker(|_, g| Value::Text(g.traces.clone())),
     },
     Def {
-        key: "workers",
-        prom: Some("sluice_workers"),
-        kind: Kind::Gauge,
-        labels: &[],
-        help: "Worker processes answering this scrape.",
-        merge: Merge::Sum,
-        show: Show::No,
-        read: Read::Supervisor(|s| one(s.workers)),
-    },
-    Def {
         key: "worker_restarts",
         prom: Some("sluice_worker_restarts_total"),
         kind: Kind::Counter,
@@ -403,6 +463,7 @@ impl Report {
     pub fn of_worker(stats: &Stats, gauges: &Gauges) -> Report {
         Report::read(|r| match r {
             Read::Worker(f) => f(stats, gauges),
+            Read::Process(f) => f(&gauges.process),
             Read::Supervisor(_) => Value::Absent,
         })
     }
@@ -411,6 +472,7 @@ impl Report {
     pub fn of_supervisor(s: &Supervision) -> Report {
         Report::read(|r| match r {
             Read::Supervisor(f) => f(s),
+            Read::Process(f) => f(&s.process),
             Read::Worker(_) => Value::Absent,
         })
     }
@@ -481,9 +543,11 @@ fn merge_value(rule: Merge, mine: &mut Value, theirs: &Value) {
         Merge::Sum => a.saturating_add(b),
         Merge::Max => a.max(b),
         Merge::Same => a,
+        Merge::Last => b,
     };
     match (&mut *mine, theirs) {
         (_, Value::Absent) => {}
+        (Value::Text(a), Value::Text(b)) if rule == Merge::Last => a.clone_from(b),
         (Value::Absent, t) => *mine = t.clone(),
         (Value::One(a), Value::One(b)) => *a = combine(*a, *b),
         (Value::Labelled(a), Value::Labelled(b)) => {
@@ -528,6 +592,10 @@ mod tests {
             buffers_in_use: 4,
             buffer_size: 16384,
             traces: "name example.test".into(),
+            process: Process {
+                pid: 7,
+                uptime_seconds: 5,
+            },
             ..Gauges::default()
         };
         (s, g)
@@ -562,7 +630,11 @@ mod tests {
         unique.sort_unstable();
         unique.dedup();
         assert_eq!(unique.len(), keys.len(), "{text}");
-        assert!(text.starts_with("sessions=3\naccepted=10\nrefused_max_sessions=0\n"));
+        let head = format!(
+            "version={}\npid=7\nuptime_seconds=5\nsessions=3\naccepted=10\nrefused_max_sessions=0\n",
+            crate::version::LONG
+        );
+        assert!(text.starts_with(&head), "{text}");
         assert!(text.contains("\nclosed.done=1\nclosed.client_reset=0\n"));
         assert!(text.contains(
             "\nbytes_up=100\nbytes_down=7\nbytes_spliced=50\nconnect_failures=0\nparse_errors.tls.not_client_hello=1\nbuffers_in_use=4\nsplice_pipes_in_use=0\ntraces=name example.test\n"
@@ -586,8 +658,18 @@ mod tests {
         merged.merge(&Report::of_supervisor(&Supervision {
             workers: 2,
             restarts: 1,
+            process: Process {
+                pid: 1,
+                uptime_seconds: 60,
+            },
         }));
         let text = merged.show_stats();
+        // The supervisor's own facts, and the count of its workers.
+        let head = format!(
+            "version={}\npid=1\nworkers=2\nuptime_seconds=60\nsessions=6\n",
+            crate::version::LONG
+        );
+        assert!(text.starts_with(&head), "{text}");
         assert!(text.contains("accepted=20\n"), "{text}");
         assert!(text.contains("bytes_spliced=100\n"));
         assert!(text.contains("sessions=6\n"));

@@ -32,7 +32,7 @@ use crate::admin::channel::{self, Message};
 use crate::admin::command::{self, Command};
 use crate::admin::plane::{AdminPlane, ConnId, Request, Requests, Tokens};
 use crate::admin::reply::Reply;
-use crate::admin::report::{Report, Supervision};
+use crate::admin::report::{Process, Report, Supervision};
 use crate::config::Config;
 use crate::handoff as env;
 use crate::sys::fd::adopt_inherited;
@@ -87,7 +87,9 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    /// Binds (or inherits) every socket and starts the workers.
+    /// Binds (or inherits) every socket and starts the workers. An error says what failed:
+    /// `cannot start on ADDR: ...` for the listeners, the key for the control socket and the
+    /// metrics address (`preflight` checked them, but another process may have been faster).
     pub fn start(cfg: Config) -> io::Result<Supervisor> {
         let exe = std::env::current_exe()?;
         let poll = Poll::new()?;
@@ -101,16 +103,25 @@ impl Supervisor {
         poll.registry()
             .register(&mut SourceFd(&signals.fd()), SIGNALS, Interest::READABLE)?;
         // Adopting a descriptor consumes its variable: the workers inherit none of them.
-        let listeners = upgrade::bind_listeners(&cfg)?;
+        let listeners = upgrade::bind_listeners(&cfg).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot start on {}: {e}", cfg.listen_addr()),
+            )
+        })?;
         let mut plane = AdminPlane::new(ADMIN_TOKENS);
+        let control = &cfg.control_socket;
         match adopt_inherited(env::INHERIT_CONTROL)? {
-            Some(fd) => plane.adopt_control(poll.registry(), fd, &cfg.control_socket)?,
-            None => plane.set_control(poll.registry(), &cfg.control_socket)?,
+            Some(fd) => plane.adopt_control(poll.registry(), fd, control),
+            None => plane.set_control(poll.registry(), control),
         }
+        .map_err(|e| named("ENVOY_CONTROL_SOCKET", control, e))?;
+        let metrics = cfg.metrics_addr.map_or_else(String::new, |a| a.to_string());
         match adopt_inherited(env::INHERIT_METRICS)? {
-            Some(fd) => plane.adopt_metrics(poll.registry(), fd)?,
-            None => plane.set_metrics(poll.registry(), cfg.metrics_addr)?,
+            Some(fd) => plane.adopt_metrics(poll.registry(), fd),
+            None => plane.set_metrics(poll.registry(), cfg.metrics_addr),
         }
+        .map_err(|e| named("ENVOY_METRICS_ADDR", &metrics, e))?;
         let tell_ready = adopt_inherited(env::UPGRADE_FD)?.map(std::fs::File::from);
         let replay: Vec<String> = std::env::var(env::REPLAY)
             .unwrap_or_default()
@@ -450,6 +461,7 @@ impl Supervisor {
         merged.add_report(&Report::of_supervisor(&Supervision {
             workers: replies as u64,
             restarts: self.restarts,
+            process: Process::this(self.clock),
         }));
         let text = merged.render();
         if scrape {
@@ -525,4 +537,9 @@ impl Supervisor {
         self.retired = true;
         self.signal_workers(libc::SIGTERM);
     }
+}
+
+/// `e`, said of the resource `key`=`value` names.
+fn named(key: &str, value: &str, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{key}={value}: {e}"))
 }

@@ -19,7 +19,7 @@ use crate::admin::conn::Peer;
 use crate::admin::metrics;
 use crate::admin::plane::{Request, Requests};
 use crate::admin::reply::{Applied, Reply};
-use crate::admin::report::{Gauges, Report, STATES};
+use crate::admin::report::{Gauges, Process, Report, STATES};
 use crate::admin::trace::TraceRule;
 use crate::config::{Config, Layers};
 use crate::net;
@@ -169,6 +169,7 @@ impl Worker {
                 .map(TraceRule::to_string)
                 .collect::<Vec<_>>()
                 .join(", "),
+            process: Process::this(self.clock),
             ..Gauges::default()
         };
         for (_, s) in self.sessions.iter() {
