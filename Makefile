@@ -1,4 +1,5 @@
-# sluice: `make run` and `make test` are the whole set-up on a fresh Debian/Ubuntu machine.
+# sluice: `make run` and `make test` are the whole set-up on a fresh Debian/Ubuntu machine
+# (Rust >= 1.85; `make test` and `make demo` install their peers with apt-get, as root).
 
 CARGO      ?= cargo
 NPROC      := $(shell nproc 2>/dev/null || sysctl -n hw.ncpu 2>/dev/null || echo 1)
@@ -7,8 +8,10 @@ FUZZ_SECS  ?= 60
 FUZZ_ARGS  ?=
 # Parses per batch for `make bench-parse` (5 batches per fixture, the median is reported).
 PARSE_BENCH_ITERS ?= 20000
-# Debian packages the tests talk to (real peers, no mocks).
+# Debian packages the tests talk to (real peers, no mocks), as COMMAND:PACKAGE.
 TEST_TOOLS := haproxy:haproxy tinyproxy:tinyproxy openssl:openssl curl:curl socat:socat nc:netcat-openbsd promtool:prometheus
+# What `make demo` runs besides sluice.
+DEMO_TOOLS := haproxy:haproxy openssl:openssl curl:curl python3:python3
 
 .PHONY: all build release test soak lint fmt fuzz bench bench-upgrade bench-parse bench-parse-instructions run demo deps clean
 
@@ -20,16 +23,11 @@ build:
 release:
 	$(CARGO) build --release
 
-# Installs what the integration tests need, with apt-get, only when it is missing.
+# Installs what the integration tests need, with apt-get, only when it is missing: says
+# what and why first, waits for another apt/dpkg's lock, and stops with the command to run
+# when not root (scripts/deps).
 deps:
-	@missing=""; for t in $(TEST_TOOLS); do \
-	  cmd=$${t%%:*}; pkg=$${t##*:}; \
-	  command -v $$cmd >/dev/null 2>&1 || [ -x /usr/sbin/$$cmd ] || missing="$$missing $$pkg"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
-	fi
+	@scripts/deps $(TEST_TOOLS)
 
 test: deps lint
 	$(CARGO) build --release
@@ -71,7 +69,7 @@ bench-parse:
 
 # The same parses counted in instructions under callgrind (needs valgrind).
 bench-parse-instructions:
-	@command -v valgrind >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null; }
+	@scripts/deps valgrind:valgrind
 	CARGO="$(CARGO)" bench/parse-instructions
 
 bench: deps release
@@ -82,10 +80,14 @@ bench-upgrade: release
 	bench/upgrade
 
 # The supervisor and one worker per core on the defaults (ENVOY_* variables override them).
+# Sessions go to ENVOY_UPSTREAM (localhost:10000 unless set): start something there, or see
+# `make demo` for a whole chain on loopback.
 run: release
+	@echo "sluice on $${ENVOY_IP:-127.0.0.1}:$${ENVOY_PORT:-8000} -> upstream $${ENVOY_UPSTREAM:-localhost:10000} (ENVOY_UPSTREAM; or try: make demo)"
 	target/release/sluice run
 
-demo: deps release
+demo: release
+	@scripts/deps $(DEMO_TOOLS)
 	scripts/demo
 
 clean:

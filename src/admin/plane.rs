@@ -89,14 +89,19 @@ impl AdminPlane {
     }
 
     /// Serves the control socket at `path` (empty: none): binds it unless it is already the
-    /// one served; the old one's file is removed.
+    /// one served, then closes the old one and removes its file. A path that cannot be bound
+    /// leaves the old socket serving.
     pub fn set_control(&mut self, registry: &Registry, path: &str) -> io::Result<()> {
         if self.control.as_ref().map_or("", |(_, p)| p.as_str()) == path {
             return Ok(());
         }
+        let new = if path.is_empty() {
+            None
+        } else {
+            Some(bind_unix_0600(path)?)
+        };
         self.close_control(registry, true);
-        if !path.is_empty() {
-            let l = bind_unix_0600(path)?;
+        if let Some(l) = new {
             self.listen_control(registry, l, path)?;
         }
         Ok(())
