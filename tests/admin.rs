@@ -264,6 +264,48 @@ fn show_stats_and_metrics_agree_after_merging() {
     assert_eq!(stats["traces"], "");
 }
 
+/// `show stats` starts with what answers: the version (as `--version` says it), the
+/// supervisor's pid, how many workers answered, and the supervisor's uptime.
+#[test]
+fn show_stats_starts_with_version_pid_workers_and_uptime() {
+    let dir = TempDir::new("admin-head");
+    let sock = dir.path("ctl.sock");
+    let sluice = two_workers(&dir, echo_upstream(), &[]);
+    let (ok, out) = ctl(&sock, &["show", "stats"]);
+    assert!(ok, "{out}");
+    let head: Vec<(&str, &str)> = out
+        .lines()
+        .take(4)
+        .map(|l| l.split_once('=').unwrap_or((l, "")))
+        .collect();
+    let keys: Vec<&str> = head.iter().map(|(k, _)| *k).collect();
+    assert_eq!(
+        keys,
+        ["version", "pid", "workers", "uptime_seconds"],
+        "{out}"
+    );
+    let version = Command::new(sluice_bin())
+        .arg("--version")
+        .output()
+        .unwrap();
+    let version = String::from_utf8_lossy(&version.stdout);
+    assert_eq!(
+        format!("sluice {}", head[0].1),
+        version.trim_end(),
+        "the same words as --version"
+    );
+    assert_eq!(
+        head[1].1,
+        sluice.child.id().to_string(),
+        "the supervisor's pid"
+    );
+    assert_eq!(head[2].1, "2");
+    assert!(head[3].1.parse::<u64>().is_ok(), "{out}");
+    // The same facts once more is not a second copy: each key once (show_stats checks).
+    let stats = show_stats(&sock);
+    assert_eq!(stats["workers"], "2");
+}
+
 #[test]
 fn a_lone_worker_shows_each_stat_once() {
     let dir = TempDir::new("admin-lone");
@@ -281,6 +323,9 @@ fn a_lone_worker_shows_each_stat_once() {
     let stats = show_stats(&sock);
     assert_eq!(stats["accepted"], "1");
     assert!(stats.contains_key("bytes_spliced"));
+    // Alone, the worker answers for itself: its own pid, no supervisor's worker count.
+    assert_eq!(stats["pid"], sluice.child.id().to_string());
+    assert!(stats.contains_key("version") && stats.contains_key("uptime_seconds"));
 }
 
 /// A forward proxy that refuses every CONNECT, each with a status of its own (400, 401, ...).

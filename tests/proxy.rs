@@ -449,6 +449,7 @@ fn check_config_and_bad_values() {
     assert!(text.contains("ENVOY_ACCEPTORS=5 (default)"), "{text}");
     let port = free_port();
     let out = Command::new(sluice_bin())
+        .arg("run")
         .env("ENVOY_PORT", port.to_string())
         .env("ENVOY_BUFFER_SIZE", "tiny")
         .output()
