@@ -7,7 +7,7 @@
 
 use std::ffi::OsString;
 
-use crate::config::{spelling, Config, Layers, KEYS};
+use crate::config::{Config, Layers, KEYS};
 use crate::preflight::{self, Inherited};
 use crate::worker::Worker;
 
@@ -145,20 +145,11 @@ fn load_config(layers: &Layers) -> Result<Config, i32> {
     })
 }
 
-/// The warnings about ENVOY_* variables that are not keys, one a line.
-fn unknown_variables(layers: &Layers) -> Vec<String> {
-    layers
-        .unknown_variables()
-        .into_iter()
-        .map(spelling::unknown_variable)
-        .collect()
-}
-
 /// Loads and checks what `sluice run` and a standalone `sluice worker` need before they bind
 /// anything; every problem is printed (exit status 2). Warnings are logged once logging is
 /// on, or printed with the errors when it never will be.
 fn prepare(layers: &Layers) -> Result<Config, i32> {
-    let warnings = unknown_variables(layers);
+    let warnings = layers.unknown_variable_warnings();
     let cfg = load_config(layers);
     let problems = match &cfg {
         Ok(cfg) => preflight::check(cfg, Inherited::from_process_env()),
@@ -183,7 +174,7 @@ fn prepare(layers: &Layers) -> Result<Config, i32> {
 
 fn check_config() -> i32 {
     let layers = Layers::from_process_env();
-    for w in unknown_variables(&layers) {
+    for w in layers.unknown_variable_warnings() {
         eprintln!("sluice: warning: {w}");
     }
     let cfg = match load_config(&layers) {

@@ -3,56 +3,58 @@
 //! A `#` at the start of a line, or after a blank in a value, starts a comment that runs to
 //! the end of the line (`ENVOY_PORT=443   # the LB's port`), as in a shell; a value in double
 //! quotes keeps everything between them, `#` and blanks included (`ENVOY_HEADERS="X-Tag: #1"`).
-//! A `#` inside a word (`a#b`) is part of the value. There are no escapes. Every line that
-//! cannot be read is reported, each with its line number; nothing here validates a value
-//! (the key table does) or touches anything but the one file.
+//! A `#` inside a word (`a#b`) is part of the value. There are no escapes. This is the syntax
+//! only: which keys exist and what their values mean is the key table's business, and every
+//! line that cannot be read is returned, not just the first. No I/O here.
 
-use std::collections::BTreeMap;
-
-use super::{error, key_named, spelling, ConfigError};
-
-/// The key the file's own errors are reported under.
-const KEY: &str = "ENVOY_CONFIG_FILE";
-
-/// The values of the file at `path`, or every line that could not be read.
-pub(super) fn read(path: &str) -> Result<BTreeMap<String, String>, Vec<ConfigError>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| vec![error(KEY, path, format!("cannot read: {e}"))])?;
-    parse(&text, path)
+/// One `KEY=VALUE` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry<'a> {
+    /// 1-based.
+    pub line: usize,
+    /// Trimmed.
+    pub key: &'a str,
+    /// Without its quotes or comment, trimmed (inside quotes: as written).
+    pub value: &'a str,
 }
 
-/// The values in `text` (the file named `path`, for the errors).
-pub(super) fn parse(text: &str, path: &str) -> Result<BTreeMap<String, String>, Vec<ConfigError>> {
-    let mut out = BTreeMap::new();
-    let mut errors = Vec::new();
+/// A line that is not `KEY=VALUE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadLine<'a> {
+    /// 1-based.
+    pub line: usize,
+    /// The line, trimmed.
+    pub text: &'a str,
+    /// Why.
+    pub reason: &'static str,
+}
+
+/// Every setting of `text`, and every line that is none, in line order.
+pub fn parse(text: &str) -> (Vec<Entry<'_>>, Vec<BadLine<'_>>) {
+    let (mut entries, mut bad) = (Vec::new(), Vec::new());
     for (i, line) in text.lines().enumerate() {
-        let at = |what: String| format!("{path} line {}: {what}", i + 1);
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let Some((k, v)) = line.split_once('=') else {
-            errors.push(error(KEY, line, at("not KEY=VALUE".into())));
-            continue;
-        };
-        let k = k.trim();
-        if key_named(k).is_none() {
-            let hint = spelling::suggestion(k);
-            errors.push(error(KEY, k, at(format!("unknown key{hint}"))));
-            continue;
-        }
-        match value(v) {
-            Ok(v) => {
-                out.insert(k.to_string(), v.to_string());
-            }
-            Err(why) => errors.push(error(KEY, line, at(why.into()))),
+        let parsed = line
+            .split_once('=')
+            .ok_or("not KEY=VALUE")
+            .and_then(|(k, v)| Ok((k.trim(), value(v)?)));
+        match parsed {
+            Ok((key, value)) => entries.push(Entry {
+                line: i + 1,
+                key,
+                value,
+            }),
+            Err(reason) => bad.push(BadLine {
+                line: i + 1,
+                text: line,
+                reason,
+            }),
         }
     }
-    if errors.is_empty() {
-        Ok(out)
-    } else {
-        Err(errors)
-    }
+    (entries, bad)
 }
 
 /// The value after `=`: quoted, or up to a comment; trimmed either way.
@@ -86,10 +88,10 @@ fn value(raw: &str) -> Result<&str, &'static str> {
 mod tests {
     use super::*;
 
-    fn one(line: &str) -> Result<String, String> {
-        match parse(line, "f") {
-            Ok(m) => Ok(m.into_values().next().unwrap_or_default()),
-            Err(e) => Err(e[0].to_string()),
+    fn one(line: &str) -> Result<&str, &'static str> {
+        match parse(line) {
+            (e, b) if b.is_empty() => Ok(e[0].value),
+            (_, b) => Err(b[0].reason),
         }
     }
 
@@ -112,22 +114,36 @@ mod tests {
                 "sni=a.test allow; sni=b.test deny",
             ),
         ] {
-            assert_eq!(one(line).as_deref(), Ok(value), "{line}");
+            assert_eq!(one(line), Ok(value), "{line}");
         }
     }
 
     #[test]
-    fn every_bad_line_is_reported_with_its_number() {
-        let text = "# a comment\n\nENVOY_PORTT=1\nnonsense\nENVOY_PORT=\"443\nENVOY_IP=\"::1\" x\nENVOY_PORT=9\n";
-        let errors = parse(text, "/etc/sluice/env").unwrap_err();
-        let said: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    fn every_bad_line_is_returned_with_its_number() {
+        let text = "# a comment\n\nENVOY_X=1\nnonsense\nENVOY_PORT=\"443\nENVOY_IP=\"::1\" x\nENVOY_PORT=9\n";
+        let (entries, bad) = parse(text);
         assert_eq!(
-            said,
+            entries,
             [
-                r#"invalid ENVOY_CONFIG_FILE="ENVOY_PORTT": /etc/sluice/env line 3: unknown key (did you mean ENVOY_PORT?)"#,
-                r#"invalid ENVOY_CONFIG_FILE="nonsense": /etc/sluice/env line 4: not KEY=VALUE"#,
-                r#"invalid ENVOY_CONFIG_FILE="ENVOY_PORT=\"443": /etc/sluice/env line 5: a double quote that does not close"#,
-                r#"invalid ENVOY_CONFIG_FILE="ENVOY_IP=\"::1\" x": /etc/sluice/env line 6: text after the closing quote (a comment starts with #)"#,
+                Entry {
+                    line: 3,
+                    key: "ENVOY_X",
+                    value: "1"
+                },
+                Entry {
+                    line: 7,
+                    key: "ENVOY_PORT",
+                    value: "9"
+                }
+            ]
+        );
+        let bad: Vec<(usize, &str)> = bad.iter().map(|b| (b.line, b.reason)).collect();
+        assert_eq!(
+            bad,
+            [
+                (4, "not KEY=VALUE"),
+                (5, "a double quote that does not close"),
+                (6, "text after the closing quote (a comment starts with #)"),
             ]
         );
     }

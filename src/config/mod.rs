@@ -20,7 +20,7 @@ use crate::cidr::Cidr;
 use crate::wire::http::{is_sendable_field_byte, is_tchar};
 mod file;
 pub mod route;
-pub mod spelling;
+mod spelling;
 pub mod upstream;
 
 use route::{Mode, Route};
@@ -604,6 +604,46 @@ pub fn key_named(name: &str) -> Option<&'static Key> {
     KEYS.iter().find(|k| k.name == name)
 }
 
+fn key_names() -> Vec<&'static str> {
+    KEYS.iter().map(|k| k.name).collect()
+}
+
+/// The ENVOY_CONFIG_FILE at `path` (its syntax: `config::file`): its values by key, or every
+/// line that cannot be used (not KEY=VALUE, or no such key), in line order.
+fn read_config_file(
+    path: &str,
+) -> Result<std::collections::BTreeMap<String, String>, Vec<ConfigError>> {
+    const KEY: &str = "ENVOY_CONFIG_FILE";
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| vec![error(KEY, path, format!("cannot read: {e}"))])?;
+    let (entries, bad) = file::parse(&text);
+    let names = key_names();
+    let mut errors: Vec<(usize, ConfigError)> = bad
+        .iter()
+        .map(|b| {
+            (
+                b.line,
+                error(KEY, b.text, format!("{path} line {}: {}", b.line, b.reason)),
+            )
+        })
+        .collect();
+    let mut out = std::collections::BTreeMap::new();
+    for e in entries {
+        if key_named(e.key).is_some() {
+            out.insert(e.key.to_string(), e.value.to_string());
+        } else {
+            let hint = spelling::suggestion(e.key, &names);
+            let why = format!("{path} line {}: unknown key{hint}", e.line);
+            errors.push((e.line, error(KEY, e.key, why)));
+        }
+    }
+    if errors.is_empty() {
+        return Ok(out);
+    }
+    errors.sort_by_key(|(line, _)| *line);
+    Err(errors.into_iter().map(|(_, e)| e).collect())
+}
+
 /// A key's value as one layer gave it, with the key's name for the errors it may cause.
 #[derive(Clone, Copy)]
 struct Setting<'a> {
@@ -664,13 +704,21 @@ impl Layers {
         }
     }
 
-    /// The environment's ENVOY_* variables that are no key (ignored by [`Layers::load`]):
-    /// to be warned about, see [`spelling::unknown_variable`].
+    /// The environment's ENVOY_* variables that are no key (ignored by [`Layers::load`]).
     pub fn unknown_variables(&self) -> Vec<&str> {
         self.env
             .keys()
             .map(String::as_str)
             .filter(|k| key_named(k).is_none())
+            .collect()
+    }
+
+    /// A warning for each of [`Layers::unknown_variables`], naming the nearest key.
+    pub fn unknown_variable_warnings(&self) -> Vec<String> {
+        let names = key_names();
+        self.unknown_variables()
+            .into_iter()
+            .map(|v| spelling::unknown_variable(v, &names))
             .collect()
     }
 
@@ -687,7 +735,7 @@ impl Layers {
         let (file, mut errors) = if path.is_empty() {
             (Default::default(), Vec::new())
         } else {
-            match file::read(&path) {
+            match read_config_file(&path) {
                 Ok(values) => (values, Vec::new()),
                 Err(errors) => (Default::default(), errors),
             }
@@ -1025,6 +1073,37 @@ mod tests {
     }
 
     #[test]
+    fn every_bad_line_of_the_config_file_is_reported_with_its_number() {
+        let dir = std::env::temp_dir().join(format!("sluice-config-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("env");
+        std::fs::write(
+            &path,
+            "# a comment\n\nENVOY_PORTT=1\nnonsense\nENVOY_PORT=\"443\nENVOY_PORT=9 # ok\n",
+        )
+        .unwrap();
+        let p = path.to_str().unwrap();
+        let said: Vec<String> = read_config_file(p)
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            said,
+            [
+                format!(
+                    r#"invalid ENVOY_CONFIG_FILE="ENVOY_PORTT": {p} line 3: unknown key (did you mean ENVOY_PORT?)"#
+                ),
+                format!(r#"invalid ENVOY_CONFIG_FILE="nonsense": {p} line 4: not KEY=VALUE"#),
+                format!(
+                    r#"invalid ENVOY_CONFIG_FILE="ENVOY_PORT=\"443": {p} line 5: a double quote that does not close"#
+                ),
+            ]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn unknown_environment_variables_are_listed() {
         let layers = Layers {
             env: [
@@ -1038,6 +1117,11 @@ mod tests {
             set: Default::default(),
         };
         assert_eq!(layers.unknown_variables(), ["ENVOY_PORTT", "ENVOY_X"]);
+        let warnings = layers.unknown_variable_warnings();
+        assert!(
+            warnings[0].ends_with("did you mean ENVOY_PORT?"),
+            "{warnings:?}"
+        );
     }
 
     #[test]

@@ -1,34 +1,33 @@
-//! Names that look like keys but are not: the nearest key of the table, so that a typo
+//! Names that look like keys but are not: the nearest of the key names, so that a typo
 //! (`ENVOY_PORTT`) is answered with `did you mean ENVOY_PORT?`. Only suggests; never decides
-//! what a name means.
-
-use super::KEYS;
+//! what a name means (the key table, which hands its names in, does).
 
 /// How many single-character edits a name may be from a key to be suggested: enough for a
 /// typo or two, not so many that any `ENVOY_` name gets a key that happens to be short.
 const MAX_EDITS: usize = 3;
 
-/// The key nearest to `name` (case aside first, then by edit distance), if one is near.
-pub fn nearest(name: &str) -> Option<&'static str> {
-    if let Some(k) = KEYS.iter().find(|k| k.name.eq_ignore_ascii_case(name)) {
-        return Some(k.name);
+/// The key of `keys` nearest to `name` (case aside first, then by edit distance), if one is
+/// near; the first of equally near ones.
+pub fn nearest<'k>(name: &str, keys: &[&'k str]) -> Option<&'k str> {
+    if let Some(k) = keys.iter().find(|k| k.eq_ignore_ascii_case(name)) {
+        return Some(k);
     }
     let upper = name.to_ascii_uppercase();
-    KEYS.iter()
-        .map(|k| (edits(upper.as_bytes(), k.name.as_bytes()), k.name))
+    keys.iter()
+        .map(|k| (edits(upper.as_bytes(), k.as_bytes()), *k))
         .filter(|(d, _)| *d <= MAX_EDITS)
         .min_by_key(|(d, _)| *d)
         .map(|(_, k)| k)
 }
 
 /// ` (did you mean KEY?)` for a near key, else nothing: to append to a message.
-pub fn suggestion(name: &str) -> String {
-    nearest(name).map_or_else(String::new, |k| format!(" (did you mean {k}?)"))
+pub fn suggestion(name: &str, keys: &[&str]) -> String {
+    nearest(name, keys).map_or_else(String::new, |k| format!(" (did you mean {k}?)"))
 }
 
 /// The warning for a variable of the environment that starts with `ENVOY_` and is no key.
-pub fn unknown_variable(name: &str) -> String {
-    let hint = match nearest(name) {
+pub fn unknown_variable(name: &str, keys: &[&str]) -> String {
+    let hint = match nearest(name, keys) {
         Some(k) => format!("did you mean {k}?"),
         None => "see `sluice check-config` for the keys".to_string(),
     };
@@ -74,6 +73,17 @@ mod tests {
         assert_eq!(edits(b"ENVOY_PROT", b"ENVOY_PORT"), 2);
     }
 
+    const KEYS: &[&str] = &[
+        "ENVOY_IP",
+        "ENVOY_PORT",
+        "ENVOY_UPSTREAM",
+        "ENVOY_LOG_LEVEL",
+        "ENVOY_WORKERS",
+        "ENVOY_METRICS_ADDR",
+        "ENVOY_CAPTURE_DIR",
+        "ENVOY_CAPTURE_MAX_FILES",
+    ];
+
     #[test]
     fn typos_get_the_nearest_key_and_strangers_get_none() {
         for (typo, key) in [
@@ -85,12 +95,16 @@ mod tests {
             ("ENVOY_METRIC_ADDR", "ENVOY_METRICS_ADDR"),
             ("ENVOY_LOGLEVEL", "ENVOY_LOG_LEVEL"),
         ] {
-            assert_eq!(nearest(typo), Some(key), "{typo}");
+            assert_eq!(nearest(typo, KEYS), Some(key), "{typo}");
         }
-        assert_eq!(nearest("ENVOY_SOMETHING_ELSE_ENTIRELY"), None);
-        assert_eq!(suggestion("ENVOY_PORTT"), " (did you mean ENVOY_PORT?)");
+        assert_eq!(nearest("ENVOY_SOMETHING_ELSE_ENTIRELY", KEYS), None);
         assert_eq!(
-            unknown_variable("ENVOY_PORTT"),
+            suggestion("ENVOY_PORTT", KEYS),
+            " (did you mean ENVOY_PORT?)"
+        );
+        assert_eq!(suggestion("ENVOY_NOTHING_NEAR", KEYS), "");
+        assert_eq!(
+            unknown_variable("ENVOY_PORTT", KEYS),
             "ENVOY_PORTT is set in the environment but is not a key (ignored); did you mean ENVOY_PORT?"
         );
     }
