@@ -488,4 +488,18 @@ fn a_stale_control_socket_is_replaced_and_the_path_is_logged() {
     assert_eq!(r.code, Some(2), "{}", r.stderr);
     assert!(r.stderr.contains("a live socket"), "{}", r.stderr);
     assert!(free(port));
+    // check-config on the machine where it runs: a note, not an error.
+    let r = sluice(
+        &["check-config"],
+        &[("ENVOY_CONTROL_SOCKET", sock.to_str().unwrap())],
+    );
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!(
+            "sluice: note: ENVOY_CONTROL_SOCKET={}: a live socket",
+            sock.display()
+        )),
+        "{}",
+        r.stderr
+    );
 }
