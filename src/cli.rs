@@ -150,26 +150,33 @@ fn load_config(layers: &Layers) -> Result<Config, i32> {
 /// on, or printed with the errors when it never will be.
 fn prepare(layers: &Layers) -> Result<Config, i32> {
     let warnings = layers.unknown_variable_warnings();
-    let cfg = load_config(layers);
-    let problems = match &cfg {
+    let loaded = layers.load();
+    let problems = match &loaded {
         Ok(cfg) => preflight::check(cfg, Inherited::from_process_env()),
         Err(_) => Vec::new(),
     };
-    if cfg.is_err() || !problems.is_empty() {
-        for w in &warnings {
-            eprintln!("sluice: warning: {w}");
+    match loaded {
+        Ok(cfg) if problems.is_empty() => {
+            init_logging(cfg.log_level);
+            for w in &warnings {
+                log::warn!("{w}");
+            }
+            Ok(cfg)
         }
-        for p in &problems {
-            eprintln!("sluice: {}", p.error);
+        loaded => {
+            // A misspelt name first: it often explains what follows.
+            for w in &warnings {
+                eprintln!("sluice: warning: {w}");
+            }
+            for e in loaded.err().iter().flat_map(|e| e.iter()) {
+                eprintln!("sluice: {e}");
+            }
+            for p in &problems {
+                eprintln!("sluice: {}", p.error);
+            }
+            Err(2)
         }
-        return Err(2);
     }
-    let cfg = cfg?;
-    init_logging(cfg.log_level);
-    for w in &warnings {
-        log::warn!("{w}");
-    }
-    Ok(cfg)
 }
 
 fn check_config() -> i32 {
