@@ -503,3 +503,32 @@ fn a_stale_control_socket_is_replaced_and_the_path_is_logged() {
         r.stderr
     );
 }
+
+/// A variable that is not UTF-8 anywhere in the environment (a locale's, a stray one) used to
+/// abort start-up with a panic; an ENVOY_* one is refused by its key like any bad value.
+#[test]
+fn a_variable_that_is_not_utf8_does_not_abort_start_up() {
+    use std::os::unix::ffi::OsStrExt;
+    let bad = std::ffi::OsStr::from_bytes(b"caf\xe9");
+    let out = Command::new(sluice_bin())
+        .arg("check-config")
+        .env("SOMEONE_ELSES", bad)
+        .env("ENVOY_UPSTREAM", "127.0.0.1:1")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(sluice_bin())
+        .arg("check-config")
+        .env("ENVOY_COUNTRY", bad)
+        .env("ENVOY_UPSTREAM", "127.0.0.1:1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.starts_with("sluice: invalid ENVOY_COUNTRY="), "{err}");
+}
