@@ -20,6 +20,12 @@ use crate::wire::Parsed;
 /// The v2 signature: `\r\n\r\n\0\r\nQUIT\n`.
 pub const SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
 
+/// How much of the signature makes bytes a v2 header, valid or not: through its NUL byte,
+/// which no text protocol sends (a stray CRLF before an HTTP request stays payload). Bytes
+/// that begin so and then differ from the signature are a broken header, as the spec
+/// (§2.2) treats a broken v1 line: refused, never passed on.
+pub const DECISIVE_LEN: usize = 5;
+
 /// The largest length field (bytes after the 16-byte fixed part) sluice accepts.
 ///
 /// The field could say 65535; real senders stay far below (haproxy with every option
@@ -77,7 +83,13 @@ const CRC32C_VALUE_LEN: usize = 4;
 pub fn parse(buf: &[u8]) -> Parsed<ProxyHeader<'_>, ProxyError> {
     let sig_len = buf.len().min(SIGNATURE.len());
     if buf.get(..sig_len) != SIGNATURE.get(..sig_len) {
-        return Parsed::Invalid(ProxyError::NotProxy);
+        let decisive =
+            buf.len() >= DECISIVE_LEN && buf.get(..DECISIVE_LEN) == SIGNATURE.get(..DECISIVE_LEN);
+        return Parsed::Invalid(if decisive {
+            ProxyError::V2BadSignature
+        } else {
+            ProxyError::NotProxy
+        });
     }
     let mut r = Reader::new(buf);
     if r.take(SIGNATURE.len()).is_none() {
