@@ -151,3 +151,42 @@ fn inspect_calls_a_frame_that_breaks_a_proxy_signature_invalid() {
         assert!(!out.contains("tls=clienthello"), "{out}");
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Point 2: a LOCAL header's TLVs are read, its CRC32C verified.
+
+/// haproxy 2.6's health check with `proxy-v2-options crc32c`: LOCAL, UNSPEC, CRC32C.
+const HEALTH_CHECK_CRC: &str = "lb-haproxy-2.6-v2-healthcheck-local-crc32c.bin";
+
+#[test]
+fn inspect_verifies_a_local_header_crc32c() {
+    let dir = TempDir::new("local-crc");
+    let good = fixture(HEALTH_CHECK_CRC);
+    let (code, out) = inspect_bytes(&dir, "good.bin", &good, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("\nproxy.command=LOCAL\n"), "{out}");
+    assert!(out.contains("\nproxy.tlv.crc32c=ok\n"), "{out}");
+    let mut bad = good.clone();
+    bad[22] ^= 0x01; // the checksum's last byte
+    let (code, out) = inspect_bytes(&dir, "bad.bin", &bad, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("error=proxy: the PROXY v2 CRC32C"), "{out}");
+}
+
+#[test]
+fn a_local_header_with_a_bad_crc32c_is_refused() {
+    let (up, rec) = recording_upstream();
+    let up = up.to_string();
+    let mut sluice = Sluice::start(&[("ENVOY_UPSTREAM", &up)]);
+    let mut frame = fixture(HEALTH_CHECK_CRC);
+    frame[22] ^= 0x01;
+    frame.extend_from_slice(&fixture("client-curl-7.88.1-h2.bin"));
+    let mut c = sluice.connect();
+    c.write_all(&frame).unwrap();
+    assert!(closed_within(&mut c, Duration::from_secs(5)));
+    assert_eq!(nth_close_reason(&mut sluice, 1), "invalid_proxy");
+    thread::sleep(Duration::from_millis(200));
+    let seen = rec.lock().unwrap();
+    assert_eq!((seen.connections, seen.bytes.len()), (0, 0));
+    assert!(sluice.log().contains("CRC32C checksum does not match"));
+}
