@@ -24,8 +24,8 @@ usage:
                                   one key=value fact a line; --hexdump adds a dump
   sluice --help | --version
 
-exit status: 0 ok; 1 inspect found invalid or truncated bytes; 2 usage, I/O or
-configuration error
+exit status: 0 ok; 1 inspect found a part invalid or truncated (the frame ends inside the
+PROXY header, the ClientHello or the HTTP head); 2 usage, I/O or configuration error
 ";
 
 /// Runs the command named by `args` (without the program name) and returns the exit status.

@@ -190,3 +190,33 @@ fn a_local_header_with_a_bad_crc32c_is_refused() {
     assert_eq!((seen.connections, seen.bytes.len()), (0, 0));
     assert!(sluice.log().contains("CRC32C checksum does not match"));
 }
+
+// ---------------------------------------------------------------------------------------
+// Point 10: the README and `sluice --help` say the same about inspect's exit status 1.
+
+#[test]
+fn the_readme_and_help_say_the_same_about_exit_status_1() {
+    let help = std::process::Command::new(sluice_bin())
+        .arg("--help")
+        .output()
+        .expect("run sluice --help");
+    let help = String::from_utf8_lossy(&help.stdout).replace('\n', " ");
+    let readme =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .unwrap();
+    let inspect_section = readme
+        .split("## Looking at captured bytes: `sluice inspect`")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("the README's inspect section")
+        .replace('\n', " ");
+    // What status 1 covers, as each says it.
+    let said = "invalid or truncated (the frame ends inside the PROXY header, the ClientHello or the HTTP head)";
+    let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    let readme = inspect_section
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(help.contains(said), "--help: {help}");
+    assert!(readme.contains(said), "README: {readme}");
+}
