@@ -47,7 +47,8 @@
 //! * `sys` — every FFI call (`libc`) behind a safe function, the crate's only `unsafe`:
 //!   `sys::fd` (pipes, descriptor flags, adoption, umask), `sys::process` (spawning with
 //!   inherited descriptors, kill), `sys::rlimit` (resource limits), `sys::cpu` (pinning),
-//!   `sys::signals` (the signal self-pipe), `sys::splice` (Linux splice(2)).
+//!   `sys::signals` (the signal self-pipe), `sys::splice` (Linux splice(2)), `sys::random`
+//!   (kernel random bytes, read once at start).
 //! * `net` — socket set-up and the one place I/O results are interpreted.
 //! * `logger` — the log sink; `hexdump` — how wire bytes are shown to people;
 //!   `cidr` — address blocks; `inspect` — `sluice inspect`, decoding captures.

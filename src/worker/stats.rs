@@ -45,6 +45,9 @@ pub enum CloseReason {
     InvalidHttp,
     /// A PROXY v2 AUTHORITY that is not a valid host name.
     InvalidAuthority,
+    /// The route's preamble (PROXY v2 header, CONNECT request) could not be written: e.g.
+    /// CONNECT mode for a session without a name. Nothing was wrong with the client's bytes.
+    PreambleFailed,
     /// The CONNECT proxy answered something other than 2xx.
     ConnectRejected,
     /// The CONNECT proxy's reply was malformed or too long.
@@ -57,7 +60,7 @@ pub enum CloseReason {
 
 impl CloseReason {
     /// Every reason, in label order.
-    pub const ALL: [CloseReason; 23] = [
+    pub const ALL: [CloseReason; 24] = [
         CloseReason::Done,
         CloseReason::ClientReset,
         CloseReason::UpstreamReset,
@@ -77,6 +80,7 @@ impl CloseReason {
         CloseReason::EchRefused,
         CloseReason::InvalidHttp,
         CloseReason::InvalidAuthority,
+        CloseReason::PreambleFailed,
         CloseReason::ConnectRejected,
         CloseReason::InvalidConnectReply,
         CloseReason::Killed,
@@ -120,6 +124,7 @@ impl CloseReason {
             CloseReason::EchRefused => "ech_refused",
             CloseReason::InvalidHttp => "invalid_http",
             CloseReason::InvalidAuthority => "invalid_authority",
+            CloseReason::PreambleFailed => "preamble_failed",
             CloseReason::ConnectRejected => "connect_rejected",
             CloseReason::InvalidConnectReply => "invalid_connect_reply",
             CloseReason::Killed => "killed",

@@ -101,6 +101,11 @@ impl Handshake {
         self.received().get(..self.header_len()).unwrap_or(&[])
     }
 
+    /// What followed the PROXY header (every byte read, when there was none).
+    pub fn after_header(&self) -> &[u8] {
+        self.received().get(self.header_len()..).unwrap_or(&[])
+    }
+
     /// Drops the PROXY header from the buffer: it is not replayed (a preamble, if any,
     /// speaks for it).
     pub fn skip_header(&mut self) {

@@ -40,6 +40,7 @@ use handshake::{Handshake, Handshaking};
 use logs::{sdebug, TARGET};
 
 pub use self::core::Core;
+use self::core::UniqueIdField;
 pub use ctx::{Ctx, Next};
 
 /// Where a session stands: the label of its phase.
@@ -231,7 +232,7 @@ impl Session {
                     if let Err(reason) = self.core.decide(h.received(), ctx) {
                         return Next::Close(reason);
                     }
-                    let preamble = match self.core.preamble(h.header(), ctx) {
+                    let preamble = match self.core.preamble(h.header(), h.after_header(), ctx) {
                         Ok(p) => p,
                         Err(reason) => return Next::Close(reason),
                     };
@@ -375,7 +376,7 @@ impl Session {
         let core = &self.core;
         info!(
             target: TARGET,
-            "sid={} close client={} sni={} name={} route={} upstream={} state={} duration_ms={} bytes_up={} bytes_down={} reason={}",
+            "sid={} close client={} sni={} name={} route={} upstream={} state={} duration_ms={} bytes_up={} bytes_down={} reason={}{}",
             core.id,
             core.client_label(),
             core.facts.asked_name(),
@@ -386,7 +387,11 @@ impl Session {
             duration_ms,
             bytes_up,
             bytes_down,
-            reason.as_str()
+            reason.as_str(),
+            UniqueIdField(
+                core.sent_unique_id
+                    .then(|| preamble::unique_id(ctx.unique_prefix, core.id))
+            )
         );
     }
 }
