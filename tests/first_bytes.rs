@@ -220,3 +220,290 @@ fn the_readme_and_help_say_the_same_about_exit_status_1() {
     assert!(help.contains(said), "--help: {help}");
     assert!(readme.contains(said), "README: {readme}");
 }
+
+// ---------------------------------------------------------------------------------------
+// Point 9: every capture the proxy writes replays through `sluice inspect` to its reason.
+
+/// A PROXY v2 header from 203.0.113.9:40000 to 192.0.2.1:443 with `tlvs` (type, value).
+fn v2_header(tlvs: &[(u8, &[u8])]) -> Vec<u8> {
+    let mut body = vec![203, 0, 113, 9, 192, 0, 2, 1, 0x9c, 0x40, 0x01, 0xbb]; // addresses, ports
+    for (kind, value) in tlvs {
+        body.push(*kind);
+        body.extend_from_slice(&(value.len() as u16).to_be_bytes());
+        body.extend_from_slice(value);
+    }
+    let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec(); // signature
+    h.extend_from_slice(&[0x21, 0x11]); // v2 PROXY, TCP4
+    h.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    h.extend_from_slice(&body);
+    h
+}
+
+/// The `.bin` files in `dir`, waited for until `n` are there.
+fn wait_for_captures(dir: &std::path::Path, n: usize) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for _ in 0..200 {
+        files = std::fs::read_dir(dir)
+            .map(|d| {
+                d.filter_map(|e| Some(e.ok()?.path()))
+                    .filter(|p| p.extension().is_some_and(|x| x == "bin"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if files.len() >= n {
+            break;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(files.len(), n, "{files:?}");
+    files.sort();
+    files
+}
+
+/// `<ms>-<pid>-<sid>-<reason>.bin` -> reason.
+fn capture_reason(p: &std::path::Path) -> String {
+    let name = p.file_stem().unwrap().to_str().unwrap();
+    name.splitn(4, '-').nth(3).unwrap().to_string()
+}
+
+/// How a frame ends: the client closes its side (FIN), or stays silent.
+#[derive(Clone, Copy)]
+enum End {
+    Fin,
+    Silent,
+}
+
+/// Sends each frame on its own connection to a sluice started with `env`, waits for every
+/// close, and checks that each capture replays through inspect (run with `args`) to the
+/// reason it was written for. Returns the reasons captured.
+fn replay_captures(env: &[(&str, &str)], args: &[&str], frames: &[(Vec<u8>, End)]) -> Vec<String> {
+    let (up, _rec) = recording_upstream();
+    let up = up.to_string();
+    let cap = TempDir::new("verdicts");
+    let mut all = vec![
+        ("ENVOY_UPSTREAM", up.as_str()),
+        ("ENVOY_CAPTURE_DIR", cap.0.to_str().unwrap()),
+        ("ENVOY_HEADER_TIMEOUT_MS", "300"),
+    ];
+    all.extend_from_slice(env);
+    let mut sluice = Sluice::start(&all);
+    let mut open = Vec::new();
+    for (frame, end) in frames {
+        let mut c = sluice.connect();
+        c.write_all(frame).unwrap();
+        if let End::Fin = end {
+            c.shutdown(std::net::Shutdown::Write).unwrap();
+        }
+        open.push(c);
+    }
+    sluice.wait_for_count(" reason=", frames.len(), Duration::from_secs(20));
+    let mut reasons = Vec::new();
+    for path in wait_for_captures(&cap.0, frames.len()) {
+        let written = capture_reason(&path);
+        let out = std::process::Command::new(sluice_bin())
+            .arg("inspect")
+            .args(args)
+            .arg(&path)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let replayed = text
+            .lines()
+            .find_map(|l| l.strip_prefix("reason="))
+            .unwrap_or_else(|| panic!("{written}: no reason= from inspect:\n{text}"));
+        // The silence of a header timeout is not in the bytes: inspect says what the
+        // proxy does when the peer closes instead.
+        let want = match written.as_str() {
+            "header_timeout" => "client_closed_early",
+            w => w,
+        };
+        assert_eq!(replayed, want, "{written}:\n{text}");
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{written}: exit 1 with error=\n{text}"
+        );
+        assert!(text.contains("\nerror="), "{written}:\n{text}");
+        reasons.push(written);
+    }
+    drop(open);
+    reasons.sort();
+    reasons
+}
+
+#[test]
+fn every_capture_the_proxy_writes_replays_through_inspect_to_its_reason() {
+    let hello = fixture("client-curl-7.88.1-h2.bin");
+    let v2 = v2_header(&[]);
+    let v1_line = b"PROXY TCP4 203.0.113.9 192.0.2.1 40000 443\r\n";
+    let local = fixture("lb-haproxy-2.6-v2-healthcheck-local.bin");
+    let frames: Vec<(Vec<u8>, End)> = vec![
+        // invalid_http: HTTP/1.1 without Host
+        (
+            b"GET / HTTP/1.1\r\nUser-Agent: x\r\n\r\n".to_vec(),
+            End::Silent,
+        ),
+        // invalid_authority: an AUTHORITY that is no host name
+        (
+            [&v2_header(&[(0x02, b"a b.test")])[..], &hello[..]].concat(),
+            End::Silent,
+        ),
+        // invalid_proxy: a second PROXY header in the stream
+        ([&v2[..], &v1_line[..], &hello[..]].concat(), End::Silent),
+        // invalid_proxy: LOCAL followed by neither TLS nor HTTP
+        (
+            [&local[..], &b"\x00\x01 not tls, not http\x7f"[..]].concat(),
+            End::Silent,
+        ),
+        // invalid_proxy: a broken v1 line
+        (
+            [&b"PROXY TCP4 999.0.0.1 192.0.2.1 1 2\r\n"[..], &hello[..]].concat(),
+            End::Silent,
+        ),
+        // invalid_tls: a handshake record that is no ClientHello
+        (
+            vec![0x16, 0x03, 0x03, 0x00, 0x04, 0x02, 0x00, 0x00, 0x00],
+            End::Silent,
+        ),
+        // client_closed_early: half a ClientHello, then FIN
+        ([&v2[..], &hello[..100]].concat(), End::Fin),
+        // header_timeout: half a ClientHello, then silence
+        ([&v2[..], &hello[..100]].concat(), End::Silent),
+    ];
+    let reasons = replay_captures(&[], &[], &frames);
+    assert_eq!(
+        reasons,
+        [
+            "client_closed_early",
+            "header_timeout",
+            "invalid_authority",
+            "invalid_http",
+            "invalid_proxy",
+            "invalid_proxy",
+            "invalid_proxy",
+            "invalid_tls"
+        ]
+    );
+    // missing_proxy_header: under ENVOY_PROXY_PROTOCOL=required, as inspect is told.
+    let reasons = replay_captures(
+        &[("ENVOY_PROXY_PROTOCOL", "required")],
+        &["--proxy-protocol=required"],
+        &[(hello.clone(), End::Silent)],
+    );
+    assert_eq!(reasons, ["missing_proxy_header"]);
+    // First bytes that fill the buffer: refused as too long, with the buffer inspect is told.
+    let long = [&b"GET / HTTP/1.1\r\nX-Long: "[..], &[b'a'; 3000][..]].concat();
+    let reasons = replay_captures(
+        &[("ENVOY_BUFFER_SIZE", "2048")],
+        &["--buffer-size=2048"],
+        &[(long, End::Silent)],
+    );
+    assert_eq!(reasons, ["invalid_tls"]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Point 8: what the logs say about the first bytes.
+
+#[test]
+fn at_debug_the_proxy_header_is_decoded_beside_its_dump() {
+    let (up, _rec) = recording_upstream();
+    let mut sluice = Sluice::start(&[
+        ("ENVOY_UPSTREAM", &up.to_string()),
+        ("ENVOY_LOG_LEVEL", "debug"),
+    ]);
+    let frame = [
+        &v2_header(&[(0x02, b"example.test"), (0xea, b"\x01vpce-1")])[..],
+        &fixture("client-curl-7.88.1-h2.bin")[..],
+    ]
+    .concat();
+    let mut c = sluice.connect();
+    c.write_all(&frame).unwrap();
+    let line = sluice.wait_for_log("PROXY header, 53 bytes", Duration::from_secs(10));
+    assert!(
+        line.ends_with(
+            "PROXY header, 53 bytes, proxy=v2 proxy.command=PROXY proxy.family=inet \
+             proxy.src=203.0.113.9:40000 proxy.dst=192.0.2.1:443 \
+             proxy.tlv.authority=example.test proxy.tlv.0xea=01767063652d31 proxy.length=53:"
+        ),
+        "{line}"
+    );
+    let log = sluice.log();
+    assert!(
+        log.contains("\n00000000: 0d0a 0d0a 000d 0a51 5549 540a 2111 0025"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_cidr_traced_session_shows_its_proxy_header_dump() {
+    let (up, _rec) = recording_upstream();
+    let dir = TempDir::new("trace-cidr");
+    let sock = dir.path("ctl.sock");
+    let mut sluice = Sluice::start(&[
+        ("ENVOY_UPSTREAM", &up.to_string()),
+        ("ENVOY_CONTROL_SOCKET", sock.to_str().unwrap()),
+        ("ENVOY_LOG_LEVEL", "info"),
+    ]);
+    let out = std::process::Command::new(sluice_bin())
+        .args(["ctl", "trace", "203.0.113.0/24"])
+        .env("ENVOY_CONTROL_SOCKET", &sock)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // The client address is the PROXY header's: the rule is known only once it is read.
+    let mut c = sluice.connect();
+    c.write_all(
+        &[
+            &v2_header(&[])[..],
+            &fixture("client-curl-7.88.1-h2.bin")[..],
+        ]
+        .concat(),
+    )
+    .unwrap();
+    let line = sluice.wait_for_log("PROXY header, 28 bytes", Duration::from_secs(10));
+    assert!(line.contains("proxy.src=203.0.113.9:40000"), "{line}");
+    assert!(sluice
+        .log()
+        .contains("\n00000000: 0d0a 0d0a 000d 0a51 5549 540a 2111 000c"));
+}
+
+#[test]
+fn a_truncated_or_missing_client_hello_is_said_at_warn_with_its_dump() {
+    let (up, _rec) = recording_upstream();
+    let mut sluice = Sluice::start(&[
+        ("ENVOY_UPSTREAM", &up.to_string()),
+        ("ENVOY_HEADER_TIMEOUT_MS", "300"),
+    ]);
+    let hello = fixture("client-curl-7.88.1-h2.bin");
+    // Half a hello, then FIN.
+    let mut c = sluice.connect();
+    c.write_all(&[&v2_header(&[])[..], &hello[..100]].concat())
+        .unwrap();
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    let line = sluice.wait_for_log("truncated ClientHello", Duration::from_secs(10));
+    assert!(line.contains(" WARN "), "{line}");
+    assert!(line.contains("client_closed_early"), "{line}");
+    assert!(line.contains("100 bytes after the header"), "{line}");
+    // A header, then silence until the header timeout.
+    let mut d = sluice.connect();
+    d.write_all(&v2_header(&[])).unwrap();
+    let line = sluice.wait_for_log(
+        "no ClientHello after the PROXY header",
+        Duration::from_secs(10),
+    );
+    assert!(
+        line.contains(" WARN ") && line.contains("header_timeout"),
+        "{line}"
+    );
+    let log = sluice.log();
+    let dumps = log
+        .lines()
+        .filter(|l| l.starts_with("00000000: 0d0a 0d0a 000d 0a51 5549 540a 2111 000c"))
+        .count();
+    assert_eq!(dumps, 2, "each with its first bytes:\n{log}");
+    drop((c, d));
+}

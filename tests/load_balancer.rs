@@ -222,3 +222,207 @@ fn a_preamble_that_cannot_be_written_has_its_own_close_reason() {
     let line = sluice.wait_for_log(" reason=", Duration::from_secs(10));
     assert_eq!(fields(&line)["reason"], "preamble_failed", "{line}");
 }
+
+// ---------------------------------------------------------------------------------------
+// Point 5: a refused client reads its alert, then a clean FIN.
+
+/// A single-record ClientHello with one more extension appended (lengths fixed up).
+fn with_extension(hello: &[u8], ext_type: u16, data: &[u8]) -> Vec<u8> {
+    let mut h = hello.to_vec();
+    // record header 5, handshake header 4, legacy_version 2, random 32
+    let mut at = 5 + 4 + 2 + 32;
+    at += 1 + h[at] as usize; // session id
+    at += 2 + u16::from_be_bytes([h[at], h[at + 1]]) as usize; // cipher suites
+    at += 1 + h[at] as usize; // compression methods
+    let ext_len_at = at;
+    let add = 4 + data.len();
+    let bump16 = |h: &mut Vec<u8>, i: usize| {
+        let v = u16::from_be_bytes([h[i], h[i + 1]]) as usize + add;
+        h[i..i + 2].copy_from_slice(&(v as u16).to_be_bytes());
+    };
+    bump16(&mut h, 3); // record length
+    let hs = u32::from_be_bytes([0, h[6], h[7], h[8]]) as usize + add;
+    h[6..9].copy_from_slice(&(hs as u32).to_be_bytes()[1..]);
+    bump16(&mut h, ext_len_at); // extensions length
+    h.extend_from_slice(&ext_type.to_be_bytes());
+    h.extend_from_slice(&(data.len() as u16).to_be_bytes());
+    h.extend_from_slice(data);
+    h
+}
+
+/// Everything the client reads until the end, and how the end came: Ok(bytes) at a FIN,
+/// Err((bytes, error)) at a reset.
+fn read_to_end(c: &mut std::net::TcpStream) -> Result<Vec<u8>, (Vec<u8>, String)> {
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) => return Ok(got),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => return Err((got, e.to_string())),
+        }
+    }
+}
+
+#[test]
+fn a_refused_ech_hello_reads_its_alert_then_a_fin() {
+    let (up, _rx) = header_upstream();
+    let up = up.to_string();
+    let mut sluice = Sluice::start(&[("ENVOY_UPSTREAM", up.as_str()), ("ENVOY_ECH", "refuse")]);
+    let ech = with_extension(&curl_hello(), 0xfe0d, &[0x00, 0x00, 0x01, 0x00, 0x01]);
+    let mut c = sluice.connect();
+    c.write_all(&ech).unwrap();
+    // A fatal handshake_failure alert, then the FIN.
+    assert_eq!(
+        read_to_end(&mut c),
+        Ok(vec![0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 40])
+    );
+    drop(c);
+    let line = sluice.wait_for_log(" reason=", Duration::from_secs(10));
+    assert_eq!(fields(&line)["reason"], "ech_refused", "{line}");
+}
+
+#[test]
+fn a_denied_client_with_much_unread_reads_its_alert_then_a_fin_not_a_reset() {
+    let (up, _rx) = header_upstream();
+    let up = up.to_string();
+    let mut sluice = Sluice::start(&[
+        ("ENVOY_UPSTREAM", up.as_str()),
+        ("ENVOY_ROUTES", "sni=known.test allow; deny"),
+    ]);
+    // The hello (SNI example.test: denied) and 64 KiB more in flight behind it, sent
+    // before anything is read: four buffers' worth that sluice never reads for the route.
+    let mut frame = curl_hello();
+    frame.extend(std::iter::repeat_n(0x17u8, 64 * 1024));
+    let mut c = sluice.connect();
+    let mut w = c.try_clone().unwrap();
+    let writer = thread::spawn(move || {
+        let _ = w.write_all(&frame);
+    });
+    let got = read_to_end(&mut c);
+    let _ = writer.join();
+    assert_eq!(
+        got,
+        Ok(vec![0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 112]),
+        "the unrecognized_name alert, then a FIN"
+    );
+    drop(c);
+    let line = sluice.wait_for_log(" reason=", Duration::from_secs(10));
+    assert_eq!(fields(&line)["reason"], "denied_name", "{line}");
+}
+
+#[test]
+fn a_refused_client_that_never_closes_is_closed_after_a_bounded_linger() {
+    let (up, _rx) = header_upstream();
+    let up = up.to_string();
+    let mut sluice = Sluice::start(&[("ENVOY_UPSTREAM", up.as_str()), ("ENVOY_ROUTES", "deny")]);
+    // Reads nothing and keeps sending: the session still ends, and the worker goes on.
+    let mut c = sluice.connect();
+    c.write_all(&curl_hello()).unwrap();
+    let line = sluice.wait_for_log(" reason=", Duration::from_secs(10));
+    assert_eq!(fields(&line)["reason"], "denied_name", "{line}");
+    let mut d = sluice.connect();
+    d.write_all(&curl_hello()).unwrap();
+    sluice.wait_for_count(" reason=", 2, Duration::from_secs(10));
+    drop((c, d));
+}
+
+// ---------------------------------------------------------------------------------------
+// Point 1: health checks.
+
+/// The `.bin` captures in `dir`, by name.
+fn captures(dir: &TempDir) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(&dir.0)
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.ends_with(".bin"))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+fn haproxy_health_checks_are_counted_on_their_own_quiet_and_never_captured() {
+    let dir = TempDir::new("health");
+    let cap = TempDir::new("health-captures");
+    let (up, _rx) = header_upstream();
+    let up = up.to_string();
+    let mut sluice = Sluice::start(&[
+        ("ENVOY_UPSTREAM", up.as_str()),
+        ("ENVOY_CAPTURE_DIR", cap.0.to_str().unwrap()),
+        ("ENVOY_CAPTURE_MAX_FILES", "3"),
+        ("ENVOY_METRICS_ADDR", "127.0.0.1:0"),
+    ]);
+    // A real failure first: its capture must outlive every health check.
+    let mut c = sluice.connect();
+    c.write_all(&[0x16, 0x03, 0x03, 0x00, 0x04, 0x02, 0x00, 0x00, 0x00])
+        .unwrap(); // a TLS record that is not a ClientHello
+    assert!(closed_within(&mut c, Duration::from_secs(5)));
+    let mut failure = Vec::new();
+    for _ in 0..100 {
+        failure = captures(&cap);
+        if !failure.is_empty() {
+            break;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(failure.len(), 1, "{failure:?}");
+    assert!(failure[0].ends_with("-invalid_tls.bin"), "{failure:?}");
+
+    // haproxy checks sluice every 50 ms: PROXY v2 (LOCAL, with a CRC32C) and v1, as its
+    // `check-send-proxy` sends them, then closes or resets.
+    let subdir = |n: &str| {
+        let d = dir.path(n);
+        std::fs::create_dir_all(&d).unwrap();
+        TempDir(d)
+    };
+    let (v2_dir, v1_dir) = (subdir("v2"), subdir("v1"));
+    let _v2 = haproxy(
+        &v2_dir,
+        sluice.addr,
+        "send-proxy-v2 proxy-v2-options crc32c check check-send-proxy inter 50",
+    );
+    let _v1 = haproxy(
+        &v1_dir,
+        sluice.addr,
+        "send-proxy check check-send-proxy inter 50",
+    );
+    let want = 40;
+    let mut checks = 0;
+    for _ in 0..300 {
+        checks = sluice.metric("sluice_closed_total{reason=\"health_check\"}");
+        if checks >= want {
+            break;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        checks >= want,
+        "{checks} health checks counted; log:\n{}",
+        tail(&sluice.log(), 20)
+    );
+    let body = sluice.scrape();
+    for other in ["client_closed_early", "client_reset", "invalid_proxy"] {
+        assert_eq!(
+            metric_value(&body, &format!("sluice_closed_total{{reason=\"{other}\"}}")),
+            0,
+            "health checks counted as {other}"
+        );
+    }
+    // Never captured: the real failure's capture is still the only one.
+    assert_eq!(captures(&cap), failure);
+    // Quiet at info: one close line (the failure), nothing else about the checks.
+    let log = sluice.log();
+    let closes: Vec<&str> = log.lines().filter(|l| l.contains(" reason=")).collect();
+    assert_eq!(closes.len(), 1, "{closes:#?}");
+    assert!(!log.contains("health_check"), "{}", tail(&log, 20));
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("WARN") && !l.contains("invalid ClientHello")),
+        "{}",
+        tail(&log, 20)
+    );
+}

@@ -92,6 +92,9 @@ pub enum Alert {
     UnrecognizedName,
     /// access_denied (49): this client may not pass.
     AccessDenied,
+    /// handshake_failure (40): an option the client asked for cannot be had (sent when
+    /// ENVOY_ECH=refuse refuses a hello carrying ECH; not a route's `alert=`).
+    HandshakeFailure,
     /// No alert, just the close.
     None,
 }
@@ -102,6 +105,7 @@ impl Alert {
         match self {
             Alert::UnrecognizedName => Some(112),
             Alert::AccessDenied => Some(49),
+            Alert::HandshakeFailure => Some(40),
             Alert::None => None,
         }
     }

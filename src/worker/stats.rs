@@ -23,6 +23,9 @@ pub enum CloseReason {
     IdleTimeout,
     /// The client closed before its PROXY header / ClientHello was complete.
     ClientClosedEarly,
+    /// A load balancer's health check: a PROXY header (LOCAL or PROXY) from a trusted
+    /// source, then a close or reset before any payload. Logged at debug, never captured.
+    HealthCheck,
     /// A PROXY header from an address not in ENVOY_TRUSTED_PROXIES.
     UntrustedProxy,
     /// ENVOY_PROXY_PROTOCOL=required and the connection had no header.
@@ -60,7 +63,7 @@ pub enum CloseReason {
 
 impl CloseReason {
     /// Every reason, in label order.
-    pub const ALL: [CloseReason; 24] = [
+    pub const ALL: [CloseReason; 25] = [
         CloseReason::Done,
         CloseReason::ClientReset,
         CloseReason::UpstreamReset,
@@ -69,6 +72,7 @@ impl CloseReason {
         CloseReason::UpstreamRefused,
         CloseReason::IdleTimeout,
         CloseReason::ClientClosedEarly,
+        CloseReason::HealthCheck,
         CloseReason::UntrustedProxy,
         CloseReason::MissingProxyHeader,
         CloseReason::InvalidProxy,
@@ -113,6 +117,7 @@ impl CloseReason {
             CloseReason::UpstreamRefused => "upstream_refused",
             CloseReason::IdleTimeout => "idle_timeout",
             CloseReason::ClientClosedEarly => "client_closed_early",
+            CloseReason::HealthCheck => "health_check",
             CloseReason::UntrustedProxy => "untrusted_proxy",
             CloseReason::MissingProxyHeader => "missing_proxy_header",
             CloseReason::InvalidProxy => "invalid_proxy",

@@ -17,8 +17,9 @@ use crate::admin::trace::TraceRule;
 use crate::config::route::{self, Alert, AlpnTlv, Mode, Route};
 use crate::config::Config;
 use crate::hexdump::{Hex, HexDump};
+use crate::inspect::HeaderSummary;
 use crate::net;
-use crate::wire::{tls, Parsed};
+use crate::wire::{proxy, tls, Parsed};
 use crate::worker::buffer::Buffer;
 use crate::worker::pipe::Ready;
 use crate::worker::session::ctx::Ctx;
@@ -204,11 +205,25 @@ impl Core {
         }
     }
 
-    /// Takes in what the PROXY header said (`None`: there was none).
+    /// Takes in what the PROXY header said (`None`: there was none), and dumps it at debug
+    /// (or when traced: a trace on the client's address selects the session only now that
+    /// the header named the client), decoded beside its bytes.
     pub fn learn_header(&mut self, header: Option<&HeaderFacts<'_>>, traces: &[TraceRule]) {
         let Some(h) = header else { return };
         self.facts.learn_header(h);
         self.check_traced(traces);
+        if self.traced || log_enabled!(Level::Debug) {
+            if let Parsed::Complete(parsed, _) = proxy::parse(h.bytes) {
+                sdebug!(
+                    self,
+                    "sid={} PROXY header, {} bytes, {}:\n{}",
+                    self.id,
+                    h.bytes.len(),
+                    HeaderSummary(&parsed),
+                    HexDump::new(h.bytes, DEBUG_DUMP_LIMIT)
+                );
+            }
+        }
     }
 
     /// Takes in what the ClientHello or request head said.
@@ -281,7 +296,7 @@ impl Core {
                 self.id,
                 self.client_label()
             );
-            return Err(self.refuse(CloseReason::EchRefused, Alert::None));
+            return Err(self.refuse(CloseReason::EchRefused, Alert::HandshakeFailure));
         }
         let name = self.facts.name();
         let req = route::Request {
