@@ -89,15 +89,17 @@ pub enum HeaderStep<'a> {
 
 /// Looks for the PROXY header at the start of `data` per `policy`. `trusted` says whether
 /// the peer may send one; it is asked only when a header is there (it costs a CIDR scan).
-/// `full`: no more bytes can come (the buffer is full), so what still needs more is too long.
+/// `full` says whether more bytes can still come (the buffer is full: what still needs more
+/// is too long); it is asked only then.
+#[inline]
 pub fn header<'a>(
     data: &'a [u8],
     policy: ProxyPolicy,
     trusted: impl FnOnce() -> bool,
-    full: bool,
+    full: impl FnOnce() -> bool,
 ) -> HeaderStep<'a> {
     let too_long = || {
-        if full {
+        if full() {
             HeaderStep::Refused(Refusal::TooLong { header: true })
         } else {
             HeaderStep::NeedMore
@@ -170,23 +172,30 @@ pub enum HelloStep<'a> {
 /// Looks at what followed the PROXY header (`data`; everything, when there was none).
 /// `local`: the header said LOCAL; `full` as for [`header`]; `scratch` is where a hello
 /// spanning several records is put together.
+#[inline]
 pub fn hello<'a>(
     data: &'a [u8],
     policy: ProxyPolicy,
     local: bool,
-    full: bool,
+    full: impl FnOnce() -> bool,
     scratch: &'a mut [u8],
 ) -> HelloStep<'a> {
-    let step = match tls::parse_client_hello(data, scratch) {
-        Parsed::NeedMore if data.is_empty() => HelloStep::NeedMore(Part::Nothing),
-        Parsed::NeedMore => HelloStep::NeedMore(Part::Tls),
-        Parsed::Invalid(TlsError::NotTls) => plain(data, policy, local),
-        Parsed::Invalid(e) => HelloStep::Refused(Refusal::InvalidTls(e)),
-        Parsed::Complete(hello, len) => HelloStep::Done(First::Tls { hello, len }),
+    let need_more = |part| {
+        if full() {
+            HelloStep::Refused(Refusal::TooLong { header: false })
+        } else {
+            HelloStep::NeedMore(part)
+        }
     };
-    match step {
-        HelloStep::NeedMore(_) if full => HelloStep::Refused(Refusal::TooLong { header: false }),
-        other => other,
+    match tls::parse_client_hello(data, scratch) {
+        Parsed::Complete(hello, len) => HelloStep::Done(First::Tls { hello, len }),
+        Parsed::NeedMore if data.is_empty() => need_more(Part::Nothing),
+        Parsed::NeedMore => need_more(Part::Tls),
+        Parsed::Invalid(TlsError::NotTls) => match plain(data, policy, local) {
+            HelloStep::NeedMore(part) => need_more(part),
+            other => other,
+        },
+        Parsed::Invalid(e) => HelloStep::Refused(Refusal::InvalidTls(e)),
     }
 }
 
@@ -351,35 +360,41 @@ mod tests {
         let hello = fixture("client-curl-7.88.1-h2.bin");
         let yes = || true;
         assert!(matches!(
-            header(&v2, Optional, yes, false),
+            header(&v2, Optional, yes, || false),
             HeaderStep::Done(Some(h)) if h.len == 28
         ));
-        assert_eq!(header(&hello, Optional, yes, false), HeaderStep::Done(None));
         assert_eq!(
-            header(&hello, Required, yes, false),
+            header(&hello, Optional, yes, || false),
+            HeaderStep::Done(None)
+        );
+        assert_eq!(
+            header(&hello, Required, yes, || false),
             HeaderStep::Refused(Refusal::MissingProxyHeader)
         );
-        assert_eq!(header(&v2, Off, yes, false), HeaderStep::Done(None));
+        assert_eq!(header(&v2, Off, yes, || false), HeaderStep::Done(None));
         assert_eq!(
-            header(&v2, Optional, || false, false),
+            header(&v2, Optional, || false, || false),
             HeaderStep::Refused(Refusal::UntrustedProxy)
         );
         // Trust is asked only when a header is there.
         assert_eq!(
-            header(&hello, Optional, || panic!("asked"), false),
+            header(&hello, Optional, || panic!("asked"), || false),
             HeaderStep::Done(None)
         );
         assert_eq!(
-            header(&v2[..20], Optional, yes, false),
+            header(&v2[..20], Optional, yes, || false),
             HeaderStep::NeedMore
         );
-        assert_eq!(header(b"PRO", Optional, yes, false), HeaderStep::NeedMore);
         assert_eq!(
-            header(&v2[..20], Optional, yes, true),
+            header(b"PRO", Optional, yes, || false),
+            HeaderStep::NeedMore
+        );
+        assert_eq!(
+            header(&v2[..20], Optional, yes, || true),
             HeaderStep::Refused(Refusal::TooLong { header: true })
         );
         assert_eq!(
-            header(b"PROXYjunk", Optional, yes, false),
+            header(b"PROXYjunk", Optional, yes, || false),
             HeaderStep::Refused(Refusal::InvalidProxy(ProxyError::V1BadSignature))
         );
     }
@@ -390,28 +405,28 @@ mod tests {
         let mut scratch = vec![0u8; tls::MAX_HELLO_LEN];
         let hello = fixture("client-curl-7.88.1-h2.bin");
         assert!(matches!(
-            super::hello(&hello, Optional, false, false, &mut scratch),
+            super::hello(&hello, Optional, false, || false, &mut scratch),
             HelloStep::Done(First::Tls { len, .. }) if len == hello.len()
         ));
         assert_eq!(
-            super::hello(&hello[..40], Optional, false, false, &mut scratch),
+            super::hello(&hello[..40], Optional, false, || false, &mut scratch),
             HelloStep::NeedMore(Part::Tls)
         );
         assert_eq!(
-            super::hello(&hello[..40], Optional, false, true, &mut scratch),
+            super::hello(&hello[..40], Optional, false, || true, &mut scratch),
             HelloStep::Refused(Refusal::TooLong { header: false })
         );
         assert_eq!(
-            super::hello(b"", Optional, false, false, &mut scratch),
+            super::hello(b"", Optional, false, || false, &mut scratch),
             HelloStep::NeedMore(Part::Nothing)
         );
         let get = b"GET / HTTP/1.1\r\nHost: plain.test\r\n\r\n";
         assert!(matches!(
-            super::hello(get, Optional, false, false, &mut scratch),
+            super::hello(get, Optional, false, || false, &mut scratch),
             HelloStep::Done(First::Http(h)) if h.host == Some(&b"plain.test"[..])
         ));
         assert_eq!(
-            super::hello(&get[..20], Optional, false, false, &mut scratch),
+            super::hello(&get[..20], Optional, false, || false, &mut scratch),
             HelloStep::NeedMore(Part::Http)
         );
         assert_eq!(
@@ -419,31 +434,31 @@ mod tests {
                 b"GET / HTTP/1.1\r\n\r\n",
                 Optional,
                 false,
-                false,
+                || false,
                 &mut scratch
             ),
             HelloStep::Refused(Refusal::InvalidHttp(HttpError::MissingHost))
         );
         assert_eq!(
-            super::hello(b"\x00\x01garbage", Optional, false, false, &mut scratch),
+            super::hello(b"\x00\x01garbage", Optional, false, || false, &mut scratch),
             HelloStep::Done(First::Other)
         );
         assert_eq!(
-            super::hello(b"\x00\x01garbage", Optional, true, false, &mut scratch),
+            super::hello(b"\x00\x01garbage", Optional, true, || false, &mut scratch),
             HelloStep::Refused(Refusal::LocalThenGarbage)
         );
         let v1 = b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n";
         assert_eq!(
-            super::hello(v1, Optional, false, false, &mut scratch),
+            super::hello(v1, Optional, false, || false, &mut scratch),
             HelloStep::Refused(Refusal::HeaderInStream)
         );
         assert_eq!(
-            super::hello(b"PRO", Required, false, false, &mut scratch),
+            super::hello(b"PRO", Required, false, || false, &mut scratch),
             HelloStep::NeedMore(Part::Proxy)
         );
         // With the policy off, a PROXY line is only bytes (it is not HTTP either).
         assert_eq!(
-            super::hello(v1, Off, false, false, &mut scratch),
+            super::hello(v1, Off, false, || false, &mut scratch),
             HelloStep::Done(First::Other)
         );
     }

@@ -262,7 +262,7 @@ pub fn inspect_with(
     let full = bytes.len() >= policy.buffer_size;
     let pp = policy.proxy_protocol;
     // The proxy asks about trust only for a header it then reads; a captured one was read.
-    let (header, rest) = match first_bytes::header(bytes, pp, || true, full) {
+    let (header, rest) = match first_bytes::header(bytes, pp, || true, || full) {
         HeaderStep::Done(None) => {
             writeln!(out, "proxy=none")?;
             (None, bytes)
@@ -289,7 +289,7 @@ pub fn inspect_with(
     let local = header.is_some_and(|h| h.command == Command::Local);
     // Allocated here, not in the parser: the proxy lends one from its worker instead.
     let mut scratch = vec![0u8; tls::MAX_HELLO_LEN];
-    match first_bytes::hello(rest, pp, local, full, &mut scratch) {
+    match first_bytes::hello(rest, pp, local, || full, &mut scratch) {
         HelloStep::Done(First::Tls { hello, .. }) => {
             write_hello(&hello, out)?;
             Ok(Outcome::Valid)

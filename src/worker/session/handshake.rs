@@ -95,7 +95,7 @@ impl Handshake {
             return self.header_len();
         }
         let trusted = || core.cfg.is_trusted(core.peer.ip());
-        match first_bytes::header(self.received(), core.cfg.proxy_protocol, trusted, false) {
+        match first_bytes::header(self.received(), core.cfg.proxy_protocol, trusted, || false) {
             HeaderStep::Done(Some(h)) => h.len,
             _ => 0,
         }
@@ -158,7 +158,7 @@ impl Handshake {
             self.release(pool); // nothing came: no buffer held while waiting
         }
         let received = self.received.as_ref().map_or(&[][..], Buffer::data);
-        let full = self.received.as_ref().is_some_and(Buffer::is_full);
+        let full = || self.received.as_ref().is_some_and(Buffer::is_full);
         let policy = core.cfg.proxy_protocol;
         let refused = match self.stage {
             Stage::Header => {
