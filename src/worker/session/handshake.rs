@@ -5,7 +5,9 @@
 //!
 //! Never routes, never connects, never writes to the client. The bytes stay in the one
 //! buffer the phase holds (the PROXY header too, until the route is chosen: its TLVs may be
-//! passed on), and that buffer is handed on to the shuffle whole. Parsing itself is `wire`'s.
+//! passed on), and that buffer is handed on to the shuffle whole. What the bytes come to
+//! (a header, a hello, a refusal) is `first_bytes`' decision, the one `sluice inspect` takes
+//! on a capture; this phase reads, then logs and counts what it is told.
 
 use log::{log_enabled, warn, Level};
 use mio::net::TcpStream;
