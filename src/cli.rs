@@ -30,8 +30,8 @@ usage:
   sluice COMMAND --help           that command's usage
   sluice --help | --version       (`sluice` alone prints this help and exits 2)
 
-exit status: 0 ok; 1 inspect found invalid or truncated bytes; 2 usage, I/O or
-configuration error
+exit status: 0 ok; 1 inspect found a part invalid or truncated (the frame ends inside the
+PROXY header, the ClientHello or the HTTP head); 2 usage, I/O or configuration error
 ";
 
 /// `sluice run --help`.

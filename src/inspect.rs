@@ -1,9 +1,12 @@
-//! `sluice inspect [--hexdump] FILE...`: reads captured frames (the bytes a proxy receives
-//! on the client socket, from the first byte until the peer stopped sending) and prints
-//! what they hold, one `key=value` fact a line. Offline: no sockets, no configuration.
-//! It runs the very parsers the proxy runs (`wire::proxy::parse`,
-//! `wire::tls::parse_client_hello`), so its verdict on the bytes is the proxy's (policy,
-//! such as a required header or trusted sources, is not applied).
+//! `sluice inspect [--hexdump] [--proxy-protocol=POLICY] [--buffer-size=BYTES] FILE...`:
+//! reads captured frames (the bytes a proxy receives on the client socket, from the first
+//! byte until the peer stopped sending) and prints what they hold, one `key=value` fact a
+//! line. Offline: no sockets, no configuration files. What the bytes come to is decided by
+//! `first_bytes`, the very function the session's handshake calls, so that its verdict on a
+//! capture is the proxy's: `--proxy-protocol` and `--buffer-size` say what ENVOY_PROXY_PROTOCOL
+//! and ENVOY_BUFFER_SIZE said (default `optional` and 16384, the proxy's defaults); the peer
+//! is taken as trusted (an untrusted peer's header is refused before it is read, and never
+//! captured).
 //!
 //! Output, per file, in this order and only where the fact exists:
 //!
@@ -21,33 +24,39 @@
 //! proxy.length=<bytes the header took>
 //! tls=clienthello|none|incomplete|invalid
 //! tls.records= tls.legacy_version= tls.versions= tls.sni= tls.alpn= tls.ech=yes|no
+//! http=request|incomplete|invalid      (when the bytes after the header are HTTP/1.x)
+//! http.method= http.target= http.version= http.host= http.port=
+//! reason=<close reason>                (when the proxy closes the session on these bytes)
 //! error=<part>: <reason>
 //! ```
 //!
 //! Files are separated by a blank line; `--hexdump` adds, after each file's facts, a line
 //! `hexdump:` and an xxd-style dump of the whole frame (at most [`HEXDUMP_LIMIT`] bytes).
 //!
-//! Exit status: 0 when every part present parsed; 1 when some part is invalid or cut short
+//! Exit status: 0 when every part present parsed; 1 when a part is invalid or truncated
 //! (with `error=`); 2 on a usage or I/O error (message on stderr). With several files the
 //! status is the worst of them; an unreadable file does not stop the others. `--` ends
 //! the options.
 //!
-//! Verdicts, chosen to match what the proxy does when the peer then closes:
+//! `reason=` is the close reason the session gives when its peer sends these bytes and then
+//! closes (a capture ends where the peer stopped sending):
 //!
-//! * A frame that ends inside the PROXY header (the parser still says need-more; this
-//!   includes a strict prefix of a signature) is `error=proxy: truncated ...`, exit 1: at
-//!   EOF the proxy refuses it. For v2, the command and family that the fixed 16 bytes
-//!   already tell are printed first (`edge-v2-len-exceeds-data.bin`). An invalid v2 header
-//!   prints them too when its fixed part is well formed (e.g. a CRC32C mismatch).
-//! * A header followed by nothing (a health check) is `tls=none`, exit 0; an empty file is
-//!   `proxy=none` and `tls=none`, exit 0.
-//! * Bytes whose first byte cannot start a TLS handshake record (plaintext after a
-//!   TLS-terminating balancer) are `tls=none`, exit 0: the proxy passes them through.
-//! * A ClientHello cut short is `tls=incomplete` and `error=tls: truncated ClientHello ...`,
-//!   exit 1; a malformed one is `tls=invalid` with the parser's reason, exit 1.
-//! * Bytes after a complete ClientHello are not looked at, as in the proxy.
+//! * Refused bytes: the refusal's reason (`invalid_proxy`, `invalid_authority`,
+//!   `invalid_tls`, `invalid_http`, `missing_proxy_header`), with `error=`, exit 1.
+//! * A frame that ends inside the PROXY header, the ClientHello or the HTTP head:
+//!   `client_closed_early` and `error=<part>: truncated ...`, exit 1. The proxy closes the
+//!   same bytes as `header_timeout` when the peer stays silent instead: a capture named so
+//!   replays as `client_closed_early` (the silence is not in the bytes). For v2, the
+//!   command and family that the fixed 16 bytes already tell are printed first
+//!   (`edge-v2-len-exceeds-data.bin`); an invalid v2 header prints them too when its fixed
+//!   part is well formed (e.g. a CRC32C mismatch).
+//! * A header followed by nothing: `health_check` (a load balancer's check), exit 0; an
+//!   empty frame: `client_closed_early`, exit 0 (nothing invalid in it).
+//! * Bytes that complete (a ClientHello, a request head, other bytes routed as
+//!   `proto=other`): no `reason=`, exit 0: the proxy routes them. Bytes after a complete
+//!   ClientHello or request head are not looked at, as in the proxy.
 //!
-//! Wire text (TLV values, SNI, unix paths, the file name) goes through
+//! Wire text (TLV values, SNI, Host, unix paths, the file name) goes through
 //! [`Escaped`]; the ALPN list through its own `Display`, which also escapes `,`
 //! so that a name cannot forge a separator. NOOP TLVs (padding), the SSL TLV's client and
 //! verify fields and unknown SSL sub-TLVs are not printed; of a known TLV type that appears
@@ -57,19 +66,43 @@ use std::ffi::{OsStr, OsString};
 use std::fmt::{self, Write as _};
 use std::io::Write as _;
 
+use crate::config::ProxyPolicy;
+use crate::first_bytes::{self, CutShort, First, HeaderStep, HelloStep, Part, Refusal};
 use crate::hexdump::{Escaped, Hex, HexDump};
+use crate::wire::http::RequestHead;
 use crate::wire::proxy::v2::{field, FIXED_LEN};
 use crate::wire::proxy::{
     self, v1, Addresses, Command, Detected, Family, ProxyHeader, SslSub, Tlv, Version,
 };
-use crate::wire::tls::{self, ClientHello, TlsError};
+use crate::wire::tls::{self, ClientHello};
 use crate::wire::Parsed;
+use crate::worker::stats::CloseReason;
 
 /// The most bytes of a frame `--hexdump` shows.
 pub const HEXDUMP_LIMIT: usize = 64 * 1024;
 
 /// The usage line, printed on a usage error.
-pub const USAGE: &str = "usage: sluice inspect [--hexdump] FILE...";
+pub const USAGE: &str = "usage: sluice inspect [--hexdump] [--proxy-protocol=required|optional|off] [--buffer-size=BYTES] FILE...";
+
+/// What the proxy's configuration says about the first bytes: ENVOY_PROXY_PROTOCOL and
+/// ENVOY_BUFFER_SIZE, as `--proxy-protocol` and `--buffer-size` give them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// Whether a PROXY header is required, optional or not looked for.
+    pub proxy_protocol: ProxyPolicy,
+    /// The session's buffer: first bytes that fill it without completing are refused.
+    pub buffer_size: usize,
+}
+
+impl Default for Policy {
+    /// The proxy's defaults.
+    fn default() -> Self {
+        Policy {
+            proxy_protocol: ProxyPolicy::Optional,
+            buffer_size: 16384,
+        }
+    }
+}
 
 /// Exit status: every part present parsed.
 pub const EXIT_OK: i32 = 0;
@@ -100,12 +133,39 @@ impl Outcome {
 /// Runs `sluice inspect` with its arguments (after `inspect`) and returns the exit status.
 pub fn run(args: &[OsString]) -> i32 {
     let mut hexdump = false;
+    let mut policy = Policy::default();
     let mut files: Vec<&OsStr> = Vec::new();
     let mut options_done = false;
     for arg in args {
         match arg.to_str() {
             Some("--") if !options_done => options_done = true,
             Some("--hexdump") if !options_done => hexdump = true,
+            Some(s) if !options_done && s.starts_with("--proxy-protocol=") => {
+                policy.proxy_protocol = match s.trim_start_matches("--proxy-protocol=") {
+                    "required" => ProxyPolicy::Required,
+                    "optional" => ProxyPolicy::Optional,
+                    "off" => ProxyPolicy::Off,
+                    other => {
+                        eprintln!(
+                            "sluice inspect: bad --proxy-protocol {} (required, optional, off)\n{USAGE}",
+                            Escaped(other.as_bytes())
+                        );
+                        return EXIT_USAGE;
+                    }
+                }
+            }
+            Some(s) if !options_done && s.starts_with("--buffer-size=") => {
+                match s.trim_start_matches("--buffer-size=").parse::<usize>() {
+                    Ok(n) if (2048..=1 << 20).contains(&n) => policy.buffer_size = n,
+                    _ => {
+                        eprintln!(
+                            "sluice inspect: bad {} (2048..=1048576, as ENVOY_BUFFER_SIZE)\n{USAGE}",
+                            Escaped(s.as_bytes())
+                        );
+                        return EXIT_USAGE;
+                    }
+                }
+            }
             Some("-h") | Some("--help") if !options_done => {
                 println!("{USAGE}");
                 return EXIT_OK;
@@ -143,7 +203,7 @@ pub fn run(args: &[OsString]) -> i32 {
             text.push('\n');
         }
         first = false;
-        let outcome = match write_file(&mut text, &name, &bytes, hexdump) {
+        let outcome = match write_file(&mut text, &name, &bytes, hexdump, policy) {
             Ok(o) => o,
             // Writing into a String cannot fail; should it ever, say so rather than lie.
             Err(fmt::Error) => {
@@ -171,9 +231,10 @@ fn write_file(
     name: &Escaped<'_>,
     bytes: &[u8],
     hexdump: bool,
+    policy: Policy,
 ) -> Result<Outcome, fmt::Error> {
     writeln!(out, "file={name}")?;
-    let outcome = inspect(bytes, out)?;
+    let outcome = inspect_with(bytes, policy, out)?;
     if hexdump {
         writeln!(out, "hexdump:")?;
         if !bytes.is_empty() {
@@ -183,56 +244,232 @@ fn write_file(
     Ok(outcome)
 }
 
-/// Writes the facts of one captured frame (every line but `file=`) and returns the verdict.
+/// Writes the facts of one captured frame (every line but `file=`) and returns the verdict,
+/// under the proxy's default policy.
 ///
 /// Pure: no I/O; the only allocation is the scratch buffer a multi-record ClientHello is
 /// joined in. An `Err` comes only from `out` itself.
 pub fn inspect(bytes: &[u8], out: &mut impl fmt::Write) -> Result<Outcome, fmt::Error> {
-    let rest = match inspect_proxy(bytes, out)? {
-        Some(rest) => rest,
-        None => return Ok(Outcome::Invalid),
-    };
-    inspect_tls(rest, out)
+    inspect_with(bytes, Policy::default(), out)
 }
 
-/// The PROXY part. Returns the bytes after the header (all of them when there is none),
-/// or `None` when the header is invalid or cut short (then `error=` was written).
-fn inspect_proxy<'a>(
-    bytes: &'a [u8],
+/// [`inspect`] under `policy`.
+pub fn inspect_with(
+    bytes: &[u8],
+    policy: Policy,
     out: &mut impl fmt::Write,
-) -> Result<Option<&'a [u8]>, fmt::Error> {
-    let version = match proxy::detect(bytes) {
-        Detected::NoHeader => {
+) -> Result<Outcome, fmt::Error> {
+    let full = bytes.len() >= policy.buffer_size;
+    let pp = policy.proxy_protocol;
+    // The proxy asks about trust only for a header it then reads; a captured one was read.
+    let (header, rest) = match first_bytes::header(bytes, pp, || true, || full) {
+        HeaderStep::Done(None) => {
             writeln!(out, "proxy=none")?;
-            return Ok(Some(bytes));
+            (None, bytes)
         }
-        // The empty frame is a prefix of both signatures, but holds no header at all.
-        Detected::NeedMore if bytes.is_empty() => {
+        HeaderStep::Done(Some(h)) => {
+            write_header(&h, out)?;
+            (Some(h), bytes.get(h.len..).unwrap_or(&[]))
+        }
+        HeaderStep::NeedMore if bytes.is_empty() => {
+            // The empty frame is a prefix of both signatures, but holds no part at all.
             writeln!(out, "proxy=none")?;
-            return Ok(Some(bytes));
+            writeln!(out, "tls=none")?;
+            writeln!(out, "reason={}", CloseReason::ClientClosedEarly.as_str())?;
+            return Ok(Outcome::Valid);
         }
-        Detected::NeedMore if v1::SIGNATURE.starts_with(bytes) => Version::V1,
-        Detected::NeedMore | Detected::V2 => Version::V2,
-        Detected::V1 => Version::V1,
+        HeaderStep::NeedMore => {
+            write_broken_header(bytes, out)?;
+            writeln!(out, "reason={}", CloseReason::ClientClosedEarly.as_str())?;
+            write_proxy_truncated(bytes, out)?;
+            return Ok(Outcome::Invalid);
+        }
+        HeaderStep::Refused(r) => return refused_header(r, bytes, policy, out),
     };
-    let parsed = proxy::parse(bytes);
-    if let Parsed::Complete(h, n) = parsed {
-        write_header(&h, out)?;
-        return Ok(Some(bytes.get(n..).unwrap_or(&[])));
+    let local = header.is_some_and(|h| h.command == Command::Local);
+    // Allocated here, not in the parser: the proxy lends one from its worker instead.
+    let mut scratch = vec![0u8; tls::MAX_HELLO_LEN];
+    match first_bytes::hello(rest, pp, local, || full, &mut scratch) {
+        HelloStep::Done(First::Tls { hello, .. }) => {
+            write_hello(&hello, out)?;
+            Ok(Outcome::Valid)
+        }
+        HelloStep::Done(First::Http(head)) => {
+            writeln!(out, "tls=none")?;
+            write_http(&head, out)?;
+            Ok(Outcome::Valid)
+        }
+        HelloStep::Done(First::Other) => {
+            writeln!(out, "tls=none")?;
+            Ok(Outcome::Valid)
+        }
+        HelloStep::NeedMore(part) => {
+            let header_len = header.map_or(0, |h| h.len);
+            let why = match first_bytes::cut_short(header_len, bytes.len()) {
+                CutShort::HealthCheck => CloseReason::HealthCheck,
+                CutShort::Early => CloseReason::ClientClosedEarly,
+            };
+            hello_cut_short(part, rest.len(), why, out)
+        }
+        HelloStep::Refused(r) => refused_hello(r, rest, policy, out),
     }
-    match version {
-        Version::V1 => writeln!(out, "proxy=v1")?,
+}
+
+/// `proxy=` (and a v2 header's fixed part) of a header that did not parse.
+fn write_broken_header(bytes: &[u8], out: &mut impl fmt::Write) -> fmt::Result {
+    match broken_version(bytes) {
+        Version::V1 => writeln!(out, "proxy=v1"),
         Version::V2 => {
             writeln!(out, "proxy=v2")?;
-            write_v2_fixed(bytes, out)?;
+            write_v2_fixed(bytes, out)
         }
     }
-    match parsed {
-        Parsed::Invalid(e) => writeln!(out, "error=proxy: {e}")?,
-        Parsed::NeedMore => write_proxy_truncated(version, bytes, out)?,
-        Parsed::Complete(..) => {}
+}
+
+/// Which version a header that did not parse was going to be.
+fn broken_version(bytes: &[u8]) -> Version {
+    match proxy::detect(bytes) {
+        Detected::V1 => Version::V1,
+        Detected::NeedMore if v1::SIGNATURE.starts_with(bytes) => Version::V1,
+        Detected::NeedMore | Detected::V2 | Detected::NoHeader => Version::V2,
     }
-    Ok(None)
+}
+
+/// The PROXY header stage refused the frame.
+fn refused_header(
+    r: Refusal,
+    bytes: &[u8],
+    policy: Policy,
+    out: &mut impl fmt::Write,
+) -> Result<Outcome, fmt::Error> {
+    let error = match r {
+        Refusal::MissingProxyHeader => {
+            writeln!(out, "proxy=none")?;
+            "proxy: no PROXY header, and the policy requires one (--proxy-protocol=required)"
+                .to_string()
+        }
+        Refusal::BadAuthority => {
+            if let Parsed::Complete(h, _) = proxy::parse(bytes) {
+                write_header(&h, out)?;
+            }
+            "proxy: the AUTHORITY TLV is not a host name".to_string()
+        }
+        Refusal::InvalidProxy(e) => {
+            write_broken_header(bytes, out)?;
+            format!("proxy: {e}")
+        }
+        Refusal::TooLong { .. } => {
+            write_broken_header(bytes, out)?;
+            format!(
+                "proxy: the first {} bytes fill the session's buffer (--buffer-size={}) before the PROXY header is complete",
+                bytes.len(),
+                policy.buffer_size
+            )
+        }
+        other => {
+            writeln!(out, "proxy=none")?;
+            format!("proxy: refused ({})", other.counted_as().1)
+        }
+    };
+    writeln!(out, "reason={}", r.close_reason().as_str())?;
+    writeln!(out, "error={error}")?;
+    Ok(Outcome::Invalid)
+}
+
+/// The frame ends before the bytes after the header were complete (`have` of them).
+fn hello_cut_short(
+    part: Part,
+    have: usize,
+    why: CloseReason,
+    out: &mut impl fmt::Write,
+) -> Result<Outcome, fmt::Error> {
+    let error = match part {
+        Part::Nothing => {
+            writeln!(out, "tls=none")?;
+            writeln!(out, "reason={}", why.as_str())?;
+            return Ok(Outcome::Valid);
+        }
+        Part::Tls => {
+            writeln!(out, "tls=incomplete")?;
+            format!(
+                "tls: truncated ClientHello: the frame ends after {have} bytes of TLS records, before the handshake message is complete"
+            )
+        }
+        Part::Http => {
+            writeln!(out, "tls=none")?;
+            writeln!(out, "http=incomplete")?;
+            format!(
+                "http: truncated request head: the frame ends after {have} bytes, before the blank line"
+            )
+        }
+        Part::Proxy => {
+            writeln!(out, "tls=none")?;
+            format!(
+                "proxy: truncated: the frame ends after {have} bytes that begin like a second PROXY header"
+            )
+        }
+    };
+    writeln!(out, "reason={}", why.as_str())?;
+    writeln!(out, "error={error}")?;
+    Ok(Outcome::Invalid)
+}
+
+/// The stage after the header refused the bytes (`rest`).
+fn refused_hello(
+    r: Refusal,
+    rest: &[u8],
+    policy: Policy,
+    out: &mut impl fmt::Write,
+) -> Result<Outcome, fmt::Error> {
+    let error = match r {
+        Refusal::InvalidTls(e) => {
+            writeln!(out, "tls=invalid")?;
+            format!("tls: {e}")
+        }
+        Refusal::InvalidHttp(e) => {
+            writeln!(out, "tls=none")?;
+            writeln!(out, "http=invalid")?;
+            format!("http: {e}")
+        }
+        Refusal::HeaderInStream => {
+            writeln!(out, "tls=none")?;
+            "proxy: a PROXY header inside the stream, where the ClientHello should be".to_string()
+        }
+        Refusal::LocalThenGarbage => {
+            writeln!(out, "tls=none")?;
+            "proxy: a LOCAL header followed by bytes that are neither TLS nor HTTP".to_string()
+        }
+        Refusal::TooLong { .. } => {
+            let tls = rest.first().is_some_and(|&b| tls::could_be_tls(b));
+            writeln!(out, "tls={}", if tls { "incomplete" } else { "none" })?;
+            format!(
+                "first bytes: {} bytes fill the session's buffer (--buffer-size={}) before the ClientHello or request head is complete",
+                rest.len(),
+                policy.buffer_size
+            )
+        }
+        other => {
+            writeln!(out, "tls=none")?;
+            format!("refused ({})", other.counted_as().1)
+        }
+    };
+    writeln!(out, "reason={}", r.close_reason().as_str())?;
+    writeln!(out, "error={error}")?;
+    Ok(Outcome::Invalid)
+}
+
+fn write_http(h: &RequestHead<'_>, out: &mut impl fmt::Write) -> fmt::Result {
+    writeln!(out, "http=request")?;
+    writeln!(out, "http.method={}", Escaped(h.method))?;
+    writeln!(out, "http.target={}", Escaped(h.target))?;
+    writeln!(out, "http.version=HTTP/1.{}", h.version_minor)?;
+    if let Some(host) = h.host {
+        writeln!(out, "http.host={}", Escaped(host))?;
+    }
+    if let Some(port) = h.port {
+        writeln!(out, "http.port={port}")?;
+    }
+    Ok(())
 }
 
 /// The command and family of a v2 header that did not parse, from its fixed part, as far
@@ -259,9 +496,9 @@ fn write_v2_fixed(bytes: &[u8], out: &mut impl fmt::Write) -> fmt::Result {
 }
 
 /// `error=proxy: truncated ...` for a frame that ends inside the header.
-fn write_proxy_truncated(version: Version, bytes: &[u8], out: &mut impl fmt::Write) -> fmt::Result {
+fn write_proxy_truncated(bytes: &[u8], out: &mut impl fmt::Write) -> fmt::Result {
     let have = bytes.len();
-    match version {
+    match broken_version(bytes) {
         Version::V1 => writeln!(
             out,
             "error=proxy: truncated PROXY v1 header: the frame ends after {have} bytes, before the CRLF"
@@ -283,15 +520,38 @@ fn write_proxy_truncated(version: Version, bytes: &[u8], out: &mut impl fmt::Wri
 }
 
 fn write_header(h: &ProxyHeader<'_>, out: &mut impl fmt::Write) -> fmt::Result {
+    header_facts(h, |key, value| writeln!(out, "{key}={value}"))
+}
+
+/// A PROXY header's facts as one line of `key=value` pairs, in `inspect`'s words and order:
+/// how the session's debug line decodes the header it dumps.
+pub struct HeaderSummary<'a, 'h>(pub &'a ProxyHeader<'h>);
+
+impl fmt::Display for HeaderSummary<'_, '_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        header_facts(self.0, |key, value| {
+            let sep = if first { "" } else { " " };
+            first = false;
+            write!(f, "{sep}{key}={value}")
+        })
+    }
+}
+
+/// Each fact of a parsed header, as (key, value), in the order `inspect` prints them.
+fn header_facts(
+    h: &ProxyHeader<'_>,
+    mut each: impl FnMut(&str, &dyn fmt::Display) -> fmt::Result,
+) -> fmt::Result {
     match h.version {
-        Version::V1 => writeln!(out, "proxy=v1")?,
+        Version::V1 => each("proxy", &"v1")?,
         Version::V2 => {
-            writeln!(out, "proxy=v2")?;
+            each("proxy", &"v2")?;
             let command = match h.command {
                 Command::Proxy => "PROXY",
                 Command::Local => "LOCAL",
             };
-            writeln!(out, "proxy.command={command}")?;
+            each("proxy.command", &command)?;
         }
     }
     let family = match h.family {
@@ -300,47 +560,47 @@ fn write_header(h: &ProxyHeader<'_>, out: &mut impl fmt::Write) -> fmt::Result {
         Family::Unix => "unix",
         Family::Unspec => "unspec",
     };
-    writeln!(out, "proxy.family={family}")?;
+    each("proxy.family", &family)?;
     match h.addrs {
         Addresses::None => {}
         Addresses::Inet { src, dst } => {
-            writeln!(out, "proxy.src={src}")?;
-            writeln!(out, "proxy.dst={dst}")?;
+            each("proxy.src", &src)?;
+            each("proxy.dst", &dst)?;
         }
         Addresses::Unix { src, dst } => {
-            writeln!(out, "proxy.src={}", Escaped(src))?;
-            writeln!(out, "proxy.dst={}", Escaped(dst))?;
+            each("proxy.src", &Escaped(src))?;
+            each("proxy.dst", &Escaped(dst))?;
         }
     }
     let tlvs = &h.tlvs;
     if let Some(v) = tlvs.alpn() {
-        writeln!(out, "proxy.tlv.alpn={}", Escaped(v))?;
+        each("proxy.tlv.alpn", &Escaped(v))?;
     }
     if let Some(v) = tlvs.authority() {
-        writeln!(out, "proxy.tlv.authority={}", Escaped(v))?;
+        each("proxy.tlv.authority", &Escaped(v))?;
     }
     // The parser never completes a header whose checksum does not match.
     if h.crc32c.is_some() {
-        writeln!(out, "proxy.tlv.crc32c=ok")?;
+        each("proxy.tlv.crc32c", &"ok")?;
     }
     if let Some(v) = tlvs.unique_id() {
-        writeln!(out, "proxy.tlv.unique_id={}", Hex(v))?;
+        each("proxy.tlv.unique_id", &Hex(v))?;
     }
     if let Some(ssl) = tlvs.ssl() {
         let sub = |want: fn(SslSub<'_>) -> Option<&[u8]>| ssl.subs().find_map(want);
         let fields: [(&str, Option<&[u8]>); 5] = [
-            ("version", ssl.version()),
-            ("cn", ssl.cn()),
-            ("cipher", ssl.cipher()),
+            ("proxy.tlv.ssl.version", ssl.version()),
+            ("proxy.tlv.ssl.cn", ssl.cn()),
+            ("proxy.tlv.ssl.cipher", ssl.cipher()),
             (
-                "sig_alg",
+                "proxy.tlv.ssl.sig_alg",
                 sub(|s| match s {
                     SslSub::SigAlg(v) => Some(v),
                     _ => None,
                 }),
             ),
             (
-                "key_alg",
+                "proxy.tlv.ssl.key_alg",
                 sub(|s| match s {
                     SslSub::KeyAlg(v) => Some(v),
                     _ => None,
@@ -349,54 +609,19 @@ fn write_header(h: &ProxyHeader<'_>, out: &mut impl fmt::Write) -> fmt::Result {
         ];
         for (key, value) in fields {
             if let Some(v) = value {
-                writeln!(out, "proxy.tlv.ssl.{key}={}", Escaped(v))?;
+                each(key, &Escaped(v))?;
             }
         }
     }
     if let Some(v) = tlvs.netns() {
-        writeln!(out, "proxy.tlv.netns={}", Escaped(v))?;
+        each("proxy.tlv.netns", &Escaped(v))?;
     }
     for t in tlvs.iter() {
         if let Tlv::Unknown(kind, v) = t {
-            writeln!(out, "proxy.tlv.0x{kind:02x}={}", Hex(v))?;
+            each(&format!("proxy.tlv.0x{kind:02x}"), &Hex(v))?;
         }
     }
-    writeln!(out, "proxy.length={}", h.len)
-}
-
-/// The TLS part: whatever follows the header (or the whole frame).
-fn inspect_tls(rest: &[u8], out: &mut impl fmt::Write) -> Result<Outcome, fmt::Error> {
-    if rest.is_empty() {
-        writeln!(out, "tls=none")?;
-        return Ok(Outcome::Valid);
-    }
-    // Allocated here, not in the parser: the proxy lends one from its worker instead.
-    let mut scratch = vec![0u8; tls::MAX_HELLO_LEN];
-    match tls::parse_client_hello(rest, &mut scratch) {
-        Parsed::Complete(hello, _) => {
-            write_hello(&hello, out)?;
-            Ok(Outcome::Valid)
-        }
-        // As in the proxy: bytes that cannot start a handshake record pass as they are.
-        Parsed::Invalid(TlsError::NotTls) => {
-            writeln!(out, "tls=none")?;
-            Ok(Outcome::Valid)
-        }
-        Parsed::Invalid(e) => {
-            writeln!(out, "tls=invalid")?;
-            writeln!(out, "error=tls: {e}")?;
-            Ok(Outcome::Invalid)
-        }
-        Parsed::NeedMore => {
-            writeln!(out, "tls=incomplete")?;
-            writeln!(
-                out,
-                "error=tls: truncated ClientHello: the frame ends after {} bytes of TLS records, before the handshake message is complete",
-                rest.len()
-            )?;
-            Ok(Outcome::Invalid)
-        }
-    }
+    each("proxy.length", &h.len)
 }
 
 fn write_hello(h: &ClientHello<'_>, out: &mut impl fmt::Write) -> fmt::Result {
@@ -419,6 +644,7 @@ fn write_hello(h: &ClientHello<'_>, out: &mut impl fmt::Write) -> fmt::Result {
 mod tests {
     use super::*;
     use crate::wire::proxy::v2 as proxy_v2;
+    use crate::wire::tls::TlsError;
 
     fn facts(bytes: &[u8]) -> (String, Outcome) {
         let mut out = String::new();
@@ -468,7 +694,10 @@ mod tests {
     #[test]
     fn empty_frame_has_no_parts() {
         let (out, outcome) = facts(b"");
-        assert_eq!(lines(&out), ["proxy=none", "tls=none"]);
+        assert_eq!(
+            lines(&out),
+            ["proxy=none", "tls=none", "reason=client_closed_early"]
+        );
         assert_eq!(outcome, Outcome::Valid);
     }
 
@@ -497,6 +726,7 @@ mod tests {
                 "proxy.tlv.0xe0=abcd",
                 "proxy.length=243",
                 "tls=none",
+                "reason=health_check",
             ]
         );
         assert_eq!(outcome, Outcome::Valid);
@@ -511,7 +741,10 @@ mod tests {
         ]));
         let (out, outcome) = facts(&buf);
         // A NUL in the host name: not a DNS name, so the whole hello is refused.
-        assert!(out.contains("tls=invalid\nerror=tls: "), "{out}");
+        assert!(
+            out.contains("tls=invalid\nreason=invalid_tls\nerror=tls: "),
+            "{out}"
+        );
         assert_eq!(outcome, Outcome::Invalid);
 
         let mut buf = b"PROXY TCP6 2001:db8::1 ::1 56324 443\r\n".to_vec();
@@ -548,7 +781,7 @@ mod tests {
             let (out, outcome) = facts(&full[..n]);
             assert_eq!(outcome, Outcome::Invalid, "{n}");
             assert!(
-                out.starts_with("proxy=v1\nerror=proxy: truncated"),
+                out.starts_with("proxy=v1\nreason=client_closed_early\nerror=proxy: truncated"),
                 "{n}: {out}"
             );
         }
@@ -558,9 +791,9 @@ mod tests {
             let (out, outcome) = facts(&full[..n]);
             assert_eq!(outcome, Outcome::Invalid, "{n}");
             let want = match n {
-                0..=12 => "proxy=v2\nerror=proxy: truncated",
-                13 => "proxy=v2\nproxy.command=PROXY\nerror=proxy: truncated",
-                _ => "proxy=v2\nproxy.command=PROXY\nproxy.family=inet\nerror=proxy: truncated",
+                0..=12 => "proxy=v2\nreason=client_closed_early\nerror=proxy: truncated",
+                13 => "proxy=v2\nproxy.command=PROXY\nreason=client_closed_early\nerror=proxy: truncated",
+                _ => "proxy=v2\nproxy.command=PROXY\nproxy.family=inet\nreason=client_closed_early\nerror=proxy: truncated",
             };
             assert!(out.starts_with(want), "{n}: {out}");
             assert_eq!(out.lines().count(), want.lines().count(), "{n}: {out}");
@@ -582,6 +815,7 @@ mod tests {
             [
                 "proxy=v2",
                 "proxy.command=PROXY",
+                "reason=invalid_proxy",
                 &format!("error=proxy: {}", proxy::ProxyError::V2BadFamily),
             ]
         );
@@ -591,20 +825,167 @@ mod tests {
         let (out, outcome) = facts(&buf);
         assert_eq!(outcome, Outcome::Invalid);
         assert!(out.ends_with(&format!(
-            "proxy.length=16\ntls=invalid\nerror=tls: {}\n",
+            "proxy.length=16\ntls=invalid\nreason=invalid_tls\nerror=tls: {}\n",
             TlsError::NotClientHello
         )));
-        // No header, not TLS: nothing wrong.
-        let (out, outcome) = facts(b"GET / HTTP/1.1\r\n\r\n");
+        // No header, not TLS: a request head, decoded.
+        let (out, outcome) = facts(b"GET /x HTTP/1.1\r\nHost: plain.test:8080\r\n\r\n");
         assert_eq!(
             (lines(&out), outcome),
-            (vec!["proxy=none", "tls=none"], Outcome::Valid)
+            (
+                vec![
+                    "proxy=none",
+                    "tls=none",
+                    "http=request",
+                    "http.method=GET",
+                    "http.target=/x",
+                    "http.version=HTTP/1.1",
+                    "http.host=plain.test",
+                    "http.port=8080"
+                ],
+                Outcome::Valid
+            )
+        );
+        // HTTP/1.1 without Host: the proxy refuses it, so does inspect.
+        let (out, outcome) = facts(b"GET / HTTP/1.1\r\n\r\n");
+        assert_eq!(outcome, Outcome::Invalid);
+        assert_eq!(
+            lines(&out),
+            [
+                "proxy=none",
+                "tls=none",
+                "http=invalid",
+                "reason=invalid_http",
+                &format!("error=http: {}", crate::wire::http::HttpError::MissingHost),
+            ]
         );
         // A ClientHello cut short.
         let h = hello(&[]);
         let (out, outcome) = facts(&h[..h.len() - 1]);
         assert_eq!(outcome, Outcome::Invalid);
-        assert!(out.starts_with("proxy=none\ntls=incomplete\nerror=tls: truncated ClientHello"));
+        assert!(out.starts_with(
+            "proxy=none\ntls=incomplete\nreason=client_closed_early\nerror=tls: truncated ClientHello"
+        ));
+    }
+
+    /// Every refusal the session can reach on the bytes alone, and how inspect words it:
+    /// the verdict is `first_bytes`', the same function the handshake calls.
+    #[test]
+    fn the_proxy_refusals_are_inspect_verdicts() {
+        let hello = hello(&[(0x0000, b"\x00\x09\x00\x00\x06a.test")]);
+        let v1 = b"PROXY TCP4 192.0.2.1 198.51.100.7 1234 443\r\n".to_vec();
+        let local = v2(0x20, 0x00, &[]);
+        let authority = {
+            let mut body = vec![192, 0, 2, 1, 198, 51, 100, 7, 0x04, 0xd2, 0x01, 0xbb];
+            body.extend_from_slice(&[0x02, 0x00, 0x04, b'a', b' ', b'b', b'c']); // AUTHORITY "a bc"
+            v2(0x21, 0x11, &body)
+        };
+        let required = Policy {
+            proxy_protocol: ProxyPolicy::Required,
+            ..Policy::default()
+        };
+        let small = Policy {
+            buffer_size: 2048,
+            ..Policy::default()
+        };
+        let cases: Vec<(&str, Vec<u8>, Policy, &str, &str)> = vec![
+            (
+                "in stream",
+                [&v1[..], &v1[..], &hello[..]].concat(),
+                Policy::default(),
+                "invalid_proxy",
+                "error=proxy: a PROXY header inside the stream",
+            ),
+            (
+                "local then garbage",
+                [&local[..], b"\x00\x01junk"].concat(),
+                Policy::default(),
+                "invalid_proxy",
+                "error=proxy: a LOCAL header followed by",
+            ),
+            (
+                "bad authority",
+                [&authority[..], &hello[..]].concat(),
+                Policy::default(),
+                "invalid_authority",
+                "error=proxy: the AUTHORITY TLV is not a host name",
+            ),
+            (
+                "missing",
+                hello.clone(),
+                required,
+                "missing_proxy_header",
+                "error=proxy: no PROXY header",
+            ),
+            (
+                "too long",
+                [
+                    &v1[..],
+                    &b"GET / HTTP/1.1\r\nX-Long: "[..],
+                    &[b'a'; 2100][..],
+                ]
+                .concat(),
+                small,
+                "invalid_tls",
+                "error=first bytes: ",
+            ),
+            (
+                "broken v1 signature",
+                [&b"PROXYjunk"[..], &hello[..]].concat(),
+                Policy::default(),
+                "invalid_proxy",
+                "error=proxy: the bytes start with",
+            ),
+            (
+                "truncated request head",
+                b"GET / HTTP/1.1\r\nHost: a.te".to_vec(),
+                Policy::default(),
+                "client_closed_early",
+                "error=http: truncated request head",
+            ),
+            (
+                "header then half a signature",
+                [&v1[..], b"PRO"].concat(),
+                Policy::default(),
+                "client_closed_early",
+                "error=proxy: truncated",
+            ),
+        ];
+        for (name, bytes, policy, reason, error) in cases {
+            let mut out = String::new();
+            let outcome = inspect_with(&bytes, policy, &mut out).unwrap();
+            assert_eq!(outcome, Outcome::Invalid, "{name}: {out}");
+            let l = lines(&out);
+            assert_eq!(l[l.len() - 2], format!("reason={reason}"), "{name}: {out}");
+            assert!(l[l.len() - 1].starts_with(error), "{name}: {out}");
+        }
+        // Policy off: a PROXY line is only bytes.
+        let off = Policy {
+            proxy_protocol: ProxyPolicy::Off,
+            ..Policy::default()
+        };
+        let mut out = String::new();
+        let outcome = inspect_with(&[&v1[..], &hello[..]].concat(), off, &mut out).unwrap();
+        assert_eq!(
+            (lines(&out), outcome),
+            (vec!["proxy=none", "tls=none"], Outcome::Valid)
+        );
+    }
+
+    #[test]
+    fn the_header_summary_is_inspects_facts_on_one_line() {
+        let buf = v2(
+            0x21,
+            0x11,
+            &[192, 0, 2, 1, 198, 51, 100, 7, 0x04, 0xd2, 0x01, 0xbb],
+        );
+        let Parsed::Complete(h, _) = proxy::parse(&buf) else {
+            panic!()
+        };
+        assert_eq!(
+            HeaderSummary(&h).to_string(),
+            "proxy=v2 proxy.command=PROXY proxy.family=inet proxy.src=192.0.2.1:1234 proxy.dst=198.51.100.7:443 proxy.length=28"
+        );
     }
 
     #[test]

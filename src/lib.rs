@@ -15,12 +15,16 @@
 //!   * `wire::tls` — the ClientHello; `wire::http` — request heads, CONNECT request and reply.
 //!   * `wire::name` — the host-name rule; `wire::crc32c`; `wire::reader` / `wire::writer` —
 //!     bounded cursors.
+//! * `first_bytes` — what a connection's first bytes come to (header, hello, refusal, a
+//!   health check): the one decision the session's handshake and `sluice inspect` share.
 //! * `worker` — one process's event loop: listener, sessions, timers, admin connections.
 //!   * `worker::session` — one proxied connection: phases that carry their data (LIFECYCLE.md).
 //!     * `worker::session::handshake` — reads and parses the client's first bytes.
 //!     * `worker::session::core` — what every phase shares; learns, decides, builds the preamble.
 //!     * `worker::session::connect` — opens the upstream leg (and awaits a CONNECT reply).
-//!     * `worker::session::decide` — the pure decisions: routed name, refusals, alerts.
+//!     * `worker::session::decide` — the pure decisions: routed name, denials, alerts.
+//!     * `worker::session::refusing` — a refused session: alert out, FIN, drop until the
+//!       client's FIN (bounded).
 //!     * `worker::session::facts` — what the first bytes said, as values.
 //!     * `worker::session::preamble` — what sluice writes first upstream (PROXY v2, CONNECT).
 //!     * `worker::session::ctx` — what the loop lends a session and what it asks back.
@@ -48,7 +52,8 @@
 //! * `sys` — every FFI call (`libc`) behind a safe function, the crate's only `unsafe`:
 //!   `sys::fd` (pipes, descriptor flags, adoption, umask), `sys::process` (spawning with
 //!   inherited descriptors, kill), `sys::rlimit` (resource limits), `sys::cpu` (pinning),
-//!   `sys::signals` (the signal self-pipe), `sys::splice` (Linux splice(2)).
+//!   `sys::signals` (the signal self-pipe), `sys::splice` (Linux splice(2)), `sys::random`
+//!   (kernel random bytes, read once at start).
 //! * `net` — socket set-up and the one place I/O results are interpreted.
 //! * `preflight` — what the keys name (capture directory, control socket, metrics address,
 //!   pid file) checked before anything binds; the rule that only a stale socket is replaced.
@@ -65,6 +70,7 @@ pub mod admin;
 pub mod cidr;
 pub mod cli;
 pub mod config;
+pub mod first_bytes;
 pub mod handoff;
 pub mod hexdump;
 pub mod inspect;

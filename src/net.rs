@@ -51,6 +51,12 @@ pub fn write(stream: &mut TcpStream, buf: &[u8]) -> Io {
     classify(stream.write(buf))
 }
 
+/// Shuts the write side: a FIN follows what was written. A failure (the peer is gone)
+/// changes nothing the caller could act on.
+pub fn shutdown_write(stream: &TcpStream) {
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+}
+
 /// A non-blocking listener on `addr` with address and port reuse, so that one process per
 /// core can each hold its own listener on the same port.
 pub fn listen(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {

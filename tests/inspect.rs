@@ -189,6 +189,8 @@ fn expected_proxy(kv: &HashMap<String, String>, lines: &mut Vec<String>) -> bool
 fn expected_tls(kv: &HashMap<String, String>, lines: &mut Vec<String>) -> Option<&'static str> {
     if kv.get("complete").map(String::as_str) == Some("no") {
         lines.push("tls=incomplete".into());
+        // The frame ends there: the proxy closes it as the client going away early.
+        lines.push("reason=client_closed_early".into());
         return Some("error=tls: truncated ClientHello");
     }
     lines.push("tls=clienthello".into());
@@ -248,18 +250,36 @@ fn manifest() -> HashMap<String, Expected> {
         let mut lines = Vec::new();
         let mut error = None;
         if !expected_proxy(&proxy_kv, &mut lines) {
-            // Cut short (INCOMPLETE: the proxy waits, then refuses at EOF) or invalid;
+            // Cut short (INCOMPLETE: the proxy waits, then closes at EOF) or invalid;
             // nothing after the header is read.
-            error = Some(if verdict.starts_with("INCOMPLETE") {
-                "error=proxy: truncated"
+            if verdict.starts_with("INCOMPLETE") {
+                lines.push("reason=client_closed_early".into());
+                error = Some("error=proxy: truncated");
             } else {
-                "error=proxy: "
-            });
+                lines.push("reason=invalid_proxy".into());
+                error = Some("error=proxy: ");
+            }
         } else {
             match rest {
                 Some(("tls", t)) => error = expected_tls(&kv(t), &mut lines),
-                // No bytes after the header, or bytes that are not TLS.
-                Some(_) => lines.push("tls=none".into()),
+                // No bytes after the header: a load balancer's health check.
+                Some(("payload", t)) if t.starts_with("none") => {
+                    lines.push("tls=none".into());
+                    lines.push("reason=health_check".into());
+                }
+                // Bytes that are not TLS: a plain HTTP request head, decoded.
+                Some((_, t)) => {
+                    lines.push("tls=none".into());
+                    if let Some((_, head)) = t.split_once("; http: ") {
+                        let head = kv(head);
+                        lines.push("http=request".into());
+                        for key in ["method", "target", "version", "host", "port"] {
+                            if let Some(v) = head.get(key) {
+                                lines.push(format!("http.{key}={v}"));
+                            }
+                        }
+                    }
+                }
                 None => panic!("{name}: neither tls: nor payload= nor PARSE_ERROR"),
             }
         }

@@ -180,7 +180,7 @@ fn proxy_v2_mode_against_haproxy_accept_proxy() {
         "global\n    log stdout format raw local0\n\
          defaults\n    mode tcp\n    log global\n    timeout connect 5s\n    timeout client 10s\n    timeout server 10s\n\
          frontend fe\n    bind 127.0.0.1:{port} accept-proxy\n\
-         \x20   log-format \"pp client=%ci:%cp authority=%[fc_pp_authority] uid=%[fc_pp_unique_id]\"\n\
+         \x20   log-format \"pp client=%ci:%cp authority=%[fc_pp_authority] uid=%[fc_pp_unique_id,hex]\"\n\
          \x20   default_backend be\n\
          backend be\n    server s1 {backend}\n"
     );
@@ -221,7 +221,8 @@ fn proxy_v2_mode_against_haproxy_accept_proxy() {
     assert_eq!(read_exact(&mut c, 12), b"from-backend");
     drop(c);
     let line = sluice.wait_for_log("reason=", Duration::from_secs(10));
-    let sid = fields(&line)["sid"].clone();
+    let unique_id = fields(&line)["unique_id"].to_ascii_uppercase();
+    assert_eq!(unique_id.len(), 32, "16 bytes: {line}");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let logged = loop {
         let o = out.lock().unwrap().clone();
@@ -235,10 +236,11 @@ fn proxy_v2_mode_against_haproxy_accept_proxy() {
         );
         thread::sleep(Duration::from_millis(50));
     };
-    // haproxy saw the client address from sluice's header, the SNI as AUTHORITY, the sid as UNIQUE_ID.
+    // haproxy saw the client address from sluice's header, the SNI as AUTHORITY, and the
+    // UNIQUE_ID the close line names.
     assert!(logged.contains("client=203.0.113.9:40000"), "{logged}");
     assert!(logged.contains("authority=example.test"), "{logged}");
-    assert!(logged.contains(&format!("uid={sid}")), "{logged}");
+    assert!(logged.contains(&format!("uid={unique_id}")), "{logged}");
 }
 
 #[test]
@@ -296,8 +298,8 @@ fn proxy_v2_mode_passes_the_chosen_tlvs_and_a_crc32c_byte_exact() {
     assert_eq!(h.tlvs.authority(), Some(&b"example.test"[..]));
     assert_eq!(
         h.tlvs.alpn(),
-        Some(&b"h2"[..]),
-        "the first ALPN the client offered"
+        None,
+        "no ALPN TLV received: none sent (what the client offered is not what it uses)"
     );
     assert_eq!(h.tlvs.get(0xea), Some(&aws[..]));
     assert_eq!(h.tlvs.get(0xeb), None, "only the route's TLVs pass");
@@ -309,7 +311,9 @@ fn proxy_v2_mode_passes_the_chosen_tlvs_and_a_crc32c_byte_exact() {
     drop(c);
     let line = sluice.wait_for_log("reason=", Duration::from_secs(10));
     assert!(line.contains("reason=done"), "{line}");
-    assert_eq!(h.tlvs.unique_id(), Some(fields(&line)["sid"].as_bytes()));
+    let uid = h.tlvs.unique_id().expect("a UNIQUE_ID");
+    let hex: String = uid.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(hex, fields(&line)["unique_id"], "the close line names it");
 }
 
 #[test]

@@ -16,7 +16,9 @@
 //! option    := "upstream=" host:port ("," host:port)*   tried in order on connect failure
 //!            | "mode=" ("direct" | "proxy-v2" | "connect")
 //!            | "connect_timeout_ms=" n | "idle_timeout_ms=" n
-//!            | "tlvs=" 0xNN ("," 0xNN)*             received PROXY v2 TLVs passed on (proxy-v2)
+//!            | "tlvs=" 0xNN ("," 0xNN)*             received PROXY v2 TLVs passed on (proxy-v2);
+//!                                                  not 0x01-0x03, 0x05: sluice writes those
+//!            | "alpn_tlv=" ("received" | "offered" | "none")   the ALPN TLV sent (proxy-v2)
 //!            | "crc32c=" ("yes" | "no")             add a CRC32C TLV (proxy-v2)
 //!            | "connect_port=" n                    CONNECT port when the PROXY header has none
 //!            | "alert=" ("unrecognized_name" | "access_denied" | "none")   for deny
@@ -61,6 +63,28 @@ impl Mode {
     }
 }
 
+/// What a proxy-v2 route sends as its ALPN TLV. The spec's ALPN TLV is the protocol in use,
+/// which sluice (never terminating TLS) knows only when its own load balancer said it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlpnTlv {
+    /// A received ALPN TLV, passed on; otherwise none (the default).
+    Received,
+    /// A received ALPN TLV; otherwise the list the client offered in its ClientHello, in its
+    /// TLS wire form (each protocol name after its length byte), not a protocol in use.
+    Offered,
+    /// Never an ALPN TLV.
+    None,
+}
+
+/// TLV types sluice writes itself in a proxy-v2 header (ALPN, AUTHORITY, CRC32C, UNIQUE_ID):
+/// passing a received one on as well would send it twice.
+pub const TLVS_WRITTEN: [(u8, &str); 4] = [
+    (0x01, "ALPN"),
+    (0x02, "AUTHORITY"),
+    (0x03, "CRC32C"),
+    (0x05, "UNIQUE_ID"),
+];
+
 /// The TLS alert a denied TLS session receives before the close.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Alert {
@@ -68,6 +92,9 @@ pub enum Alert {
     UnrecognizedName,
     /// access_denied (49): this client may not pass.
     AccessDenied,
+    /// handshake_failure (40): an option the client asked for cannot be had (sent when
+    /// ENVOY_ECH=refuse refuses a hello carrying ECH; not a route's `alert=`).
+    HandshakeFailure,
     /// No alert, just the close.
     None,
 }
@@ -78,6 +105,7 @@ impl Alert {
         match self {
             Alert::UnrecognizedName => Some(112),
             Alert::AccessDenied => Some(49),
+            Alert::HandshakeFailure => Some(40),
             Alert::None => None,
         }
     }
@@ -208,6 +236,8 @@ pub struct Route {
     pub pass_tlvs: Vec<u8>,
     /// Add a CRC32C TLV in proxy-v2 mode.
     pub crc32c: bool,
+    /// The ALPN TLV in proxy-v2 mode.
+    pub alpn_tlv: AlpnTlv,
     /// CONNECT port when the PROXY header gave no destination.
     pub connect_port: Option<u16>,
 }
@@ -230,6 +260,7 @@ impl Route {
             idle_timeout_ms: None,
             pass_tlvs: Vec::new(),
             crc32c: false,
+            alpn_tlv: AlpnTlv::Received,
             connect_port: None,
         }
     }
@@ -401,9 +432,23 @@ fn parse_route(
                         .strip_prefix("0x")
                         .or_else(|| t.strip_prefix("0X"))
                         .unwrap_or(t);
-                    r.pass_tlvs.push(
-                        u8::from_str_radix(hex, 16).map_err(|_| format!("bad TLV type {t:?}"))?,
-                    );
+                    let kind =
+                        u8::from_str_radix(hex, 16).map_err(|_| format!("bad TLV type {t:?}"))?;
+                    if let Some((_, name)) = TLVS_WRITTEN.iter().find(|(k, _)| *k == kind) {
+                        return Err(format!(
+                            "tlvs={t}: sluice writes the {name} TLV (0x{kind:02x}) itself; \
+                             only other types can be passed on (alpn_tlv= chooses the ALPN one)"
+                        ));
+                    }
+                    r.pass_tlvs.push(kind);
+                }
+            }
+            "alpn_tlv" => {
+                r.alpn_tlv = match value {
+                    "received" => AlpnTlv::Received,
+                    "offered" => AlpnTlv::Offered,
+                    "none" => AlpnTlv::None,
+                    _ => return Err(format!("bad alpn_tlv {value:?} (received, offered, none)")),
                 }
             }
             "crc32c" => {
@@ -565,6 +610,7 @@ mod tests {
         assert_eq!(routes[1].mode, Mode::ProxyV2);
         assert_eq!(routes[1].pass_tlvs, vec![0xea]);
         assert!(routes[1].crc32c);
+        assert_eq!(routes[1].alpn_tlv, AlpnTlv::Received, "the default");
         assert_eq!(routes[2].addrs.len(), 2);
         assert_eq!(routes[3].mode, Mode::Direct, "the default mode fills in");
     }
@@ -583,6 +629,11 @@ mod tests {
             ("allow sni=late.example", "after allow/deny"),
             ("allow deny", "more than one"),
             ("allow tlvs=0xzz", "bad TLV type"),
+            ("allow tlvs=0xea,0x01", "writes the ALPN TLV (0x01) itself"),
+            ("allow tlvs=0x02", "writes the AUTHORITY TLV (0x02) itself"),
+            ("allow tlvs=0X03", "writes the CRC32C TLV (0x03) itself"),
+            ("allow tlvs=5", "writes the UNIQUE_ID TLV (0x05) itself"),
+            ("allow alpn_tlv=first", "bad alpn_tlv"),
             ("allow colour=blue", "unknown key"),
             ("allow connect_timeout_ms=0", "at least 1"),
         ] {

@@ -5,6 +5,7 @@
 pub mod cpu;
 pub mod fd;
 pub mod process;
+pub mod random;
 pub mod rlimit;
 pub mod signals;
 #[cfg(target_os = "linux")]

@@ -103,6 +103,8 @@ pub struct Worker {
     pub(crate) now_ms: u64,
     next_id: u64,
     id_step: u64,
+    /// The random half of every UNIQUE_ID this process sends (see `preamble::unique_id`).
+    unique_prefix: u64,
     /// Sessions that yielded with work left: (key, id), so a reused key is not confused.
     ready: Vec<(usize, u64)>,
     /// The listener may hold more connections than the last turn accepted.
@@ -120,6 +122,23 @@ pub struct Worker {
     pub(crate) drain_deadline: Option<u64>,
     /// Started by a supervisor, which owns the listener.
     pub(crate) supervised: bool,
+}
+
+/// The random half of this process's UNIQUE_IDs: from the kernel, so that no two workers,
+/// restarts or upgrades share one. Should the kernel refuse, the pid and the clock still
+/// keep processes apart (said at warn).
+fn unique_prefix() -> u64 {
+    let mut b = [0u8; 8];
+    match crate::sys::random::fill(&mut b) {
+        Ok(()) => u64::from_be_bytes(b),
+        Err(e) => {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            warn!("no random bytes for UNIQUE_IDs ({e}); using the pid and the clock");
+            (u64::from(std::process::id()) << 32) ^ nanos
+        }
+    }
 }
 
 impl Worker {
@@ -161,6 +180,7 @@ impl Worker {
             now_ms: 0,
             next_id: role.index as u64 + 1,
             id_step: role.count.max(1) as u64,
+            unique_prefix: unique_prefix(),
             ready: Vec::new(),
             accept_pending: false,
             accept_paused_until: 0,
@@ -335,6 +355,7 @@ impl Worker {
                 now_ms: self.now_ms,
                 traces: &self.traces,
                 capture: self.capture.as_mut(),
+                unique_prefix: self.unique_prefix,
             },
         )
     }

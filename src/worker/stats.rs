@@ -23,6 +23,9 @@ pub enum CloseReason {
     IdleTimeout,
     /// The client closed before its PROXY header / ClientHello was complete.
     ClientClosedEarly,
+    /// A load balancer's health check: a PROXY header (LOCAL or PROXY) from a trusted
+    /// source, then a close or reset before any payload. Logged at debug, never captured.
+    HealthCheck,
     /// A PROXY header from an address not in ENVOY_TRUSTED_PROXIES.
     UntrustedProxy,
     /// ENVOY_PROXY_PROTOCOL=required and the connection had no header.
@@ -45,6 +48,9 @@ pub enum CloseReason {
     InvalidHttp,
     /// A PROXY v2 AUTHORITY that is not a valid host name.
     InvalidAuthority,
+    /// The route's preamble (PROXY v2 header, CONNECT request) could not be written: e.g.
+    /// CONNECT mode for a session without a name. Nothing was wrong with the client's bytes.
+    PreambleFailed,
     /// The CONNECT proxy answered something other than 2xx.
     ConnectRejected,
     /// The CONNECT proxy's reply was malformed or too long.
@@ -57,7 +63,7 @@ pub enum CloseReason {
 
 impl CloseReason {
     /// Every reason, in label order.
-    pub const ALL: [CloseReason; 23] = [
+    pub const ALL: [CloseReason; 25] = [
         CloseReason::Done,
         CloseReason::ClientReset,
         CloseReason::UpstreamReset,
@@ -66,6 +72,7 @@ impl CloseReason {
         CloseReason::UpstreamRefused,
         CloseReason::IdleTimeout,
         CloseReason::ClientClosedEarly,
+        CloseReason::HealthCheck,
         CloseReason::UntrustedProxy,
         CloseReason::MissingProxyHeader,
         CloseReason::InvalidProxy,
@@ -77,6 +84,7 @@ impl CloseReason {
         CloseReason::EchRefused,
         CloseReason::InvalidHttp,
         CloseReason::InvalidAuthority,
+        CloseReason::PreambleFailed,
         CloseReason::ConnectRejected,
         CloseReason::InvalidConnectReply,
         CloseReason::Killed,
@@ -109,6 +117,7 @@ impl CloseReason {
             CloseReason::UpstreamRefused => "upstream_refused",
             CloseReason::IdleTimeout => "idle_timeout",
             CloseReason::ClientClosedEarly => "client_closed_early",
+            CloseReason::HealthCheck => "health_check",
             CloseReason::UntrustedProxy => "untrusted_proxy",
             CloseReason::MissingProxyHeader => "missing_proxy_header",
             CloseReason::InvalidProxy => "invalid_proxy",
@@ -120,6 +129,7 @@ impl CloseReason {
             CloseReason::EchRefused => "ech_refused",
             CloseReason::InvalidHttp => "invalid_http",
             CloseReason::InvalidAuthority => "invalid_authority",
+            CloseReason::PreambleFailed => "preamble_failed",
             CloseReason::ConnectRejected => "connect_rejected",
             CloseReason::InvalidConnectReply => "invalid_connect_reply",
             CloseReason::Killed => "killed",

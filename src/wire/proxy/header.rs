@@ -93,6 +93,9 @@ impl ProxyHeader<'_> {
 pub enum ProxyError {
     /// Neither signature: not a PROXY header at all.
     NotProxy,
+    /// v1: the bytes start with "PROXY" but not with "PROXY " (the spec reads them as a v1
+    /// header all the same, an invalid one).
+    V1BadSignature,
     /// v1: no CRLF within the first 107 bytes.
     V1TooLong,
     /// v1: a byte that cannot appear in a v1 line (control, NUL, non-ASCII).
@@ -107,6 +110,8 @@ pub enum ProxyError {
     V1BadAddress,
     /// v1: a port that is not decimal 0-65535 without leading zeros.
     V1BadPort,
+    /// v2: the bytes start like the v2 signature (through its NUL byte) and then differ.
+    V2BadSignature,
     /// v2: the version nibble is not 2.
     V2BadVersion,
     /// v2: the command nibble is neither LOCAL (0) nor PROXY (1).
@@ -135,8 +140,9 @@ pub enum ProxyError {
 
 impl ProxyError {
     /// Every variant, for tests and for metric registration.
-    pub const ALL: [ProxyError; 20] = [
+    pub const ALL: [ProxyError; 22] = [
         ProxyError::NotProxy,
+        ProxyError::V1BadSignature,
         ProxyError::V1TooLong,
         ProxyError::V1BadByte,
         ProxyError::V1BadLineEnd,
@@ -144,6 +150,7 @@ impl ProxyError {
         ProxyError::V1BadProtocol,
         ProxyError::V1BadAddress,
         ProxyError::V1BadPort,
+        ProxyError::V2BadSignature,
         ProxyError::V2BadVersion,
         ProxyError::V2BadCommand,
         ProxyError::V2BadFamily,
@@ -162,6 +169,7 @@ impl ProxyError {
     pub fn as_str(&self) -> &'static str {
         match self {
             ProxyError::NotProxy => "not_proxy",
+            ProxyError::V1BadSignature => "v1_bad_signature",
             ProxyError::V1TooLong => "v1_too_long",
             ProxyError::V1BadByte => "v1_bad_byte",
             ProxyError::V1BadLineEnd => "v1_bad_line_end",
@@ -169,6 +177,7 @@ impl ProxyError {
             ProxyError::V1BadProtocol => "v1_bad_protocol",
             ProxyError::V1BadAddress => "v1_bad_address",
             ProxyError::V1BadPort => "v1_bad_port",
+            ProxyError::V2BadSignature => "v2_bad_signature",
             ProxyError::V2BadVersion => "v2_bad_version",
             ProxyError::V2BadCommand => "v2_bad_command",
             ProxyError::V2BadFamily => "v2_bad_family",
@@ -189,6 +198,9 @@ impl fmt::Display for ProxyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             ProxyError::NotProxy => "the connection does not start with a PROXY protocol header",
+            ProxyError::V1BadSignature => {
+                "the bytes start with \"PROXY\" but the PROXY v1 signature needs a space after it"
+            }
             ProxyError::V1TooLong => "the PROXY v1 line has no CRLF within its first 107 bytes",
             ProxyError::V1BadByte => "the PROXY v1 line contains a byte that cannot appear in it",
             ProxyError::V1BadLineEnd => "the PROXY v1 line ends with something other than CRLF",
@@ -198,6 +210,9 @@ impl fmt::Display for ProxyError {
             ProxyError::V1BadProtocol => "the PROXY v1 protocol is not TCP4, TCP6 or UNKNOWN",
             ProxyError::V1BadAddress => "a PROXY v1 address is malformed or of the wrong family",
             ProxyError::V1BadPort => "a PROXY v1 port is not a decimal number from 0 to 65535",
+            ProxyError::V2BadSignature => {
+                "the bytes start like the PROXY v2 signature and then differ from it"
+            }
             ProxyError::V2BadVersion => "the PROXY v2 version nibble is not 2",
             ProxyError::V2BadCommand => "the PROXY v2 command is neither LOCAL nor PROXY",
             ProxyError::V2BadFamily => "the PROXY v2 address family or transport is unknown",

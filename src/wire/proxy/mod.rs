@@ -27,17 +27,18 @@ use super::Parsed;
 /// What the first bytes of a connection say about a PROXY header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Detected {
-    /// The 12-byte v2 signature is present.
+    /// The bytes start like the v2 signature through its NUL byte
+    /// ([`v2::DECISIVE_LEN`]): a v2 header, valid or not (the parser says which).
     V2,
-    /// `"PROXY "` is present.
+    /// The bytes start with `PROXY` ([`v1::DECISIVE`]): a v1 header, valid or not.
     V1,
-    /// The bytes differ from both signatures: whatever this is, it is not a PROXY header.
+    /// The bytes differ from both: whatever this is, it is not a PROXY header.
     NoHeader,
-    /// The bytes so far are a strict prefix of a signature.
+    /// The bytes so far are a strict prefix of what decides (`PROX`, `\r\n\r`, ...).
     NeedMore,
 }
 
-/// Where `buf` stands against one signature.
+/// Where `buf` stands against what decides one version.
 #[derive(PartialEq, Eq)]
 enum Prefix {
     Full,
@@ -45,10 +46,10 @@ enum Prefix {
     Differs,
 }
 
-fn against(buf: &[u8], sig: &[u8]) -> Prefix {
-    if buf.starts_with(sig) {
+fn against(buf: &[u8], decisive: &[u8]) -> Prefix {
+    if buf.starts_with(decisive) {
         Prefix::Full
-    } else if sig.starts_with(buf) {
+    } else if decisive.starts_with(buf) {
         Prefix::Partial
     } else {
         Prefix::Differs
@@ -57,11 +58,14 @@ fn against(buf: &[u8], sig: &[u8]) -> Prefix {
 
 /// Tells from as few bytes as possible whether `buf` starts with a v1 or v2 header.
 ///
-/// `NoHeader` as soon as one byte rules out both signatures (a TLS record's first byte
-/// 0x16 does at once); `NeedMore` only while `buf` is a strict prefix of one of them.
+/// The spec (§2.2) makes a header of whatever begins like one: `PROXY` is version 1
+/// whatever follows, and so is the v2 signature's start through its NUL byte for version 2;
+/// an invalid header then aborts the connection rather than pass as payload. `NoHeader` as
+/// soon as one byte rules both out (a TLS record's first byte 0x16 does at once);
+/// `NeedMore` only while `buf` is a strict prefix of what decides one of them.
 pub fn detect(buf: &[u8]) -> Detected {
-    let v2 = against(buf, &v2::SIGNATURE);
-    let v1 = against(buf, v1::SIGNATURE);
+    let v2 = against(buf, v2::SIGNATURE.get(..v2::DECISIVE_LEN).unwrap_or(&[]));
+    let v1 = against(buf, v1::DECISIVE);
     if v2 == Prefix::Full {
         Detected::V2
     } else if v1 == Prefix::Full {
@@ -117,8 +121,8 @@ mod tests {
     /// alone, without what follows it, parses the same as the whole capture.
     fn assert_prefixes_need_more(name: &str, buf: &[u8], hdr_len: usize, version: Detected) {
         let sig_len = match version {
-            Detected::V2 => v2::SIGNATURE.len(),
-            _ => v1::SIGNATURE.len(),
+            Detected::V2 => v2::DECISIVE_LEN,
+            _ => v1::DECISIVE.len(),
         };
         for n in 0..hdr_len {
             assert_eq!(
@@ -383,20 +387,120 @@ mod tests {
         assert_eq!(detect(b"\x16"), Detected::NoHeader);
         assert_eq!(detect(b"G"), Detected::NoHeader);
         assert_eq!(detect(b"P"), Detected::NeedMore);
-        assert_eq!(detect(b"PROXY"), Detected::NeedMore);
+        assert_eq!(detect(b"PROX"), Detected::NeedMore);
+        assert_eq!(detect(b"PROXY"), Detected::V1);
         assert_eq!(detect(b"PROXY "), Detected::V1);
         assert_eq!(detect(b"PROXY TCP4"), Detected::V1);
         assert_eq!(detect(b"PROXZ"), Detected::NoHeader);
-        assert_eq!(detect(b"PROXY\r"), Detected::NoHeader);
+        // "PROXY" decides: what follows it only makes the header valid or not.
+        assert_eq!(detect(b"PROXY\r"), Detected::V1);
         assert_eq!(detect(b"\r"), Detected::NeedMore);
-        assert_eq!(detect(b"\r\n\r\n\0\r\nQUIT"), Detected::NeedMore);
+        assert_eq!(detect(b"\r\n\r\n"), Detected::NeedMore);
+        assert_eq!(detect(b"\r\n\r\n\0"), Detected::V2);
+        assert_eq!(detect(b"\r\n\r\n\0\r\nQUIT"), Detected::V2);
         assert_eq!(detect(b"\r\n\r\n\0\r\nQUIT\n"), Detected::V2);
         assert_eq!(detect(b"\r\n\r\n\x01"), Detected::NoHeader);
-        assert_eq!(detect(b"\r\n\r\n\0\r\nQUIT\r"), Detected::NoHeader);
+        assert_eq!(detect(b"\r\nGET / HTTP/1.1\r\n"), Detected::NoHeader);
+        assert_eq!(detect(b"\r\n\r\n\0\r\nQUIT\r"), Detected::V2);
         assert_eq!(
             parse(b"\r\n\r\n\x01"),
             Parsed::Invalid(ProxyError::NotProxy)
         );
+        assert_eq!(
+            parse(b"\r\n\r\n\0\r\nQUIT\r"),
+            Parsed::Invalid(ProxyError::V2BadSignature)
+        );
+    }
+
+    /// Frames that begin like a header and then break it (issue 14: each was passed on as
+    /// payload). Each is a header, an invalid one, from the byte that decides it on; every
+    /// shorter prefix waits; and split anywhere, the pieces grown byte by byte come to the
+    /// same answer.
+    #[test]
+    fn a_frame_that_begins_like_a_header_and_breaks_it_is_an_invalid_header() {
+        let v2_sig = &v2::SIGNATURE;
+        let cases: Vec<(Vec<u8>, Detected, ProxyError)> = vec![
+            (
+                b"PROXYjunk TCP4 1.2.3.4 5.6.7.8 1 2\r\n".to_vec(),
+                Detected::V1,
+                ProxyError::V1BadSignature,
+            ),
+            (
+                b"PROXY\tTCP4 1.2.3.4 5.6.7.8 1 2\r\n".to_vec(),
+                Detected::V1,
+                ProxyError::V1BadSignature,
+            ),
+            (
+                b"PROXY-TCP4 1.2.3.4 5.6.7.8 1 2\r\n".to_vec(),
+                Detected::V1,
+                ProxyError::V1BadSignature,
+            ),
+            (
+                b"PROXY\r\n".to_vec(),
+                Detected::V1,
+                ProxyError::V1BadSignature,
+            ),
+            (
+                b"PROXY  TCP4 1.2.3.4 5.6.7.8 1 2\r\n".to_vec(),
+                Detected::V1,
+                ProxyError::V1BadSyntax,
+            ),
+        ];
+        let mut cases = cases;
+        // The v2 signature broken at each byte after the NUL.
+        for at in v2::DECISIVE_LEN..v2_sig.len() {
+            let mut b = v2_sig.to_vec();
+            b[at] ^= 0x20;
+            b.extend_from_slice(&[0x21, 0x11, 0x00, 0x0c]); // what would follow
+            cases.push((b, Detected::V2, ProxyError::V2BadSignature));
+        }
+        for (frame, version, error) in &cases {
+            let decided_at = match version {
+                Detected::V2 => v2::DECISIVE_LEN,
+                _ => v1::DECISIVE.len(),
+            };
+            // Where the parser sees the header can no longer become valid.
+            let invalid_at = (0..=frame.len())
+                .find(|&n| matches!(parse(&frame[..n]), Parsed::Invalid(_)))
+                .unwrap_or_else(|| panic!("{frame:?} never invalid"));
+            for n in 0..=frame.len() {
+                let want = if n < decided_at {
+                    Detected::NeedMore
+                } else {
+                    *version
+                };
+                assert_eq!(detect(&frame[..n]), want, "{frame:?} detect at {n}");
+                if n < invalid_at {
+                    assert_eq!(parse(&frame[..n]), Parsed::NeedMore, "{frame:?} at {n}");
+                } else {
+                    assert_eq!(
+                        parse(&frame[..n]),
+                        Parsed::Invalid(*error),
+                        "{frame:?} at {n}"
+                    );
+                }
+            }
+            // Split at every byte: what the first piece alone says, then the whole.
+            for split in 0..=frame.len() {
+                let first = parse(&frame[..split]);
+                assert!(
+                    first == Parsed::NeedMore || first == Parsed::Invalid(*error),
+                    "{frame:?} split at {split}: {first:?}"
+                );
+                assert_eq!(parse(frame), Parsed::Invalid(*error), "{frame:?}");
+            }
+        }
+        // A stray CRLF before a request, or any text that only shares a first byte, stays
+        // payload.
+        for frame in [
+            &b"\r\nGET / HTTP/1.1\r\n"[..],
+            b"PROXZ",
+            b"\r\n\r\nX",
+            b"POST /",
+        ] {
+            assert_eq!(detect(frame), Detected::NoHeader, "{frame:?}");
+            assert_eq!(parse(frame), Parsed::Invalid(ProxyError::NotProxy));
+        }
     }
 
     #[test]

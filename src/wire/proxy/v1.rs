@@ -16,6 +16,11 @@ use crate::wire::Parsed;
 /// The v1 signature: a line starting with these six bytes.
 pub const SIGNATURE: &[u8; 6] = b"PROXY ";
 
+/// What makes bytes a v1 header, valid or not: the spec (§2.2) reads 8 or more bytes
+/// starting with "PROXY" as version 1, and an invalid header aborts the connection. So
+/// `PROXYjunk` or `PROXY\tTCP4` is a broken header, never payload.
+pub const DECISIVE: &[u8; 5] = b"PROXY";
+
 /// The longest v1 line the spec allows, CRLF included.
 pub const MAX_V1_LEN: usize = 107;
 
@@ -62,9 +67,12 @@ enum Line {
 /// become a valid line; `Invalid` as soon as it cannot (a NUL or TLS byte, a bare LF, a
 /// double space, a malformed complete field) or once 107 bytes hold no CRLF.
 pub fn parse(buf: &[u8]) -> Parsed<ProxyHeader<'_>, ProxyError> {
-    let sig_len = buf.len().min(SIGNATURE.len());
-    if buf.get(..sig_len) != SIGNATURE.get(..sig_len) {
+    let sig_len = buf.len().min(DECISIVE.len());
+    if buf.get(..sig_len) != DECISIVE.get(..sig_len) {
         return Parsed::Invalid(ProxyError::NotProxy);
+    }
+    if buf.get(DECISIVE.len()).is_some_and(|&b| b != SP) {
+        return Parsed::Invalid(ProxyError::V1BadSignature);
     }
     let window = buf.get(..MAX_V1_LEN).unwrap_or(buf);
     for (i, &b) in window.iter().enumerate() {
@@ -577,7 +585,7 @@ mod tests {
             ProxyError::V1BadProtocol
         );
         assert_eq!(invalid(b"PROXY UDP4"), ProxyError::V1BadProtocol);
-        assert_eq!(invalid(b"PROXY\tTCP4"), ProxyError::NotProxy);
+        assert_eq!(invalid(b"PROXY\tTCP4"), ProxyError::V1BadSignature);
         assert_eq!(invalid(b"GET / HTTP/1.1\r\n"), ProxyError::NotProxy);
         assert_eq!(parse(b"PRO"), Parsed::NeedMore);
         assert_eq!(parse(b""), Parsed::NeedMore);

@@ -20,6 +20,12 @@ use crate::wire::Parsed;
 /// The v2 signature: `\r\n\r\n\0\r\nQUIT\n`.
 pub const SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
 
+/// How much of the signature makes bytes a v2 header, valid or not: through its NUL byte,
+/// which no text protocol sends (a stray CRLF before an HTTP request stays payload). Bytes
+/// that begin so and then differ from the signature are a broken header, as the spec
+/// (§2.2) treats a broken v1 line: refused, never passed on.
+pub const DECISIVE_LEN: usize = 5;
+
 /// The largest length field (bytes after the 16-byte fixed part) sluice accepts.
 ///
 /// The field could say 65535; real senders stay far below (haproxy with every option
@@ -77,7 +83,13 @@ const CRC32C_VALUE_LEN: usize = 4;
 pub fn parse(buf: &[u8]) -> Parsed<ProxyHeader<'_>, ProxyError> {
     let sig_len = buf.len().min(SIGNATURE.len());
     if buf.get(..sig_len) != SIGNATURE.get(..sig_len) {
-        return Parsed::Invalid(ProxyError::NotProxy);
+        let decisive =
+            buf.len() >= DECISIVE_LEN && buf.get(..DECISIVE_LEN) == SIGNATURE.get(..DECISIVE_LEN);
+        return Parsed::Invalid(if decisive {
+            ProxyError::V2BadSignature
+        } else {
+            ProxyError::NotProxy
+        });
     }
     let mut r = Reader::new(buf);
     if r.take(SIGNATURE.len()).is_none() {
@@ -114,10 +126,14 @@ pub fn parse(buf: &[u8]) -> Parsed<ProxyHeader<'_>, ProxyError> {
     if len > MAX_V2_LEN {
         return Parsed::Invalid(ProxyError::V2TooLong);
     }
-    // LOCAL and UNSPEC: the block is skipped whatever it holds, addresses and TLVs alike.
-    let skip = command == Command::Local || family == Family::Unspec;
-    let addr_len = if skip { 0 } else { addr_block_len(family) };
-    if len < addr_len {
+    // LOCAL and UNSPEC: the addresses are not the client's and are skipped (the receiver
+    // uses the socket's own endpoints); the TLVs after them are read and checked like any
+    // others, a CRC32C included (the spec's "must verify" knows no exception, and haproxy's
+    // health checks carry one). A LOCAL block shorter than its family's addresses holds
+    // neither.
+    let skip_addrs = command == Command::Local || family == Family::Unspec;
+    let addr_len = addr_block_len(family);
+    if !skip_addrs && len < addr_len {
         return Parsed::Invalid(ProxyError::V2AddressTooShort);
     }
     let total = FIXED_LEN.saturating_add(len);
@@ -134,11 +150,16 @@ pub fn parse(buf: &[u8]) -> Parsed<ProxyHeader<'_>, ProxyError> {
         crc32c: None,
         len: total,
     };
-    if skip {
-        return Parsed::Complete(header, total);
-    }
-    let Some(addrs) = read_addrs(family, &mut block) else {
-        return Parsed::Invalid(ProxyError::V2AddressTooShort);
+    let addrs = if skip_addrs {
+        if block.take(addr_len).is_none() {
+            return Parsed::Complete(header, total);
+        }
+        Addresses::None
+    } else {
+        match read_addrs(family, &mut block) {
+            Some(a) => a,
+            None => return Parsed::Invalid(ProxyError::V2AddressTooShort),
+        }
     };
     let tlv_area = block.rest();
     let crc = match validate_tlvs(tlv_area) {
@@ -455,30 +476,95 @@ mod tests {
     }
 
     #[test]
-    fn local_with_a_non_empty_block_is_skipped() {
+    fn local_skips_its_addresses_and_reads_the_tlvs_after_them() {
         #[rustfmt::skip]
         let buf = [
             0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a, // signature
             0x20,                   // version 2, command LOCAL
             0x11,                   // TCP over IPv4
-            0x00, 0x0f,             // len 15: an address block and 3 more bytes
+            0x00, 0x13,             // len 19: an address block and a 7-byte TLV
             10, 0, 0, 1,            // src addr (ignored)
             10, 0, 0, 2,            // dst addr (ignored)
             0x00, 0x50, 0x00, 0x51, // ports (ignored)
-            0x02, 0xff, 0xff,       // a TLV header claiming 65535 bytes: never read for LOCAL
+            0x04, 0x00, 0x04,       // NOOP, 4 bytes
+            0xaa, 0xbb, 0xcc, 0xdd, // its value
             0x16, 0x03, 0x01,       // the client's ClientHello begins
         ];
         let h = complete(&buf);
         assert_eq!(h.command, Command::Local);
         assert_eq!(h.family, Family::Inet);
         assert_eq!(h.addrs, Addresses::None);
-        assert!(h.tlvs.is_empty());
-        assert_eq!(h.len, 31);
-        assert_prefixes_need_more(&buf[..31]);
+        assert_eq!(
+            h.tlvs.iter().collect::<Vec<_>>(),
+            [Tlv::Noop(&[0xaa, 0xbb, 0xcc, 0xdd])]
+        );
+        assert_eq!(h.len, 35);
+        assert_prefixes_need_more(&buf[..35]);
 
-        // LOCAL with a block shorter than its family's addresses is fine too.
+        // A TLV that runs past the header is invalid, LOCAL or not.
+        #[rustfmt::skip]
+        let overrun = [
+            10, 0, 0, 1, 10, 0, 0, 2, 0x00, 0x50, 0x00, 0x51, // addresses (ignored)
+            0x02, 0xff, 0xff,       // a TLV header claiming 65535 bytes
+        ];
+        assert_eq!(
+            parse(&v2(0x20, 0x11, &overrun)),
+            Parsed::Invalid(ProxyError::V2TlvOverrun)
+        );
+
+        // LOCAL with a block shorter than its family's addresses holds neither: fine.
         let short = v2(0x20, 0x21, &[1, 2, 3]);
-        assert_eq!(complete(&short).len, 19);
+        let h = complete(&short);
+        assert_eq!(h.len, 19);
+        assert!(h.tlvs.is_empty());
+    }
+
+    /// haproxy 2.6's health check with `proxy-v2-options crc32c` (captured: LOCAL, UNSPEC,
+    /// a CRC32C TLV over the whole header): verified like a PROXY header's.
+    #[test]
+    fn a_local_header_crc32c_is_verified() {
+        let fixture =
+            include_bytes!("../../../fixtures/lb-haproxy-2.6-v2-healthcheck-local-crc32c.bin");
+        #[rustfmt::skip]
+        let by_hand: [u8; 23] = [
+            0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a, // signature
+            0x20,                   // version 2, command LOCAL
+            0x00,                   // UNSPEC: no address block
+            0x00, 0x07,             // len 7: one TLV
+            0x03, 0x00, 0x04,       // CRC32C, 4 bytes
+            0xa9, 0xb8, 0x7e, 0x8f, // the checksum of the header with these 4 bytes zero
+        ];
+        assert_eq!(&fixture[..], &by_hand[..]);
+        let h = complete(&by_hand);
+        assert_eq!((h.command, h.family), (Command::Local, Family::Unspec));
+        assert_eq!(h.crc32c, Some(0xa9b8_7e8f));
+        assert_eq!(h.len, 23);
+        assert_prefixes_need_more(&by_hand);
+        // Any other checksum is refused, LOCAL or not.
+        for i in 19..23 {
+            let mut bad = by_hand;
+            bad[i] ^= 0x01;
+            assert_eq!(
+                parse(&bad),
+                Parsed::Invalid(ProxyError::V2Crc32cMismatch),
+                "byte {i}"
+            );
+        }
+        // A bit flipped in the covered part (here the NOOP padding of a longer header) too.
+        let mut longer = emit_vec(&V2Out {
+            command: Command::Proxy,
+            addrs: Some((sa("10.0.0.1:1"), sa("10.0.0.2:2"))),
+            authority: None,
+            alpn: None,
+            unique_id: None,
+            raw: &[],
+            crc32c: true,
+        });
+        longer[12] = 0x20; // LOCAL: the addresses are skipped, the TLVs still count
+        assert_eq!(
+            parse(&longer),
+            Parsed::Invalid(ProxyError::V2Crc32cMismatch)
+        );
     }
 
     #[test]
@@ -644,13 +730,18 @@ mod tests {
     }
 
     #[test]
-    fn proxy_unspec_skips_the_block() {
-        let buf = v2(0x21, 0x00, &[0xde, 0xad, 0xbe, 0xef]); // PROXY, UNSPEC, 4 opaque bytes
+    fn proxy_unspec_has_no_addresses_and_its_block_is_tlvs() {
+        let buf = v2(0x21, 0x00, &[0x04, 0x00, 0x01, 0xee]); // PROXY, UNSPEC, a NOOP TLV
         let h = complete(&buf);
         assert_eq!((h.command, h.family), (Command::Proxy, Family::Unspec));
         assert_eq!(h.addrs, Addresses::None);
-        assert!(h.tlvs.is_empty());
+        assert_eq!(h.tlvs.iter().collect::<Vec<_>>(), [Tlv::Noop(&[0xee])]);
         assert_eq!(h.len, 20);
+        // Bytes that are no TLVs are refused there as anywhere.
+        assert_eq!(
+            parse(&v2(0x21, 0x00, &[0xde, 0xad, 0xbe, 0xef])),
+            Parsed::Invalid(ProxyError::V2TlvOverrun)
+        );
     }
 
     #[test]

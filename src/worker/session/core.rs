@@ -14,10 +14,12 @@ use log::{info, log_enabled, warn, Level};
 use mio::net::TcpStream;
 
 use crate::admin::trace::TraceRule;
-use crate::config::route::{self, Alert, Mode, Route};
+use crate::config::route::{self, Alert, AlpnTlv, Mode, Route};
 use crate::config::Config;
-use crate::hexdump::HexDump;
+use crate::hexdump::{Hex, HexDump};
+use crate::inspect::HeaderSummary;
 use crate::net;
+use crate::wire::{proxy, tls, Parsed};
 use crate::worker::buffer::Buffer;
 use crate::worker::pipe::Ready;
 use crate::worker::session::ctx::Ctx;
@@ -30,6 +32,28 @@ use crate::worker::timer::{Entry, Wheel};
 
 /// Bytes of a PROXY header, ClientHello or preamble dumped at debug level.
 pub const DEBUG_DUMP_LIMIT: usize = 2048;
+
+/// ` unique_id=<32 hex digits>` when there is one, else nothing: the UNIQUE_ID a session sent
+/// upstream, on the lines that name it (logs keep the short `sid` everywhere).
+pub struct UniqueIdField(pub Option<[u8; preamble::UNIQUE_ID_LEN]>);
+
+impl std::fmt::Display for UniqueIdField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(id) => write!(f, " unique_id={}", Hex(id)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The ALPN list `hello` offers, in its wire form; `None` when it offers none or is no
+/// ClientHello. `scratch` is where a hello spanning several records is put together.
+fn offered_alpn<'a>(hello: &'a [u8], scratch: &'a mut [u8]) -> Option<&'a [u8]> {
+    match tls::parse_client_hello(hello, scratch) {
+        Parsed::Complete(h, _) => h.alpn.map(|l| l.as_bytes()).filter(|l| !l.is_empty()),
+        _ => None,
+    }
+}
 
 /// What a session keeps through every phase.
 pub struct Core {
@@ -58,6 +82,9 @@ pub struct Core {
     /// The timer's deadline, and its generation (older wheel entries are stale).
     deadline_ms: u64,
     timer_gen: u32,
+    /// A PROXY v2 preamble carrying this session's UNIQUE_ID was built (the close line then
+    /// names it).
+    pub sent_unique_id: bool,
 }
 
 impl Core {
@@ -93,6 +120,7 @@ impl Core {
             started_ms: ctx.now_ms,
             deadline_ms: 0,
             timer_gen: 0,
+            sent_unique_id: false,
         }
     }
 
@@ -177,11 +205,25 @@ impl Core {
         }
     }
 
-    /// Takes in what the PROXY header said (`None`: there was none).
+    /// Takes in what the PROXY header said (`None`: there was none), and dumps it at debug
+    /// (or when traced: a trace on the client's address selects the session only now that
+    /// the header named the client), decoded beside its bytes.
     pub fn learn_header(&mut self, header: Option<&HeaderFacts<'_>>, traces: &[TraceRule]) {
         let Some(h) = header else { return };
         self.facts.learn_header(h);
         self.check_traced(traces);
+        if self.traced || log_enabled!(Level::Debug) {
+            if let Parsed::Complete(parsed, _) = proxy::parse(h.bytes) {
+                sdebug!(
+                    self,
+                    "sid={} PROXY header, {} bytes, {}:\n{}",
+                    self.id,
+                    h.bytes.len(),
+                    HeaderSummary(&parsed),
+                    HexDump::new(h.bytes, DEBUG_DUMP_LIMIT)
+                );
+            }
+        }
     }
 
     /// Takes in what the ClientHello or request head said.
@@ -254,7 +296,7 @@ impl Core {
                 self.id,
                 self.client_label()
             );
-            return Err(self.refuse(CloseReason::EchRefused, Alert::None));
+            return Err(self.refuse(CloseReason::EchRefused, Alert::HandshakeFailure));
         }
         let name = self.facts.name();
         let req = route::Request {
@@ -296,10 +338,12 @@ impl Core {
     }
 
     /// The route's PROXY v2 header or CONNECT request, in a pool buffer; `None` for direct.
-    /// `header` is the PROXY header as received (its TLVs may be passed on).
+    /// `header` is the PROXY header as received (its TLVs may be passed on); `hello` what
+    /// followed it (read again only for a route that sends the offered ALPN list).
     pub fn preamble(
-        &self,
+        &mut self,
         header: &[u8],
+        hello: &[u8],
         ctx: &mut Ctx<'_>,
     ) -> Result<Option<Buffer>, CloseReason> {
         let route = self.route();
@@ -307,30 +351,37 @@ impl Core {
             return Ok(None);
         }
         let local = self.client.local_addr().unwrap_or(self.peer);
-        let id = self.id.to_string();
+        let unique_id = preamble::unique_id(ctx.unique_prefix, self.id);
+        let offered_alpn = match (route.mode, route.alpn_tlv) {
+            (Mode::ProxyV2, AlpnTlv::Offered) => offered_alpn(hello, ctx.scratch),
+            _ => None,
+        };
         let origin = Origin {
             src: self.facts.src.unwrap_or(self.peer),
             dst: self.facts.dst.unwrap_or(local),
             dst_from_header: self.facts.dst.is_some(),
             name: (!self.facts.name().is_empty()).then(|| self.facts.name().as_bytes()),
-            alpn: (!self.facts.first_alpn.is_empty()).then(|| self.facts.first_alpn.as_bytes()),
-            unique_id: id.as_bytes(),
+            offered_alpn,
+            unique_id: &unique_id,
             header,
         };
         let mut pre = ctx.pool.take().ok_or(CloseReason::NoBuffer)?;
         match preamble::preamble(route, &self.cfg, &origin, pre.space()) {
             Ok(n) => {
                 pre.filled(n);
+                let proxy_v2 = route.mode == Mode::ProxyV2;
                 if self.traced || log_enabled!(Level::Debug) {
                     sdebug!(
                         self,
-                        "sid={} {} preamble, {} bytes:\n{}",
+                        "sid={} {} preamble, {} bytes{}:\n{}",
                         self.id,
                         route.mode.as_str(),
                         n,
+                        UniqueIdField(proxy_v2.then_some(unique_id)),
                         HexDump::new(pre.data(), DEBUG_DUMP_LIMIT)
                     );
                 }
+                self.sent_unique_id = proxy_v2;
                 Ok(Some(pre))
             }
             Err(e) => {
@@ -343,7 +394,7 @@ impl Core {
                     e,
                     route
                 );
-                Err(CloseReason::InvalidAuthority)
+                Err(CloseReason::PreambleFailed)
             }
         }
     }

@@ -43,4 +43,7 @@ pub struct Ctx<'a> {
     pub traces: &'a [TraceRule],
     /// Where failed and traced sessions' first bytes go, if anywhere.
     pub capture: Option<&'a mut Capture>,
+    /// This process's random half of the UNIQUE_ID sent upstream (the session id is the
+    /// other), drawn once at start.
+    pub unique_prefix: u64,
 }

@@ -1,16 +1,13 @@
 //! The session's decisions that need no socket, as pure functions: which name a session is
-//! routed on when the ClientHello and the PROXY header disagree, why first bytes are refused
-//! and how each refusal is closed and counted, what a route's denial becomes, and which
-//! clients hear a TLS alert.
+//! routed on when the ClientHello and the PROXY header disagree, what a route's denial
+//! becomes, and which clients hear a TLS alert. (What the first bytes come to, and why they
+//! are refused, is `first_bytes`': `sluice inspect` takes the same decision.)
 //!
 //! No I/O, no logging, no state: each answer depends on its arguments only, so each is
 //! table-tested below.
 
 use crate::config::route::{Action, Alert, Proto};
 use crate::config::NameMismatch;
-use crate::wire::http::HttpError;
-use crate::wire::proxy::ProxyError;
-use crate::wire::tls::TlsError;
 use crate::worker::stats::CloseReason;
 
 /// Where the routed name comes from.
@@ -66,75 +63,6 @@ pub fn alert_code(proto: Option<Proto>, alert: Alert) -> Option<u8> {
     match proto {
         Some(Proto::Tls) => alert.code(),
         _ => None,
-    }
-}
-
-/// A request head error that says the bytes are not HTTP at all (rather than broken HTTP):
-/// they are routed as `proto=other`.
-pub fn not_http(e: HttpError) -> bool {
-    matches!(
-        e,
-        HttpError::BadMethod | HttpError::BadTarget | HttpError::BadVersion
-    )
-}
-
-/// Why the first bytes were refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// No PROXY header, and ENVOY_PROXY_PROTOCOL=required.
-    MissingProxyHeader,
-    /// A PROXY header from a peer outside ENVOY_TRUSTED_PROXIES.
-    UntrustedProxy,
-    /// The PROXY header does not parse.
-    InvalidProxy(ProxyError),
-    /// The PROXY AUTHORITY is not a host name.
-    BadAuthority,
-    /// A PROXY header where the ClientHello should be (a second one, or one smuggled in).
-    HeaderInStream,
-    /// A LOCAL header followed by bytes that are neither TLS nor HTTP.
-    LocalThenGarbage,
-    /// The ClientHello does not parse.
-    InvalidTls(TlsError),
-    /// The HTTP request head does not parse.
-    InvalidHttp(HttpError),
-    /// The first bytes fill the buffer before the PROXY header (`header`) or the hello is
-    /// complete.
-    TooLong {
-        /// Still reading the PROXY header.
-        header: bool,
-    },
-}
-
-impl Refusal {
-    /// The close reason.
-    pub fn close_reason(self) -> CloseReason {
-        match self {
-            Refusal::MissingProxyHeader => CloseReason::MissingProxyHeader,
-            Refusal::UntrustedProxy => CloseReason::UntrustedProxy,
-            Refusal::InvalidProxy(_)
-            | Refusal::HeaderInStream
-            | Refusal::LocalThenGarbage
-            | Refusal::TooLong { header: true } => CloseReason::InvalidProxy,
-            Refusal::BadAuthority => CloseReason::InvalidAuthority,
-            Refusal::InvalidTls(_) | Refusal::TooLong { header: false } => CloseReason::InvalidTls,
-            Refusal::InvalidHttp(_) => CloseReason::InvalidHttp,
-        }
-    }
-
-    /// The parse error counter it adds to: (parser, kind).
-    pub fn counted_as(self) -> (&'static str, &'static str) {
-        match self {
-            Refusal::MissingProxyHeader => ("proxy", "missing"),
-            Refusal::UntrustedProxy => ("proxy", "untrusted_source"),
-            Refusal::InvalidProxy(e) => ("proxy", e.as_str()),
-            Refusal::BadAuthority => ("proxy", "bad_authority"),
-            Refusal::HeaderInStream => ("proxy", "header_in_stream"),
-            Refusal::LocalThenGarbage => ("proxy", "local_then_garbage"),
-            Refusal::InvalidTls(e) => ("tls", e.as_str()),
-            Refusal::InvalidHttp(e) => ("http", e.as_str()),
-            Refusal::TooLong { header: true } => ("proxy", "too_long"),
-            Refusal::TooLong { header: false } => ("tls", "too_long"),
-        }
     }
 }
 
@@ -213,91 +141,6 @@ mod tests {
         ];
         for (proto, alert, code) in cases {
             assert_eq!(alert_code(proto, alert), code, "{proto:?} {alert:?}");
-        }
-    }
-
-    #[test]
-    fn a_request_line_that_is_not_http_is_other_bytes_not_an_error() {
-        for e in [
-            HttpError::BadMethod,
-            HttpError::BadTarget,
-            HttpError::BadVersion,
-        ] {
-            assert!(not_http(e), "{e:?}");
-        }
-        for e in [
-            HttpError::BadLineEnd,
-            HttpError::BadHeaderName,
-            HttpError::MissingHost,
-            HttpError::BadHost,
-            HttpError::DuplicateHost,
-            HttpError::TooLong,
-        ] {
-            assert!(!not_http(e), "{e:?}");
-        }
-    }
-
-    #[test]
-    fn each_refusal_closes_and_counts_as_before() {
-        use CloseReason as C;
-        let cases = [
-            (
-                Refusal::MissingProxyHeader,
-                C::MissingProxyHeader,
-                ("proxy", "missing"),
-            ),
-            (
-                Refusal::UntrustedProxy,
-                C::UntrustedProxy,
-                ("proxy", "untrusted_source"),
-            ),
-            (
-                Refusal::InvalidProxy(ProxyError::V1BadSyntax),
-                C::InvalidProxy,
-                ("proxy", ProxyError::V1BadSyntax.as_str()),
-            ),
-            (
-                Refusal::BadAuthority,
-                C::InvalidAuthority,
-                ("proxy", "bad_authority"),
-            ),
-            (
-                Refusal::HeaderInStream,
-                C::InvalidProxy,
-                ("proxy", "header_in_stream"),
-            ),
-            (
-                Refusal::LocalThenGarbage,
-                C::InvalidProxy,
-                ("proxy", "local_then_garbage"),
-            ),
-            (
-                Refusal::InvalidTls(TlsError::NotClientHello),
-                C::InvalidTls,
-                ("tls", TlsError::NotClientHello.as_str()),
-            ),
-            (
-                Refusal::InvalidHttp(HttpError::MissingHost),
-                C::InvalidHttp,
-                ("http", "http_missing_host"),
-            ),
-            (
-                Refusal::TooLong { header: true },
-                C::InvalidProxy,
-                ("proxy", "too_long"),
-            ),
-            (
-                Refusal::TooLong { header: false },
-                C::InvalidTls,
-                ("tls", "too_long"),
-            ),
-        ];
-        for (refusal, reason, counter) in cases {
-            assert_eq!(refusal.close_reason(), reason, "{refusal:?}");
-            assert_eq!(refusal.counted_as(), counter, "{refusal:?}");
-            // what the close captures (the first bytes of a failed parse), as before
-            let captured = !matches!(refusal, Refusal::UntrustedProxy);
-            assert_eq!(reason.is_parse_failure(), captured, "{refusal:?}");
         }
     }
 }

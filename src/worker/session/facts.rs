@@ -181,8 +181,6 @@ pub struct Facts {
     pub alpn: Inline<64>,
     /// The ClientHello carried encrypted_client_hello.
     pub ech: bool,
-    /// The first ALPN protocol the client offered.
-    pub first_alpn: Inline<64>,
     /// The PROXY v2 AUTHORITY TLV (validated as a host name).
     pub authority: HostName,
     /// Where the name routed on comes from (see [`Facts::name`]); `None`: no name yet.
@@ -217,9 +215,6 @@ impl Facts {
                 }
                 if let Some(list) = alpn {
                     set_alpn_text(&mut self.alpn, list);
-                    if let Some(first) = list.iter().next() {
-                        self.first_alpn.set(first);
-                    }
                 }
                 self.ech = ech;
             }
@@ -308,20 +303,19 @@ mod tests {
         for b in 0..=255u8 {
             every_byte.extend_from_slice(&[1, b]);
         }
-        let cases: [(&[u8], &[u8], &[u8]); 5] = [
-            (b"\x02h2\x08http/1.1", b"h2,http/1.1", b"h2"),
+        let cases: [(&[u8], &[u8]); 5] = [
+            (b"\x02h2\x08http/1.1", b"h2,http/1.1"),
             // a separator or a backslash inside a name cannot forge the list
-            (b"\x03a,b\x02\\\n", b"a\\x2cb,\\x5c\\x0a", b"a,b"),
-            (&long, &b"http/1.1,".repeat(8)[..64], b"http/1.1"),
+            (b"\x03a,b\x02\\\n", b"a\\x2cb,\\x5c\\x0a"),
+            (&long, &b"http/1.1,".repeat(8)[..64]),
             // a cut inside an escape
             (
                 &[&[62u8][..], &[b'a'; 61], b"\x01"].concat(),
                 &[&[b'a'; 61][..], b"\\x0"].concat(),
-                &[&[b'a'; 61][..], b"\x01"].concat(),
             ),
-            (&every_byte, &[], &[0]),
+            (&every_byte, &[]),
         ];
-        for (raw, shown, first) in cases {
+        for (raw, shown) in cases {
             let mut bytes = Vec::new();
             hello_offering(raw, &mut bytes);
             let mut scratch = vec![0u8; crate::wire::tls::MAX_HELLO_LEN];
@@ -344,7 +338,6 @@ mod tests {
             }
             let old = Inline::<64>::from_bytes(list.to_string().as_bytes());
             assert_eq!(f.alpn.as_bytes(), old.as_bytes(), "as before: {raw:?}");
-            assert_eq!(f.first_alpn.as_bytes(), first);
         }
     }
 

@@ -5,22 +5,22 @@
 //!
 //! Never routes, never connects, never writes to the client. The bytes stay in the one
 //! buffer the phase holds (the PROXY header too, until the route is chosen: its TLVs may be
-//! passed on), and that buffer is handed on to the shuffle whole. Parsing itself is `wire`'s.
+//! passed on), and that buffer is handed on to the shuffle whole. What the bytes come to
+//! (a header, a hello, a refusal) is `first_bytes`' decision, the one `sluice inspect` takes
+//! on a capture; this phase reads, then logs and counts what it is told.
 
 use log::{log_enabled, warn, Level};
 use mio::net::TcpStream;
 
-use crate::config::ProxyPolicy;
+use crate::first_bytes::{self, First, HeaderStep, HelloStep, Refusal};
 use crate::hexdump::{Escaped, HexDump, ERROR_DUMP_LIMIT};
+use crate::inspect::HeaderSummary;
 use crate::net::{self, Io};
-use crate::wire::http;
-use crate::wire::proxy::{self, Addresses, Detected};
-use crate::wire::tls::{self, TlsError};
+use crate::wire::proxy::{self, Addresses, ProxyHeader};
 use crate::wire::Parsed;
 use crate::worker::buffer::{Buffer, Pool};
 use crate::worker::pipe::{Flow, Ready, READ_BUDGET};
 use crate::worker::session::core::{Core, DEBUG_DUMP_LIMIT};
-use crate::worker::session::decide::{self, Refusal};
 use crate::worker::session::facts::{HeaderFacts, Hello};
 use crate::worker::session::logs::{sdebug, TARGET};
 use crate::worker::stats::{CloseReason, Stats};
@@ -58,13 +58,6 @@ pub enum Handshaking<'a> {
     Hello(Hello<'a>),
 }
 
-/// What one parse of the buffered bytes said.
-enum Parse<T> {
-    NeedMore,
-    Done(T),
-    Refused(Refusal),
-}
-
 impl Handshake {
     /// A handshake that starts with the PROXY header, or (`expect_header` false) without.
     pub fn new(expect_header: bool) -> Handshake {
@@ -79,6 +72,11 @@ impl Handshake {
         }
     }
 
+    /// The client sent its FIN: nothing more will come.
+    pub fn client_finished(&self) -> bool {
+        self.eof
+    }
+
     /// Still looking for the PROXY header.
     pub fn reading_header(&self) -> bool {
         self.stage == Stage::Header
@@ -91,6 +89,20 @@ impl Handshake {
         }
     }
 
+    /// The length of the whole PROXY header received, even one not parsed yet (a reset
+    /// read right behind it ends the handshake before the parse); 0 when there is none.
+    /// For the close only: it may parse again.
+    pub fn whole_header_len(&self, core: &Core) -> usize {
+        if !self.reading_header() {
+            return self.header_len();
+        }
+        let trusted = || core.cfg.is_trusted(core.peer.ip());
+        match first_bytes::header(self.received(), core.cfg.proxy_protocol, trusted, || false) {
+            HeaderStep::Done(Some(h)) => h.len,
+            _ => 0,
+        }
+    }
+
     /// Every byte read so far.
     pub fn received(&self) -> &[u8] {
         self.received.as_ref().map_or(&[][..], Buffer::data)
@@ -99,6 +111,11 @@ impl Handshake {
     /// The PROXY header as received (empty when none).
     pub fn header(&self) -> &[u8] {
         self.received().get(..self.header_len()).unwrap_or(&[])
+    }
+
+    /// What followed the PROXY header (every byte read, when there was none).
+    pub fn after_header(&self) -> &[u8] {
+        self.received().get(self.header_len()..).unwrap_or(&[])
     }
 
     /// Drops the PROXY header from the buffer: it is not replayed (a preamble, if any,
@@ -143,41 +160,33 @@ impl Handshake {
             self.release(pool); // nothing came: no buffer held while waiting
         }
         let received = self.received.as_ref().map_or(&[][..], Buffer::data);
+        let full = || self.received.as_ref().is_some_and(Buffer::is_full);
+        let policy = core.cfg.proxy_protocol;
         let refused = match self.stage {
-            Stage::Header => match parse_header(received, core) {
-                Parse::Done(header) => {
-                    let header_len = header.as_ref().map_or(0, |h| h.bytes.len());
-                    self.stage = Stage::Hello { header_len };
-                    return Handshaking::Header(header);
+            Stage::Header => {
+                let trusted = || core.cfg.is_trusted(core.peer.ip());
+                match first_bytes::header(received, policy, trusted, full) {
+                    HeaderStep::Done(header) => {
+                        let header_len = header.map_or(0, |h| h.len);
+                        self.stage = Stage::Hello { header_len };
+                        let bytes = received.get(..header_len).unwrap_or(received);
+                        return Handshaking::Header(header.map(|h| header_facts(&h, bytes)));
+                    }
+                    HeaderStep::NeedMore => None,
+                    HeaderStep::Refused(r) => Some((r, received)),
                 }
-                Parse::NeedMore => None,
-                Parse::Refused(r) => Some(r),
-            },
+            }
             Stage::Hello { header_len } => {
                 let data = received.get(header_len..).unwrap_or(&[]);
-                match parse_hello(data, core, scratch) {
-                    Parse::Done(hello) => return Handshaking::Hello(hello),
-                    Parse::NeedMore => None,
-                    Parse::Refused(r) => Some(r),
+                match first_bytes::hello(data, policy, core.facts.local, full, scratch) {
+                    HelloStep::Done(first) => return Handshaking::Hello(hello_of(first, data)),
+                    HelloStep::NeedMore(_) => None,
+                    HelloStep::Refused(r) => Some((r, data)),
                 }
             }
         };
-        let refused = refused.or_else(|| {
-            let full = self.received.as_ref().is_some_and(Buffer::is_full);
-            full.then(|| {
-                warn!(
-                    target: TARGET,
-                    "sid={} peer={} refused: first bytes fill the buffer without completing; first bytes:\n{}",
-                    core.id,
-                    core.peer,
-                    HexDump::new(received, ERROR_DUMP_LIMIT)
-                );
-                Refusal::TooLong {
-                    header: self.stage == Stage::Header,
-                }
-            })
-        });
-        if let Some(r) = refused {
+        if let Some((r, data)) = refused {
+            log_refusal(r, core, data, received);
             let (parser, kind) = r.counted_as();
             stats.parse_error(parser, kind);
             return Handshaking::Close(r.close_reason());
@@ -230,165 +239,103 @@ impl Handshake {
     }
 }
 
-/// Looks for a PROXY header per policy in `data`, from a peer that may send one.
-fn parse_header<'a>(data: &'a [u8], core: &Core) -> Parse<Option<HeaderFacts<'a>>> {
-    match proxy::detect(data) {
-        Detected::NeedMore => return Parse::NeedMore,
-        Detected::NoHeader if core.cfg.proxy_protocol == ProxyPolicy::Required => {
-            warn!(
-                target: TARGET,
-                "sid={} peer={} refused: no PROXY header (ENVOY_PROXY_PROTOCOL=required); first bytes:\n{}",
-                core.id,
-                core.peer,
-                HexDump::new(data, ERROR_DUMP_LIMIT)
-            );
-            return Parse::Refused(Refusal::MissingProxyHeader);
-        }
-        Detected::NoHeader => return Parse::Done(None),
-        Detected::V1 | Detected::V2 => {}
-    }
-    if !core.cfg.is_trusted(core.peer.ip()) {
-        warn!(
-            target: TARGET,
-            "sid={} peer={} refused: PROXY header from a source not in ENVOY_TRUSTED_PROXIES",
-            core.id, core.peer
-        );
-        return Parse::Refused(Refusal::UntrustedProxy);
-    }
-    match proxy::parse(data) {
-        Parsed::NeedMore => Parse::NeedMore,
-        Parsed::Invalid(e) => {
-            warn!(
-                target: TARGET,
-                "sid={} peer={} invalid PROXY header: {}; first bytes:\n{}",
-                core.id,
-                core.peer,
-                e,
-                HexDump::new(data, ERROR_DUMP_LIMIT)
-            );
-            Parse::Refused(Refusal::InvalidProxy(e))
-        }
-        Parsed::Complete(h, n) => {
-            let bytes = data.get(..n).unwrap_or(data);
-            if core.traced || log_enabled!(Level::Debug) {
-                sdebug!(
-                    core,
-                    "sid={} PROXY header, {} bytes:\n{}",
-                    core.id,
-                    n,
-                    HexDump::new(bytes, DEBUG_DUMP_LIMIT)
-                );
-            }
-            let authority = h.tlvs.authority();
-            if let Some(a) = authority {
-                if !crate::wire::name::is_host(a) {
-                    warn!(
-                        target: TARGET,
-                        "sid={} peer={} refused: PROXY AUTHORITY {:?} is not a host name",
-                        core.id,
-                        core.peer,
-                        Escaped(a).to_string()
-                    );
-                    return Parse::Refused(Refusal::BadAuthority);
-                }
-            }
-            let addrs = match h.addrs {
-                Addresses::Inet { src, dst } => Some((src, dst)),
-                _ => None,
-            };
-            Parse::Done(Some(HeaderFacts {
-                version: match h.version {
-                    proxy::Version::V1 => "v1",
-                    proxy::Version::V2 => "v2",
-                },
-                addrs,
-                authority,
-                local: h.command == proxy::Command::Local,
-                bytes,
-            }))
-        }
+/// What a complete PROXY header says, for the session's facts; `bytes` is the header.
+fn header_facts<'a>(h: &ProxyHeader<'a>, bytes: &'a [u8]) -> HeaderFacts<'a> {
+    let addrs = match h.addrs {
+        Addresses::Inet { src, dst } => Some((src, dst)),
+        _ => None,
+    };
+    HeaderFacts {
+        version: match h.version {
+            proxy::Version::V1 => "v1",
+            proxy::Version::V2 => "v2",
+        },
+        addrs,
+        authority: h.tlvs.authority(),
+        local: h.command == proxy::Command::Local,
+        bytes,
     }
 }
 
-/// Looks for a ClientHello in `data` (what followed the PROXY header); `scratch` is where a
-/// hello spanning several records is put together.
-fn parse_hello<'a>(data: &'a [u8], core: &Core, scratch: &'a mut [u8]) -> Parse<Hello<'a>> {
-    match tls::parse_client_hello(data, scratch) {
-        Parsed::NeedMore => Parse::NeedMore,
-        Parsed::Invalid(TlsError::NotTls) => parse_plain(data, core),
-        Parsed::Invalid(e) => {
-            warn!(
-                target: TARGET,
-                "sid={} client={} invalid ClientHello: {}; first bytes:\n{}",
-                core.id,
-                core.client_label(),
-                e,
-                HexDump::new(data, ERROR_DUMP_LIMIT)
-            );
-            Parse::Refused(Refusal::InvalidTls(e))
-        }
-        Parsed::Complete(hello, n) => Parse::Done(Hello::Tls {
+/// What complete first bytes say, for the session's facts; `data` is where they start.
+fn hello_of<'a>(first: First<'a>, data: &'a [u8]) -> Hello<'a> {
+    match first {
+        First::Tls { hello, len } => Hello::Tls {
             sni: hello.sni,
             alpn: hello.alpn,
             ech: hello.ech,
             records: hello.records,
-            bytes: data.get(..n).unwrap_or(data),
-        }),
+            bytes: data.get(..len).unwrap_or(data),
+        },
+        First::Http(head) => Hello::Http { host: head.host },
+        First::Other => Hello::Other,
     }
 }
 
-/// Not TLS: a plain HTTP/1.x request is routed on its Host header; anything else has no
-/// name and goes where the routes send `proto=other`.
-fn parse_plain<'a>(data: &'a [u8], core: &Core) -> Parse<Hello<'a>> {
-    if core.cfg.proxy_protocol != ProxyPolicy::Off {
-        // A PROXY header where the ClientHello should be: a second header, or one smuggled
-        // into the stream. Never forwarded.
-        match proxy::detect(data) {
-            Detected::NeedMore => return Parse::NeedMore,
-            Detected::V1 | Detected::V2 => {
-                warn!(
-                    target: TARGET,
-                    "sid={} client={} refused: a PROXY header inside the stream; first bytes:\n{}",
-                    core.id,
-                    core.client_label(),
-                    HexDump::new(data, ERROR_DUMP_LIMIT)
-                );
-                return Parse::Refused(Refusal::HeaderInStream);
-            }
-            Detected::NoHeader => {}
-        }
-    }
-    let mut hello = Hello::Other;
-    if data.first().is_some_and(|&b| http::could_be_http(b)) {
-        match http::parse_request_host(data) {
-            Parsed::NeedMore => return Parse::NeedMore,
-            Parsed::Complete(head, _) => {
-                hello = Hello::Http { host: head.host };
-            }
-            // The request line is not HTTP at all: other bytes, routed as such.
-            Parsed::Invalid(e) if decide::not_http(e) => {}
-            Parsed::Invalid(e) => {
-                warn!(
-                    target: TARGET,
-                    "sid={} client={} invalid HTTP request head: {}; first bytes:\n{}",
-                    core.id,
-                    core.client_label(),
-                    e,
-                    HexDump::new(data, ERROR_DUMP_LIMIT)
-                );
-                return Parse::Refused(Refusal::InvalidHttp(e));
-            }
-        }
-    }
-    if core.facts.local && matches!(hello, Hello::Other) {
-        warn!(
+/// Says why the first bytes were refused, with the offending bytes (`data`: those of the
+/// stage that refused; `received`: every byte, for a buffer filled without completing).
+fn log_refusal(r: Refusal, core: &Core, data: &[u8], received: &[u8]) {
+    let (id, peer, dump) = (core.id, core.peer, HexDump::new(data, ERROR_DUMP_LIMIT));
+    match r {
+        Refusal::MissingProxyHeader => warn!(
             target: TARGET,
-            "sid={} peer={} refused: a LOCAL PROXY header followed by bytes that are neither TLS nor HTTP; first bytes:\n{}",
-            core.id,
-            core.peer,
-            HexDump::new(data, ERROR_DUMP_LIMIT)
-        );
-        return Parse::Refused(Refusal::LocalThenGarbage);
+            "sid={id} peer={peer} refused: no PROXY header (ENVOY_PROXY_PROTOCOL=required); first bytes:\n{dump}"
+        ),
+        Refusal::UntrustedProxy => warn!(
+            target: TARGET,
+            "sid={id} peer={peer} refused: PROXY header from a source not in ENVOY_TRUSTED_PROXIES"
+        ),
+        Refusal::InvalidProxy(e) => warn!(
+            target: TARGET,
+            "sid={id} peer={peer} invalid PROXY header: {e}; first bytes:\n{dump}"
+        ),
+        Refusal::BadAuthority => {
+            let Parsed::Complete(h, n) = proxy::parse(data) else {
+                return;
+            };
+            if core.traced || log_enabled!(Level::Debug) {
+                let bytes = data.get(..n).unwrap_or(data);
+                sdebug!(
+                    core,
+                    "sid={} PROXY header, {} bytes, {}:\n{}",
+                    id,
+                    n,
+                    HeaderSummary(&h),
+                    HexDump::new(bytes, DEBUG_DUMP_LIMIT)
+                );
+            }
+            let authority = h.tlvs.authority().unwrap_or(&[]);
+            warn!(
+                target: TARGET,
+                "sid={} peer={} refused: PROXY AUTHORITY {:?} is not a host name",
+                id,
+                peer,
+                Escaped(authority).to_string()
+            );
+        }
+        Refusal::HeaderInStream => warn!(
+            target: TARGET,
+            "sid={id} client={} refused: a PROXY header inside the stream; first bytes:\n{dump}",
+            core.client_label()
+        ),
+        Refusal::LocalThenGarbage => warn!(
+            target: TARGET,
+            "sid={id} peer={peer} refused: a LOCAL PROXY header followed by bytes that are neither TLS nor HTTP; first bytes:\n{dump}"
+        ),
+        Refusal::InvalidTls(e) => warn!(
+            target: TARGET,
+            "sid={id} client={} invalid ClientHello: {e}; first bytes:\n{dump}",
+            core.client_label()
+        ),
+        Refusal::InvalidHttp(e) => warn!(
+            target: TARGET,
+            "sid={id} client={} invalid HTTP request head: {e}; first bytes:\n{dump}",
+            core.client_label()
+        ),
+        Refusal::TooLong { .. } => warn!(
+            target: TARGET,
+            "sid={id} peer={peer} refused: first bytes fill the buffer without completing; first bytes:\n{}",
+            HexDump::new(received, ERROR_DUMP_LIMIT)
+        ),
     }
-    Parse::Done(hello)
 }

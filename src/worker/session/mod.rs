@@ -19,18 +19,22 @@ pub mod facts;
 pub mod handshake;
 pub mod logs;
 pub mod preamble;
+pub mod refusing;
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use log::info;
+use log::{log, warn, Level};
 use mio::net::TcpStream;
 use mio::Interest;
 
 use crate::admin::trace::TraceRule;
 use crate::config::{Config, ProxyPolicy};
+use crate::first_bytes::{self, CutShort};
+use crate::hexdump::{HexDump, ERROR_DUMP_LIMIT};
 use crate::net;
+use crate::wire::tls;
 use crate::worker::pipe::{Reported, Shuffled, Shuffling};
 use crate::worker::stats::CloseReason;
 use crate::worker::token::{token, Leg};
@@ -38,8 +42,10 @@ use connect::{Connecting, Dialed};
 use facts::Facts;
 use handshake::{Handshake, Handshaking};
 use logs::{sdebug, TARGET};
+use refusing::Refusing;
 
 pub use self::core::Core;
+use self::core::UniqueIdField;
 pub use ctx::{Ctx, Next};
 
 /// Where a session stands: the label of its phase.
@@ -73,6 +79,9 @@ enum Phase {
     Connecting(Connecting),
     /// Moving bytes both ways.
     Shuffling(Shuffling),
+    /// Refused after the first bytes: the alert is out, the FIN follows; dropping what the
+    /// client still sends until its FIN (bounded).
+    Refusing(Refusing),
     /// Holding nothing: only while a transition moves the old phase out, never driven.
     Closed,
 }
@@ -142,7 +151,8 @@ impl Session {
     pub fn state(&self) -> State {
         match &self.phase {
             Phase::Handshake(h) if h.reading_header() => State::Opened,
-            Phase::Handshake(_) => State::HeaderParsed,
+            // A refused session got no further than its first bytes.
+            Phase::Handshake(_) | Phase::Refusing(_) => State::HeaderParsed,
             Phase::Connecting(_) => State::Connecting,
             Phase::Shuffling(s) if s.half_closed() => State::HalfClosed,
             Phase::Shuffling(_) => State::Connected,
@@ -155,7 +165,7 @@ impl Session {
         match &self.phase {
             Phase::Connecting(c) => c.bytes(),
             Phase::Shuffling(s) => s.bytes(),
-            Phase::Handshake(_) | Phase::Closed => (0, 0),
+            Phase::Handshake(_) | Phase::Refusing(_) | Phase::Closed => (0, 0),
         }
     }
 
@@ -203,7 +213,7 @@ impl Session {
             (Leg::Upstream, Phase::Connecting(c)) => c.on_event(reported),
             (Leg::Upstream, Phase::Shuffling(s)) => s.upstream_ready().record(reported),
             // No upstream socket in this phase: a late event of one already closed.
-            (Leg::Upstream, Phase::Handshake(_) | Phase::Closed) => {}
+            (Leg::Upstream, Phase::Handshake(_) | Phase::Refusing(_) | Phase::Closed) => {}
         }
     }
 
@@ -229,9 +239,15 @@ impl Session {
                     self.core.learn_hello(&hello, ctx.traces);
                     // decide
                     if let Err(reason) = self.core.decide(h.received(), ctx) {
-                        return Next::Close(reason);
+                        if h.client_finished() {
+                            return Next::Close(reason); // nothing more can come to drop
+                        }
+                        h.release(ctx.pool);
+                        self.phase = Phase::Refusing(Refusing::new(reason, &mut self.core));
+                        self.core.arm(ctx.wheel, ctx.now_ms + refusing::LINGER_MS);
+                        continue;
                     }
-                    let preamble = match self.core.preamble(h.header(), ctx) {
+                    let preamble = match self.core.preamble(h.header(), h.after_header(), ctx) {
                         Ok(p) => p,
                         Err(reason) => return Next::Close(reason),
                     };
@@ -278,6 +294,7 @@ impl Session {
                         Shuffled::Over(reason) => Next::Close(reason),
                     };
                 }
+                Phase::Refusing(r) => return r.drain(&mut self.core, ctx.scratch),
                 Phase::Closed => return Next::Wait,
             }
         }
@@ -307,12 +324,14 @@ impl Session {
         let now = ctx.now_ms;
         let deadline = self.core.deadline_ms();
         match &mut self.phase {
-            Phase::Handshake(_) | Phase::Connecting(_) if now < deadline => {
+            Phase::Handshake(_) | Phase::Connecting(_) | Phase::Refusing(_) if now < deadline => {
                 // fired early (beyond the wheel's horizon): the same deadline again
                 self.core.arm(ctx.wheel, deadline.saturating_sub(1));
                 Next::Wait
             }
             Phase::Handshake(_) => Next::Close(CloseReason::HeaderTimeout),
+            // The client had its time to read the alert and close.
+            Phase::Refusing(r) => Next::Close(r.reason()),
             Phase::Connecting(c) => {
                 ctx.stats.connect_failures += 1;
                 sdebug!(
@@ -347,8 +366,10 @@ impl Session {
     pub fn close(mut self, reason: CloseReason, ctx: &mut Ctx<'_>) {
         let from = self.state();
         let (bytes_up, bytes_down) = self.bytes();
+        let mut reason = reason;
         match &mut self.phase {
             Phase::Handshake(h) => {
+                reason = handshake_close(h, &self.core, reason);
                 if reason.is_parse_failure() && !h.received().is_empty() {
                     if let Some(c) = ctx.capture.as_deref_mut() {
                         c.save(self.core.id, reason.as_str(), h.received());
@@ -358,7 +379,7 @@ impl Session {
             }
             Phase::Connecting(c) => c.release(ctx.pool, ctx.pipes),
             Phase::Shuffling(s) => s.release(ctx.pool, ctx.pipes),
-            Phase::Closed => {}
+            Phase::Refusing(_) | Phase::Closed => {}
         }
         if from != State::Closed {
             sdebug!(
@@ -373,9 +394,16 @@ impl Session {
         let duration_ms = ctx.now_ms.saturating_sub(self.core.started_ms);
         ctx.stats.session_duration.observe(duration_ms);
         let core = &self.core;
-        info!(
+        // A health check is the load balancer's business, every few seconds: not news.
+        let level = if reason == CloseReason::HealthCheck && !core.traced {
+            Level::Debug
+        } else {
+            Level::Info
+        };
+        log!(
             target: TARGET,
-            "sid={} close client={} sni={} name={} route={} upstream={} state={} duration_ms={} bytes_up={} bytes_down={} reason={}",
+            level,
+            "sid={} close client={} sni={} name={} route={} upstream={} state={} duration_ms={} bytes_up={} bytes_down={} reason={}{}",
             core.id,
             core.client_label(),
             core.facts.asked_name(),
@@ -386,7 +414,50 @@ impl Session {
             duration_ms,
             bytes_up,
             bytes_down,
-            reason.as_str()
+            reason.as_str(),
+            UniqueIdField(
+                core.sent_unique_id
+                    .then(|| preamble::unique_id(ctx.unique_prefix, core.id))
+            )
         );
     }
+}
+
+/// What a close during the handshake comes to: a health check for a PROXY header closed or
+/// reset before any payload; and a truncated or missing ClientHello is said at warn with its
+/// bytes, as a malformed one is (a health check is not: it is the load balancer's own).
+fn handshake_close(h: &Handshake, core: &Core, reason: CloseReason) -> CloseReason {
+    let cut_short = matches!(
+        reason,
+        CloseReason::ClientClosedEarly | CloseReason::ClientReset
+    );
+    if cut_short
+        && first_bytes::cut_short(h.whole_header_len(core), h.received().len())
+            == CutShort::HealthCheck
+    {
+        return CloseReason::HealthCheck;
+    }
+    let silent_or_gone = matches!(
+        reason,
+        CloseReason::ClientClosedEarly | CloseReason::HeaderTimeout
+    );
+    if silent_or_gone && !h.reading_header() && !h.received().is_empty() {
+        let rest = h.after_header();
+        let what = match rest.first() {
+            None => "no ClientHello after the PROXY header",
+            Some(&b) if tls::could_be_tls(b) => "truncated ClientHello",
+            Some(_) => "truncated first bytes",
+        };
+        warn!(
+            target: TARGET,
+            "sid={} client={} {}: {}, {} bytes after the header; first bytes:\n{}",
+            core.id,
+            core.client_label(),
+            reason.as_str(),
+            what,
+            rest.len(),
+            HexDump::new(h.received(), ERROR_DUMP_LIMIT)
+        );
+    }
+    reason
 }

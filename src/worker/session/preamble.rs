@@ -7,7 +7,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use crate::config::route::{Mode, Route};
+use crate::config::route::{AlpnTlv, Mode, Route};
 use crate::config::Config;
 use crate::wire::http::{self, ConnectRequest};
 use crate::wire::proxy::v2::{self as proxy_v2, RawTlv, V2Out};
@@ -22,6 +22,20 @@ const MAX_PASSED_TLVS: usize = 16;
 pub fn alert_record(code: u8) -> [u8; 7] {
     // content type 21 (alert), legacy version TLS 1.2, length 2, level 2 (fatal), description
     [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, code]
+}
+
+/// Bytes of the UNIQUE_ID sluice sends.
+pub const UNIQUE_ID_LEN: usize = 16;
+
+/// The UNIQUE_ID sent upstream for session `sid`: this process's random `prefix`, then the
+/// session id, both big-endian. Unique across workers, restarts and upgrades (each process
+/// draws its own prefix), while logs keep the short `sid`.
+pub fn unique_id(prefix: u64, sid: u64) -> [u8; UNIQUE_ID_LEN] {
+    let mut id = [0u8; UNIQUE_ID_LEN];
+    let (p, s) = id.split_at_mut(8);
+    p.copy_from_slice(&prefix.to_be_bytes());
+    s.copy_from_slice(&sid.to_be_bytes());
+    id
 }
 
 /// The session header value: the client IP as lowercase hex, 8 digits for IPv4, 32 for IPv6.
@@ -46,9 +60,10 @@ pub struct Origin<'a> {
     pub dst_from_header: bool,
     /// The routed name.
     pub name: Option<&'a [u8]>,
-    /// The first ALPN protocol to announce upstream.
-    pub alpn: Option<&'a [u8]>,
-    /// The session id, sent as UNIQUE_ID.
+    /// The protocols the client offered in its ClientHello, in their wire form (each name
+    /// after its length byte), for routes with `alpn_tlv=offered`.
+    pub offered_alpn: Option<&'a [u8]>,
+    /// Sent as UNIQUE_ID (see [`unique_id`]).
     pub unique_id: &'a [u8],
     /// The PROXY header as received (for TLV pass-through), empty when none.
     pub header: &'a [u8],
@@ -97,9 +112,14 @@ fn proxy_v2_header(route: &Route, h: &Origin<'_>, out: &mut [u8]) -> Result<usiz
         value: &[],
     }; MAX_PASSED_TLVS];
     let mut n = 0;
-    let mut alpn = h.alpn;
+    // The spec's ALPN TLV is the protocol in use: passed on when the load balancer said it,
+    // never guessed from what the client offered (unless the route asks for that list).
+    let mut alpn = match route.alpn_tlv {
+        AlpnTlv::Offered => h.offered_alpn,
+        AlpnTlv::Received | AlpnTlv::None => None,
+    };
     if let Parsed::Complete(received, _) = proxy::parse(h.header) {
-        if received.tlvs.alpn().is_some() {
+        if route.alpn_tlv != AlpnTlv::None && received.tlvs.alpn().is_some() {
             alpn = received.tlvs.alpn();
         }
         for (kind, value) in received.tlvs.raw_iter() {
@@ -163,6 +183,15 @@ mod tests {
             "20010db8000000000000000000000001"
         );
         assert_eq!(session_key("0.0.0.0".parse().unwrap()).len(), 8);
+    }
+
+    #[test]
+    fn unique_ids_are_the_prefix_then_the_session_id() {
+        assert_eq!(
+            unique_id(0x0102_0304_0506_0708, 0x1122),
+            [1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 0, 0, 0, 0x11, 0x22]
+        );
+        assert_ne!(unique_id(1, 7), unique_id(2, 7), "two processes, one sid");
     }
 
     #[test]
