@@ -10,7 +10,7 @@ PARSE_BENCH_ITERS ?= 20000
 # Debian packages the tests talk to (real peers, no mocks).
 TEST_TOOLS := haproxy:haproxy tinyproxy:tinyproxy openssl:openssl curl:curl socat:socat nc:netcat-openbsd promtool:prometheus
 
-.PHONY: all build release test soak lint fmt fuzz bench bench-upgrade bench-parse bench-parse-instructions run demo deps clean
+.PHONY: all build release test soak lint fmt fuzz bench bench-upgrade bench-parse bench-parse-instructions bench-log-instructions run demo deps clean
 
 all: build
 
@@ -67,6 +67,11 @@ bench-parse:
 bench-parse-instructions:
 	@command -v valgrind >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null; }
 	CARGO="$(CARGO)" bench/parse-instructions
+
+# User-space instructions per log line (bench/log.rs) under callgrind, per logger mode.
+bench-log-instructions:
+	@command -v valgrind >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null; }
+	CARGO="$(CARGO)" bench/log-instructions
 
 bench: deps release
 	bench/run

@@ -26,9 +26,13 @@
 //!   worker, `supervisor::fanout` answers admin clients for all workers,
 //!   `supervisor::upgrade` hands over to a new binary, `supervisor::notify` tells systemd.
 //! * `handoff` — the environment variables a supervisor hands its workers and successor.
-//! * `sys` — the FFI (`libc`) behind safe functions; `sys::signals` the signal self-pipe.
+//! * `sys` — the FFI (`libc`) behind safe functions; `sys::signals` the signal self-pipe;
+//!   `sys::log_sink` how a log descriptor is written without waiting.
 //! * `net` — socket set-up and the one place I/O results are interpreted.
-//! * `logger` — the log sink; `hexdump` — how wire bytes are shown to people;
+//! * `logger` — log lines: a bounded buffer the loop flushes without waiting, to stderr, a
+//!   file or syslog (`logger::line` the format, `logger::queue` the buffer, `logger::sink`
+//!   the sinks, `logger::syslog` RFC 5424, `logger::target` the targets' names);
+//!   `hexdump` — how wire bytes are shown to people;
 //!   `cidr` — address blocks; `inspect` — `sluice inspect`, decoding captures.
 //!
 //! Lints are declared once, in Cargo.toml `[lints]`; the modules that are exempt from part

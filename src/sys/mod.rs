@@ -2,4 +2,5 @@
 //! calls (`libc`) and their `unsafe`, each wrapped once in a safe function.
 
 pub mod fd;
+pub mod log_sink;
 pub mod signals;
