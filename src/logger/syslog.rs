@@ -134,7 +134,7 @@ mod tests {
             (log::Level::Trace, "user", "<15>"),
             (log::Level::Info, "local0", "<134>"),
             (log::Level::Error, "local7", "<187>"),
-            (log::Level::Warn, "kern", "<4>"),
+            (log::Level::Warn, "user", "<12>"),
         ];
         for (level, facility, pri) in cases {
             let m = msg(&line_at(level, "x"), facility, 8192);

@@ -101,8 +101,8 @@ impl fmt::Display for Target {
 pub struct Facility(u8);
 
 /// The names `ENVOY_LOG_FACILITY` accepts, with their codes.
-const FACILITIES: [(&str, u8); 14] = [
-    ("kern", 0),
+/// (`kern` is not one: syslogd files a process's `kern` under `user`.)
+const FACILITIES: [(&str, u8); 13] = [
     ("user", 1),
     ("daemon", 3),
     ("auth", 4),
@@ -129,7 +129,7 @@ impl Facility {
             .find(|(name, _)| name.eq_ignore_ascii_case(s))
             .map(|&(_, code)| Facility(code))
             .ok_or_else(|| {
-                format!("ENVOY_LOG_FACILITY: {s:?} is not one of daemon, user, local0 … local7, auth, authpriv, syslog, kern")
+                format!("ENVOY_LOG_FACILITY: {s:?} is not one of daemon, user, local0 … local7, auth, authpriv, syslog")
             })
     }
 
@@ -233,5 +233,6 @@ mod tests {
         let e = Facility::parse("local8").unwrap_err();
         assert!(e.starts_with("ENVOY_LOG_FACILITY: "), "{e}");
         assert!(Facility::parse("").is_err());
+        assert!(Facility::parse("kern").is_err());
     }
 }
