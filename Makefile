@@ -40,9 +40,15 @@ test: deps lint
 soak: release
 	SLUICE_BIN=$(CURDIR)/target/release/sluice $(CARGO) test --release --test soak -- --ignored --nocapture
 
+# FreeBSD is type-checked on every run (kqueue, SO_REUSEPORT_LB and cpuset paths compile
+# only there); the target's standard library is installed once, when missing.
+FREEBSD_TARGET := x86_64-unknown-freebsd
+
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets --release -- -D warnings
+	rustup target list --installed | grep -q $(FREEBSD_TARGET) || rustup target add $(FREEBSD_TARGET)
+	$(CARGO) clippy --target $(FREEBSD_TARGET) --all-targets -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all

@@ -1,5 +1,6 @@
-//! CIDR blocks (`10.0.0.0/8`, `fc00::/7`) and membership tests, for trusted proxies and,
-//! later, routes. IPv4-mapped IPv6 addresses (`::ffff:10.1.2.3`) match IPv4 blocks.
+//! CIDR blocks (`10.0.0.0/8`, `fc00::/7`) and membership tests, for the trusted proxies
+//! (`ENVOY_TRUSTED_PROXIES`) and the routes' `client=` condition. IPv4-mapped IPv6 addresses
+//! (`::ffff:10.1.2.3`) match IPv4 blocks. Parsing and matching only: no I/O, no panic.
 
 use std::fmt;
 use std::net::IpAddr;

@@ -93,7 +93,7 @@ fn run() -> i32 {
     };
     init_logging(cfg.log_level);
     let addr = cfg.listen_addr();
-    let mut sup = match crate::supervisor::Supervisor::start(Layers::from_process_env(), cfg) {
+    let mut sup = match crate::supervisor::Supervisor::start(cfg) {
         Ok(s) => s,
         Err(e) => {
             log::error!("cannot start on {addr}: {e}");

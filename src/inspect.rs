@@ -58,10 +58,10 @@ use std::fmt::{self, Write as _};
 use std::io::Write as _;
 
 use crate::hexdump::{Escaped, Hex, HexDump};
+use crate::wire::proxy::v2::{field, FIXED_LEN};
 use crate::wire::proxy::{
-    self, Addresses, Command, Detected, Family, ProxyHeader, SslSub, Tlv, Version, V1_PREFIX,
+    self, v1, Addresses, Command, Detected, Family, ProxyHeader, SslSub, Tlv, Version,
 };
-use crate::wire::proxy_v2::{field, FIXED_LEN};
 use crate::wire::tls::{self, ClientHello, TlsError};
 use crate::wire::Parsed;
 
@@ -211,7 +211,7 @@ fn inspect_proxy<'a>(
             writeln!(out, "proxy=none")?;
             return Ok(Some(bytes));
         }
-        Detected::NeedMore if V1_PREFIX.starts_with(bytes) => Version::V1,
+        Detected::NeedMore if v1::SIGNATURE.starts_with(bytes) => Version::V1,
         Detected::NeedMore | Detected::V2 => Version::V2,
         Detected::V1 => Version::V1,
     };
@@ -237,7 +237,7 @@ fn inspect_proxy<'a>(
 
 /// The command and family of a v2 header that did not parse, from its fixed part, as far
 /// as the bytes present are well formed. The parser checked these bytes (or rejected the
-/// header for them); this only names them, mirroring `proxy_v2`'s values from the spec.
+/// header for them); this only names them, mirroring `proxy::v2`'s values from the spec.
 fn write_v2_fixed(bytes: &[u8], out: &mut impl fmt::Write) -> fmt::Result {
     let Some(&ver_cmd) = bytes.get(field::VER_CMD) else {
         return Ok(());
@@ -418,7 +418,7 @@ fn write_hello(h: &ClientHello<'_>, out: &mut impl fmt::Write) -> fmt::Result {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::proxy_v2;
+    use crate::wire::proxy::v2 as proxy_v2;
 
     fn facts(bytes: &[u8]) -> (String, Outcome) {
         let mut out = String::new();

@@ -5,29 +5,50 @@
 //! Module map (a line each; the folders are the architecture):
 //!
 //! * `cli` — the command line: `run`, `worker`, `ctl`, `inspect`, `check-config`.
-//! * `config` — every `ENVOY_*` key, loaded and validated whole; `config::route` the routes.
+//! * `config` — every `ENVOY_*` key (one table), loaded and validated whole; `config::route`
+//!   the routes; `config::upstream` a configured `host:port` and its addresses.
 //! * `wire` — pure parsers and emitters of what crosses the wire (PROXY v1/v2, TLS
 //!   ClientHello, HTTP heads, CRC32C); no I/O.
-//!   * `wire::proxy`, `wire::proxy_v1`, `wire::proxy_v2` — PROXY headers: detection, both versions.
+//!   * `wire::proxy` — PROXY headers: detection; `wire::proxy::v1`, `wire::proxy::v2` the two
+//!     versions; `header` and `tlv` inside it what both parse into.
 //!   * `wire::tls` — the ClientHello; `wire::http` — request heads, CONNECT request and reply.
 //!   * `wire::name` — the host-name rule; `wire::crc32c`; `wire::reader` / `wire::writer` —
 //!     bounded cursors.
 //! * `worker` — one process's event loop: listener, sessions, timers, admin connections.
-//!   * `worker::session` — one proxied connection's state machine; `worker::session::preamble`
-//!     what sluice writes first upstream (PROXY v2 header, CONNECT request).
+//!   * `worker::session` — one proxied connection: phases that carry their data (LIFECYCLE.md).
+//!     * `worker::session::handshake` — reads and parses the client's first bytes.
+//!     * `worker::session::core` — what every phase shares; learns, decides, builds the preamble.
+//!     * `worker::session::connect` — opens the upstream leg (and awaits a CONNECT reply).
+//!     * `worker::session::decide` — the pure decisions: routed name, refusals, alerts.
+//!     * `worker::session::facts` — what the first bytes said, as values.
+//!     * `worker::session::preamble` — what sluice writes first upstream (PROXY v2, CONNECT).
+//!     * `worker::session::ctx` — what the loop lends a session and what it asks back.
+//!     * `worker::session::logs` — one log target, debug lines at any level when traced.
+//!   * `worker::pipe` — the shuffle: both flows, pumps, splice, FIN passing; readiness.
+//!   * `worker::token` — a session's slab key and leg packed into a `mio::Token`.
 //!   * `worker::buffer` — fixed buffers and their pool; `worker::splice` — zero-copy pipes.
 //!   * `worker::timer` — the deadline wheel; `worker::stats` — the worker's counters.
 //!   * `worker::ops` — signals, reload and control commands executed on the loop.
 //!   * `worker::role` — how a worker was started (alone or supervised) and its CPU pinning.
-//! * `admin` — the admin plane: `admin::command` (control line protocol), `admin::trace`
-//!   (trace rules), `admin::conn` (admin connections), `admin::metrics` (Prometheus text),
-//!   `admin::capture` (first bytes of failed and traced sessions to disk).
+//! * `admin` — the admin plane, one for a worker's loop and the supervisor's:
+//!   * `admin::plane` — the control socket and metrics listener, bound or adopted, and their
+//!     connections; `admin::conn` — one connection and its framing (lines, HTTP).
+//!   * `admin::command` — the control line protocol; `admin::trace` — trace rules.
+//!   * `admin::reply` — a command's typed answer, rendered and merged over workers.
+//!   * `admin::report` — every metric named once with its merge rule (`show stats` and
+//!     `/metrics` both come from it); `admin::metrics` — the Prometheus text of a report.
+//!   * `admin::channel` — the line format workers answer the supervisor in.
+//!   * `admin::capture` — first bytes of failed and traced sessions to disk.
 //! * `supervisor` — one worker per core, respawn, signals; `supervisor::spawn` starts a
-//!   worker, `supervisor::fanout` answers admin clients for all workers,
-//!   `supervisor::upgrade` hands over to a new binary, `supervisor::notify` tells systemd.
+//!   worker and holds the supervisor's end of its channel, `supervisor::fanout` collects and
+//!   merges the workers' replies to admin requests, `supervisor::upgrade` hands over to a new
+//!   binary, `supervisor::notify` tells systemd.
 //! * `handoff` — the environment variables a supervisor hands its workers and successor.
-//! * `sys` — the FFI (`libc`) behind safe functions; `sys::signals` the signal self-pipe;
-//!   `sys::log_sink` how a log descriptor is written without waiting.
+//! * `sys` — every FFI call (`libc`) behind a safe function, the crate's only `unsafe`:
+//!   `sys::fd` (pipes, descriptor flags, adoption, umask), `sys::process` (spawning with
+//!   inherited descriptors, kill), `sys::rlimit` (resource limits), `sys::cpu` (pinning),
+//!   `sys::signals` (the signal self-pipe), `sys::splice` (Linux splice(2)),
+//!   `sys::log_sink` (writing a log descriptor without waiting).
 //! * `net` — socket set-up and the one place I/O results are interpreted.
 //! * `logger` — log lines: a bounded buffer the loop flushes without waiting, to stderr, a
 //!   file or syslog (`logger::line` the format, `logger::queue` the buffer, `logger::sink`
@@ -35,8 +56,8 @@
 //!   `hexdump` — how wire bytes are shown to people;
 //!   `cidr` — address blocks; `inspect` — `sluice inspect`, decoding captures.
 //!
-//! Lints are declared once, in Cargo.toml `[lints]`; the modules that are exempt from part
-//! of them are named below, at their declaration, with the reason. One item-level exception
+//! Lints are declared once, in Cargo.toml `[lints]`; no module is exempt from them. One
+//! item-level exception
 //! lives beside its code: `wire::crc32c::build_table`, a `const fn` indexing a table at
 //! compile time (an index out of range is a build error there, never a panic).
 
@@ -49,8 +70,6 @@ pub mod hexdump;
 pub mod inspect;
 pub mod logger;
 pub mod net;
-// Exempt from indexing_slicing until its worker table is reshaped (issue 13, in progress).
-#[allow(clippy::indexing_slicing)]
 pub mod supervisor;
 pub mod sys;
 pub mod wire;

@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use sluice::wire::proxy::v2::{self as proxy_v2, V2Out};
 use sluice::wire::proxy::Command;
-use sluice::wire::proxy_v2::{self, V2Out};
 use util::*;
 
 /// PROXY v2 (haproxy, TCP4) + curl's ClientHello for example.test.
@@ -809,6 +809,117 @@ fn bad_names_in_sni_authority_and_host_are_refused_and_never_reach_upstream_or_l
     assert!(!raw.contains(&0), "a raw NUL in the log");
     assert!(!raw.contains(&0xff), "a raw 0xff in the log");
     assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+/// One rule for a name whose last label reads as a number, whichever way the name arrives:
+/// a strict dotted quad passes, anything else a resolver would take as an address (`127.1`
+/// is 127.0.0.1 to inet_aton) is refused, in the SNI, the PROXY AUTHORITY and the Host alike.
+/// (Before, the SNI took `127.1` while AUTHORITY and Host refused it: a direct route passed
+/// it on, a CONNECT route failed later, at the CONNECT request.)
+#[test]
+fn a_numeric_name_is_a_strict_dotted_quad_in_sni_authority_and_host_alike() {
+    let mut wrong = numeric_names_in("direct");
+    wrong.extend(numeric_names_in("connect"));
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+/// Sends passing and refused numeric names each way with `mode` as the default route; what
+/// went wrong.
+fn numeric_names_in(mode: &str) -> Vec<String> {
+    let (up, rec) = recording_upstream();
+    let mut sluice = Sluice::start(&[
+        ("ENVOY_UPSTREAM", &up.to_string()),
+        ("ENVOY_UPSTREAM_MODE", mode),
+        ("ENVOY_CONNECT_TIMEOUT_MS", "1000"),
+        ("ENVOY_IDLE_TIMEOUT_MS", "1000"),
+    ]);
+    let with_sni_hello = fixture("client-curl-7.88.1-h2.bin");
+    let no_sni_hello = fixture("client-openssl-3.0.19-s_client-noservername.bin");
+    // (case, bytes sent, what a direct upstream receives, the close reason when refused)
+    let ways = |name: &str| -> Vec<(String, Vec<u8>, Vec<u8>, &str)> {
+        let n = name.as_bytes();
+        let sni = with_sni(&with_sni_hello, n);
+        let request = [&b"GET / HTTP/1.1\r\nHost: "[..], n, b"\r\n\r\n"].concat();
+        vec![
+            (
+                format!("{mode} SNI {name}"),
+                sni.clone(),
+                sni,
+                "invalid_tls",
+            ),
+            (
+                format!("{mode} AUTHORITY {name}"),
+                [v2_with_authority(n), no_sni_hello.clone()].concat(),
+                no_sni_hello.clone(),
+                "invalid_authority",
+            ),
+            (
+                format!("{mode} Host {name}"),
+                request.clone(),
+                request,
+                "invalid_http",
+            ),
+        ]
+    };
+    let mut wrong = Vec::new();
+    // Passed: replayed as is (direct), or named by the CONNECT as it was sent (connect).
+    let routed = ["192.0.2.7", "1.2.3.4.example"];
+    for name in routed {
+        for (label, bytes, replayed, _) in ways(name) {
+            let mut c = sluice.connect();
+            c.write_all(&bytes).unwrap();
+            let arrived = |b: &[u8]| match mode {
+                "direct" => b == replayed.as_slice(),
+                _ => b.ends_with(b"\r\n\r\n"),
+            };
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !arrived(&rec.lock().unwrap().bytes) && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(10));
+            }
+            let got = std::mem::take(&mut *rec.lock().unwrap());
+            let ok = match mode {
+                "direct" => got.bytes == replayed,
+                _ => got.bytes.starts_with(format!("CONNECT {name}:").as_bytes()),
+            };
+            if !ok {
+                wrong.push(format!(
+                    "{label}: not passed on: {:?}",
+                    String::from_utf8_lossy(&got.bytes)
+                ));
+            }
+        }
+    }
+    // They end at the idle or connect timeout; then the close lines are the refused ones'.
+    sluice.wait_for_count("reason=", routed.len() * 3, Duration::from_secs(10));
+    let closes_before = sluice
+        .log()
+        .lines()
+        .filter(|l| l.contains("reason="))
+        .count();
+    let refused = ["127.1", "0x7f.1", "2130706433", "1.2.3.04", "example.42"];
+    let cases: Vec<_> = refused.iter().flat_map(|name| ways(name)).collect();
+    for (i, (label, bytes, _, want)) in cases.iter().enumerate() {
+        let mut c = sluice.connect();
+        let _ = c.write_all(bytes);
+        if !closed_within(&mut c, Duration::from_secs(5)) {
+            wrong.push(format!("{label}: not closed"));
+        }
+        let seen = std::mem::take(&mut *rec.lock().unwrap());
+        if seen.connections > 0 || !seen.bytes.is_empty() {
+            wrong.push(format!(
+                "{label}: {} upstream connection(s), {} bytes reached the upstream",
+                seen.connections,
+                seen.bytes.len()
+            ));
+            break; // a session passed on closes late: the close lines no longer line up
+        }
+        let lines = sluice.wait_for_count("reason=", closes_before + i + 1, Duration::from_secs(5));
+        let reason = fields(&lines[closes_before + i])["reason"].clone();
+        if reason != *want {
+            wrong.push(format!("{label}: reason={reason}, expected {want}"));
+        }
+    }
+    wrong
 }
 
 // ---------------------------------------------------------------------------------------

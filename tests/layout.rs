@@ -238,7 +238,6 @@ fn name(m: &[String]) -> String {
 }
 
 #[test]
-#[ignore = "issue 13 in progress: run with --ignored"]
 fn the_module_graph_has_no_cycle() {
     let t = tree();
     let mut edges: BTreeMap<Vec<String>, BTreeSet<Vec<String>>> = BTreeMap::new();
@@ -329,7 +328,6 @@ fn the_module_graph_has_no_cycle() {
 }
 
 #[test]
-#[ignore = "issue 13 in progress: run with --ignored"]
 fn no_source_file_is_over_800_lines_of_code() {
     let mut files = Vec::new();
     rust_files(&src_dir(), &mut files);
@@ -349,7 +347,6 @@ fn no_source_file_is_over_800_lines_of_code() {
 }
 
 #[test]
-#[ignore = "issue 13 in progress: run with --ignored"]
 fn unsafe_lives_in_sys_only() {
     let mut files = Vec::new();
     rust_files(&src_dir(), &mut files);

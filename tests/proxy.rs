@@ -477,16 +477,31 @@ fn every_key_check_config_prints_is_in_the_readme_table() {
         .unwrap();
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let keys: Vec<String> = String::from_utf8_lossy(&out.stdout)
+    let lines: Vec<(String, String)> = String::from_utf8_lossy(&out.stdout)
         .lines()
-        .filter_map(|l| l.split_once('=').map(|(k, _)| k.to_string()))
-        .filter(|k| k.starts_with("ENVOY_"))
+        .filter_map(|l| {
+            l.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .filter(|(k, _)| k.starts_with("ENVOY_"))
         .collect();
-    assert!(keys.len() > 30, "{keys:?}");
-    for k in keys {
+    assert!(lines.len() > 30, "{lines:?}");
+    for (k, v) in lines {
         assert!(
             readme.contains(&format!("| `{k}` |")),
             "{k} is missing from the README's table"
         );
+        // A key at its default shows the key table's default: the README's column says the same.
+        if let Some(default) = v.strip_suffix(" (default)") {
+            let row = if default.is_empty() {
+                format!("| `{k}` | (empty")
+            } else {
+                format!("| `{k}` | `{default}` |")
+            };
+            assert!(
+                readme.contains(&row),
+                "the README's default for {k} is not {default:?}"
+            );
+        }
     }
 }

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
+use sluice::wire::proxy::v2::{self as proxy_v2, RawTlv, V2Out};
 use sluice::wire::proxy::{self, Addresses, Command as PpCommand};
-use sluice::wire::proxy_v2::{self, RawTlv, V2Out};
 use sluice::wire::Parsed;
 use util::*;
 
@@ -456,6 +456,61 @@ fn a_connect_reply_head_over_the_cap_is_refused() {
     let (mut sluice, mut c) = connect_replying(huge);
     assert!(closed_within(&mut c, Duration::from_secs(10)));
     assert_eq!(close_reason(&mut sluice), "invalid_connect_reply");
+}
+
+/// A forward proxy that accepts and reads the CONNECT request but never answers: at the
+/// connect timeout the route's next proxy is tried, and it gets the whole request (not what
+/// was left of it after the silent one, and not an old reply's bytes).
+#[test]
+fn a_silent_connect_proxy_times_out_and_the_next_one_gets_the_whole_request() {
+    let (silent, _s) = recording_upstream(|mut s| {
+        read_head(&mut s);
+        thread::sleep(Duration::from_secs(5));
+    });
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&heads);
+    let hello = curl_hello();
+    let expect = hello.clone();
+    let (good, _g) = recording_upstream(move |mut s| {
+        let head = read_head(&mut s);
+        seen.lock().unwrap().push(head);
+        s.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            .unwrap();
+        if read_exact(&mut s, expect.len()) == expect {
+            s.write_all(b"tunnel").unwrap();
+        }
+    });
+    let mut sluice = Sluice::start(&[
+        ("ENVOY_UPSTREAM", "127.0.0.1:1"),
+        ("ENVOY_CONNECT_TIMEOUT_MS", "500"),
+        ("ENVOY_METRICS_ADDR", "127.0.0.1:0"),
+        (
+            "ENVOY_ROUTES",
+            &format!("sni=example.test allow mode=connect upstream={silent},{good}"),
+        ),
+    ]);
+    let mut c = sluice.connect();
+    c.write_all(&hello).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut got = Vec::new();
+    let _ = Read::by_ref(&mut c).take(6).read_to_end(&mut got);
+    let heads = heads.lock().unwrap().clone();
+    assert_eq!(
+        got,
+        b"tunnel",
+        "through the second proxy; log:\n{}",
+        sluice.log()
+    );
+    assert_eq!(heads.len(), 1);
+    assert!(
+        heads[0].starts_with(b"CONNECT example.test:443 HTTP/1.1\r\n"),
+        "{}",
+        String::from_utf8_lossy(&heads[0])
+    );
+    drop(c);
+    let line = sluice.wait_for_log("reason=", Duration::from_secs(10));
+    assert!(line.contains(&format!("upstream={good}")), "{line}");
+    assert_eq!(sluice.metric("sluice_upstream_connect_failures_total"), 1);
 }
 
 #[test]

@@ -14,35 +14,35 @@ use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use libfuzzer_sys::arbitrary::{Result as ArbResult, Unstructured};
+use sluice::wire::proxy::v1::{self, MAX_V1_LEN};
+use sluice::wire::proxy::v2::{self, RawTlv, V2Out, FIXED_LEN, MAX_V2_LEN};
 use sluice::wire::proxy::{
     self, Addresses, Command, Detected, Family, ProxyError, ProxyHeader, SslSub, Tlv, Version,
 };
-use sluice::wire::proxy_v1::{self, MAX_V1_LEN};
-use sluice::wire::proxy_v2::{self, RawTlv, V2Out, FIXED_LEN, MAX_V2_LEN};
 use sluice::wire::tls::{self, MAX_HELLO_LEN};
 use sluice::wire::Parsed;
 
-/// `proxy_v1::parse`: a complete line lies inside the input and within 107 bytes, and the
+/// `proxy::v1::parse`: a complete line lies inside the input and within 107 bytes, and the
 /// line alone parses the same.
 pub fn proxy_v1(data: &[u8]) {
-    if let Parsed::Complete(h, n) = proxy_v1::parse(data) {
+    if let Parsed::Complete(h, n) = v1::parse(data) {
         assert!(n <= data.len() && n <= MAX_V1_LEN, "consumed {n}");
         assert_eq!((h.len, h.version), (n, Version::V1));
-        assert_eq!(proxy_v1::parse(&data[..n]), Parsed::Complete(h, n));
+        assert_eq!(v1::parse(&data[..n]), Parsed::Complete(h, n));
         read_header(&h);
     }
 }
 
-/// `proxy_v2::parse`: a complete header lies inside the input, and every TLV and SSL
+/// `proxy::v2::parse`: a complete header lies inside the input, and every TLV and SSL
 /// sub-TLV can be read, covering the TLV area exactly.
 pub fn proxy_v2(data: &[u8]) {
-    if let Parsed::Complete(h, n) = proxy_v2::parse(data) {
+    if let Parsed::Complete(h, n) = v2::parse(data) {
         assert!(
             n <= data.len() && n <= FIXED_LEN + MAX_V2_LEN,
             "consumed {n}"
         );
         assert_eq!((h.len, h.version), (n, Version::V2));
-        assert_eq!(proxy_v2::parse(&data[..n]), Parsed::Complete(h, n));
+        assert_eq!(v2::parse(&data[..n]), Parsed::Complete(h, n));
         read_header(&h);
     }
 }
@@ -55,8 +55,8 @@ pub fn proxy_detect(data: &[u8]) {
     match detected {
         Detected::NoHeader => assert_eq!(parsed, Parsed::Invalid(ProxyError::NotProxy)),
         Detected::NeedMore => assert_eq!(parsed, Parsed::NeedMore),
-        Detected::V1 => assert_eq!(parsed, proxy_v1::parse(data)),
-        Detected::V2 => assert_eq!(parsed, proxy_v2::parse(data)),
+        Detected::V1 => assert_eq!(parsed, v1::parse(data)),
+        Detected::V2 => assert_eq!(parsed, v2::parse(data)),
     }
     if let Parsed::Complete(h, n) = parsed {
         let want = match h.version {
@@ -220,8 +220,8 @@ fn roundtrip_v1(u: &mut Unstructured<'_>) -> ArbResult<()> {
     };
     let mut out = [0u8; MAX_V1_LEN];
     // Every pair of endpoints fits the spec's 107 bytes: emit may not fail here.
-    let n = proxy_v1::emit(src, dst, &mut out).expect("v1 emit into 107 bytes");
-    let Parsed::Complete(h, m) = proxy_v1::parse(&out[..n]) else {
+    let n = v1::emit(src, dst, &mut out).expect("v1 emit into 107 bytes");
+    let Parsed::Complete(h, m) = v1::parse(&out[..n]) else {
         panic!(
             "emitted v1 line does not parse: {:?}",
             String::from_utf8_lossy(&out[..n])
@@ -268,10 +268,10 @@ fn roundtrip_v2(u: &mut Unstructured<'_>) -> ArbResult<()> {
         crc32c,
     };
     let mut out = vec![0u8; FIXED_LEN + MAX_V2_LEN];
-    let Ok(n) = proxy_v2::emit(&out_h, &mut out) else {
+    let Ok(n) = v2::emit(&out_h, &mut out) else {
         return Ok(());
     };
-    let Parsed::Complete(h, m) = proxy_v2::parse(&out[..n]) else {
+    let Parsed::Complete(h, m) = v2::parse(&out[..n]) else {
         panic!("emitted v2 header does not parse: {:?}", &out[..n]);
     };
     assert_eq!((m, h.len, h.command), (n, n, command));
@@ -287,12 +287,12 @@ fn roundtrip_v2(u: &mut Unstructured<'_>) -> ArbResult<()> {
     let mut want: Vec<(u8, &[u8])> = Vec::new();
     let crc_bytes = h.crc32c.map(u32::to_be_bytes);
     if let Some(c) = &crc_bytes {
-        want.push((proxy_v2::PP2_TYPE_CRC32C, &c[..]));
+        want.push((proxy::PP2_TYPE_CRC32C, &c[..]));
     }
     for (kind, v) in [
-        (proxy_v2::PP2_TYPE_ALPN, alpn),
-        (proxy_v2::PP2_TYPE_AUTHORITY, authority),
-        (proxy_v2::PP2_TYPE_UNIQUE_ID, unique_id),
+        (proxy::PP2_TYPE_ALPN, alpn),
+        (proxy::PP2_TYPE_AUTHORITY, authority),
+        (proxy::PP2_TYPE_UNIQUE_ID, unique_id),
     ] {
         if let Some(v) = v {
             want.push((kind, v));
@@ -319,11 +319,11 @@ fn walk_tlvs(mut area: &[u8]) -> Vec<(u8, &[u8])> {
 /// The plain-HTTP request head parser (routing on Host): consumed stays inside the input,
 /// a complete head's Host passes the host-name rule, and strict prefixes need more.
 pub fn http_request(data: &[u8]) {
-    use sluice::wire::http;
+    use sluice::wire::{http, name};
     if let Parsed::Complete(head, n) = http::parse_request_host(data) {
         assert!(n <= data.len() && n == head.head_len);
         if let Some(h) = head.host {
-            assert!(http::valid_host(h), "a Host that passed must be a valid host");
+            assert!(name::is_host(h), "a Host that passed must be a valid host");
             assert!(!h.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0));
         }
         let prefix = &data[..n - 1];

@@ -1,18 +1,27 @@
 //! The configuration: every `ENVOY_*` key, its default, how it is validated, and where the
 //! effective value came from.
 //!
-//! A `Config` is built whole from a key lookup (the environment, later a file overlay) and is
-//! either entirely valid or refused with an error naming the key and the value. Names are
-//! resolved here, at load time, never on the event loop. Nothing here touches a socket.
+//! Each key is declared once, in [`KEYS`]: its name, its default, one line of meaning, and
+//! how its value is read into a [`Config`]. Loading, `show config` and `check-config`, the
+//! keys a `set` or a config file may name, and the README's key table (checked by a test
+//! against `check-config`) all follow that one table.
+//!
+//! A `Config` is built whole from three layers ([`Layers`]: the environment, the
+//! ENVOY_CONFIG_FILE overlay, runtime `set`s) and is either entirely valid or refused with an
+//! error naming the key and the value. Names are resolved here, at load time, never on the
+//! event loop. Nothing here touches a socket.
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::str::FromStr;
 
 use crate::cidr::Cidr;
+use crate::wire::http::{is_sendable_field_byte, is_tchar};
 pub mod route;
+pub mod upstream;
 
 use route::{Mode, Route};
+use upstream::Upstream;
 
 /// Where an effective value came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,25 +94,17 @@ pub enum NameMismatch {
     PreferAuthority,
 }
 
-/// A `host:port` as written, with the addresses it resolved to at load time, in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Upstream {
-    /// The text as configured, e.g. `localhost:10000`.
-    pub name: String,
-    /// Every address the name resolved to; tried in order on connect failure.
-    pub addrs: Vec<SocketAddr>,
-}
-
 /// One extra header sent on CONNECT (`ENVOY_HEADERS`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Header {
+pub struct ConnectHeader {
     /// A token, as in RFC 9110 §5.1.
     pub name: String,
     /// Visible ASCII, spaces and tabs; never CR, LF or NUL.
     pub value: String,
 }
 
-/// The whole, validated configuration of one worker.
+/// The whole, validated configuration of one worker. Each field is written by the key its
+/// comment names (see [`KEYS`]).
 #[derive(Debug, Clone)]
 pub struct Config {
     /// ENVOY_IP
@@ -117,7 +118,7 @@ pub struct Config {
     /// ENVOY_COUNTRY (upper-cased)
     pub country: String,
     /// ENVOY_HEADERS
-    pub headers: Vec<Header>,
+    pub headers: Vec<ConnectHeader>,
     /// ENVOY_REGION_KEY
     pub region_key: String,
     /// ENVOY_SESSION_KEY
@@ -142,6 +143,8 @@ pub struct Config {
     pub workers: usize,
     /// ENVOY_BACKLOG
     pub backlog: i32,
+    /// ENVOY_UPSTREAM_MODE: the default route's mode, and the mode of routes naming none.
+    pub upstream_mode: Mode,
     /// ENVOY_ROUTES then ENVOY_ROUTES_FILE, in order.
     pub routes: Vec<Route>,
     /// ENVOY_UPSTREAM in ENVOY_UPSTREAM_MODE, used when no route matches.
@@ -164,168 +167,445 @@ pub struct Config {
     pub drain_timeout_ms: u64,
     /// ENVOY_PID_FILE ("": none)
     pub pid_file: String,
-    /// Splice pipes per worker at most; 0 when ENVOY_SPLICE=off or not on Linux.
+    /// ENVOY_SPLICE: true when bulk directions may move through splice pipes (`auto` on Linux).
+    pub splice: bool,
+    /// ENVOY_SPLICE_PIPES: splice pipes per worker at most; 0 when `splice` is false.
     pub splice_pipes: usize,
     /// Each key's effective value as text and its source, in table order.
     pub entries: Vec<(&'static str, String, Source)>,
 }
 
-/// Every key: name, default (as text), one line of meaning. The README's table says the same.
-pub const KEYS: &[(&str, &str, &str)] = &[
-    ("ENVOY_IP", "127.0.0.1", "listen address (IPv4 or IPv6)"),
-    ("ENVOY_PORT", "8000", "listen port"),
-    (
+/// One configuration key. The README's table documents the same keys.
+pub struct Key {
+    /// `ENVOY_...`
+    pub name: &'static str,
+    /// The value when no layer gives one, as text (it goes through `apply` like any other).
+    pub default: &'static str,
+    /// One line of meaning.
+    pub meaning: &'static str,
+    /// Validates the value and writes it into the configuration being built.
+    apply: fn(&mut Config, Setting<'_>) -> Result<(), ConfigError>,
+}
+
+const fn key(
+    name: &'static str,
+    default: &'static str,
+    meaning: &'static str,
+    apply: fn(&mut Config, Setting<'_>) -> Result<(), ConfigError>,
+) -> Key {
+    Key {
+        name,
+        default,
+        meaning,
+        apply,
+    }
+}
+
+/// Every key, in the order `show config` lists them and values are applied: a key may read
+/// what a key above it wrote (the routes fill in ENVOY_UPSTREAM and ENVOY_UPSTREAM_MODE;
+/// ENVOY_SPLICE_PIPES is 0 unless ENVOY_SPLICE is on). The first invalid value is the one
+/// reported.
+pub const KEYS: &[Key] = &[
+    key(
+        "ENVOY_IP",
+        "127.0.0.1",
+        "listen address (IPv4 or IPv6)",
+        |c, s| {
+            c.ip = s.parse("not an IP address", |v| IpAddr::from_str(v).ok())?;
+            Ok(())
+        },
+    ),
+    key("ENVOY_PORT", "8000", "listen port", |c, s| {
+        c.port = s.parse("not a port (0-65535)", |v| v.parse().ok())?;
+        Ok(())
+    }),
+    key(
         "ENVOY_UPSTREAM",
         "localhost:10000",
         "default upstream host:port, resolved at load",
+        |c, s| {
+            c.upstream = Upstream::resolve(s.text).map_err(|reason| s.refuse(reason))?;
+            Ok(())
+        },
     ),
-    (
+    key(
         "ENVOY_ACCEPTORS",
         "5",
         "accepts per readiness event before the loop serves others",
+        |c, s| {
+            c.acceptors = s.whole_number(1, 1024)? as usize;
+            Ok(())
+        },
     ),
-    (
+    key(
         "ENVOY_COUNTRY",
         "US",
         "region header value in CONNECT mode (upper-cased)",
+        |c, s| {
+            c.country = s.parse("expected 1-16 letters or digits", |v| {
+                let ok =
+                    !v.is_empty() && v.len() <= 16 && v.bytes().all(|b| b.is_ascii_alphanumeric());
+                ok.then(|| v.to_ascii_uppercase())
+            })?;
+            Ok(())
+        },
     ),
-    (
+    key(
         "ENVOY_HEADERS",
         "",
         "extra CONNECT headers: 'Name: value' pairs separated by ';'",
+        |c, s| {
+            c.headers = connect_headers(s)?;
+            Ok(())
+        },
     ),
-    (
+    key(
         "ENVOY_REGION_KEY",
         "x-region-key",
         "region header name in CONNECT mode",
+        |c, s| {
+            c.region_key = s.parse("not an HTTP header name", token)?;
+            Ok(())
+        },
     ),
-    (
+    key(
         "ENVOY_SESSION_KEY",
         "x-session-key",
         "session header name in CONNECT mode",
+        |c, s| {
+            c.session_key = s.parse("not an HTTP header name", token)?;
+            Ok(())
+        },
     ),
-    (
+    key(
         "ENVOY_LOG_LEVEL",
         "info",
         "off, error, warn, info, debug or trace",
+        |c, s| {
+            c.log_level = s.parse("expected off, error, warn, info, debug or trace", |v| {
+                log::LevelFilter::from_str(v).ok()
+            })?;
+            Ok(())
+        },
     ),
-    (
+    key(
         "ENVOY_BUFFER_SIZE",
         "16384",
         "bytes per direction per session (2048..=1048576)",
+        |c, s| {
+            c.buffer_size = s.whole_number(2048, 1 << 20)? as usize;
+            Ok(())
+        },
     ),
-    (
+    key(
         "ENVOY_MAX_SESSIONS",
         "auto",
         "sessions per worker; auto = (open-file limit - 64) / 2",
+        |c, s| {
+            c.max_sessions = if s.text == "auto" {
+                auto_max_sessions()
+            } else {
+                s.whole_number(1, 10_000_000)? as usize
+            };
+            Ok(())
+        },
     ),
-    (
+    key(
         "ENVOY_HEADER_TIMEOUT_MS",
         "5000",
         "time to receive the PROXY header and ClientHello",
+        |c, s| {
+            c.header_timeout_ms = s.whole_number(1, 3_600_000)?;
+            Ok(())
+        },
     ),
-    (
+    key(
         "ENVOY_CONNECT_TIMEOUT_MS",
         "5000",
         "time for the upstream connect",
+        |c, s| {
+            c.connect_timeout_ms = s.whole_number(1, 3_600_000)?;
+            Ok(())
+        },
     ),
-    (
+    key(
         "ENVOY_IDLE_TIMEOUT_MS",
         "300000",
         "close a session idle this long both ways (0: never)",
+        |c, s| {
+            c.idle_timeout_ms = s.whole_number(0, 86_400_000)?;
+            Ok(())
+        },
     ),
-    (
+    key(
         "ENVOY_PROXY_PROTOCOL",
         "optional",
         "required, optional or off",
+        |c, s| {
+            c.proxy_protocol = s.parse("expected required, optional or off", |v| match v {
+                "required" => Some(ProxyPolicy::Required),
+                "optional" => Some(ProxyPolicy::Optional),
+                "off" => Some(ProxyPolicy::Off),
+                _ => None,
+            })?;
+            Ok(())
+        },
     ),
-    (
+    key(
         "ENVOY_TRUSTED_PROXIES",
         "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,fc00::/7",
         "CIDRs allowed to send a PROXY header",
+        |c, s| {
+            c.trusted_proxies = s.parse(
+                "expected comma-separated CIDRs such as 10.0.0.0/8,::1/128",
+                |v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|b| !b.is_empty())
+                        .map(|b| b.parse::<Cidr>().ok())
+                        .collect::<Option<Vec<_>>>()
+                },
+            )?;
+            Ok(())
+        },
     ),
-    (
+    key(
         "ENVOY_WORKERS",
         "auto",
         "worker processes; auto = online CPUs",
+        |c, s| {
+            c.workers = if s.text == "auto" {
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            } else {
+                s.whole_number(1, 1024)? as usize
+            };
+            Ok(())
+        },
     ),
-    ("ENVOY_BACKLOG", "1024", "listen backlog"),
-    (
+    key("ENVOY_BACKLOG", "1024", "listen backlog", |c, s| {
+        c.backlog = s.whole_number(1, 65535)? as i32;
+        Ok(())
+    }),
+    key(
         "ENVOY_UPSTREAM_MODE",
         "direct",
         "default route's mode: direct, proxy-v2 or connect",
+        |c, s| {
+            c.upstream_mode = s.parse("expected direct, proxy-v2 or connect", Mode::parse)?;
+            c.default_route = Route::default_route(c.upstream.clone(), c.upstream_mode);
+            Ok(())
+        },
     ),
-    (
+    key(
         "ENVOY_ROUTES",
         "",
         "routes, separated by ';' or newlines (see README, Routing)",
+        |c, s| {
+            c.routes = route::parse_routes(
+                s.text,
+                true,
+                |n| format!("ENVOY_ROUTES route {n}"),
+                &c.upstream,
+                c.upstream_mode,
+                &Upstream::resolve,
+            )
+            .map_err(|e| s.refuse_part(&e.text, format!("{}: {}", e.origin, e.reason)))?;
+            Ok(())
+        },
     ),
-    (
+    key(
         "ENVOY_ROUTES_FILE",
         "",
         "a file of routes, one a line, after ENVOY_ROUTES",
+        |c, s| {
+            let path = s.text.trim();
+            if path.is_empty() {
+                return Ok(());
+            }
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| s.refuse_part(path, format!("cannot read: {e}")))?;
+            let more = route::parse_routes(
+                &text,
+                false,
+                |n| format!("{path} line {n}"),
+                &c.upstream,
+                c.upstream_mode,
+                &Upstream::resolve,
+            )
+            .map_err(|e| s.refuse_part(&e.text, format!("{}: {}", e.origin, e.reason)))?;
+            c.routes.extend(more);
+            Ok(())
+        },
     ),
-    (
+    key(
         "ENVOY_NAME_MISMATCH",
         "prefer-sni",
         "SNI and PROXY AUTHORITY differ: reject, prefer-sni or prefer-authority",
+        |c, s| {
+            c.name_mismatch =
+                s.parse(
+                    "expected reject, prefer-sni or prefer-authority",
+                    |v| match v {
+                        "reject" => Some(NameMismatch::Reject),
+                        "prefer-sni" => Some(NameMismatch::PreferSni),
+                        "prefer-authority" => Some(NameMismatch::PreferAuthority),
+                        _ => None,
+                    },
+                )?;
+            Ok(())
+        },
     ),
-    (
+    key(
         "ENVOY_ECH",
         "allow",
         "ClientHellos with encrypted_client_hello: allow or refuse",
+        |c, s| {
+            c.allow_ech = s.parse("expected allow or refuse", |v| match v {
+                "allow" => Some(true),
+                "refuse" => Some(false),
+                _ => None,
+            })?;
+            Ok(())
+        },
     ),
-    (
+    // Read by `Layers::load` before any key is applied; listed so that it shows.
+    key(
         "ENVOY_CONFIG_FILE",
         "",
         "KEY=VALUE file read at start and on reload, over the environment",
+        |_, _| Ok(()),
     ),
-    (
+    key(
         "ENVOY_CONTROL_SOCKET",
         "",
         "UNIX control socket path (mode 0600); empty: none",
+        |c, s| {
+            c.control_socket = s.text.trim().to_string();
+            Ok(())
+        },
     ),
-    (
+    key(
         "ENVOY_METRICS_ADDR",
         "",
         "ip:port serving Prometheus /metrics; empty: none",
+        |c, s| {
+            c.metrics_addr = s.parse("expected empty or ip:port", |v| {
+                if v.is_empty() {
+                    Some(None)
+                } else {
+                    v.parse::<SocketAddr>().ok().map(Some)
+                }
+            })?;
+            Ok(())
+        },
     ),
-    (
+    key(
         "ENVOY_CAPTURE_DIR",
         "",
         "directory for .bin captures of failed and traced sessions",
+        |c, s| {
+            c.capture_dir = s.text.trim().to_string();
+            Ok(())
+        },
     ),
-    (
+    key(
         "ENVOY_CAPTURE_MAX_FILES",
         "100",
         "captures kept; the oldest are deleted",
+        |c, s| {
+            c.capture_max_files = s.whole_number(1, 1_000_000)? as usize;
+            Ok(())
+        },
     ),
-    (
+    key(
         "ENVOY_CAPTURE_MAX_BYTES",
         "10485760",
         "total bytes of captures kept",
+        |c, s| {
+            c.capture_max_bytes = s.whole_number(1024, 1 << 40)?;
+            Ok(())
+        },
     ),
-    (
+    key(
         "ENVOY_DRAIN_TIMEOUT_MS",
         "30000",
         "drain: how long sessions may finish before they are closed",
+        |c, s| {
+            c.drain_timeout_ms = s.whole_number(0, 86_400_000)?;
+            Ok(())
+        },
     ),
-    (
+    key(
         "ENVOY_PID_FILE",
         "",
         "file the serving supervisor writes its pid to (rewritten by an upgrade)",
+        |c, s| {
+            c.pid_file = s.text.trim().to_string();
+            Ok(())
+        },
     ),
-    (
+    key(
         "ENVOY_SPLICE",
         "auto",
         "auto: bulk directions move through splice(2) pipes (Linux); off: always copy",
+        |c, s| {
+            c.splice = s.parse("expected auto or off", |v| match v {
+                "auto" => Some(cfg!(target_os = "linux")),
+                "off" => Some(false),
+                _ => None,
+            })?;
+            Ok(())
+        },
     ),
-    (
+    key(
         "ENVOY_SPLICE_PIPES",
         "256",
         "splice pipes per worker at most (two descriptors each)",
+        |c, s| {
+            let n = s.whole_number(0, 1_000_000)? as usize;
+            c.splice_pipes = if c.splice { n } else { 0 };
+            Ok(())
+        },
     ),
 ];
+
+/// The key named `name`, if there is one.
+pub fn key_named(name: &str) -> Option<&'static Key> {
+    KEYS.iter().find(|k| k.name == name)
+}
+
+/// A key's value as one layer gave it, with the key's name for the errors it may cause.
+#[derive(Clone, Copy)]
+struct Setting<'a> {
+    key: &'static str,
+    /// As given: the error shows it so, parsing trims it.
+    text: &'a str,
+}
+
+impl Setting<'_> {
+    /// The whole value refused for `reason`.
+    fn refuse(&self, reason: impl Into<String>) -> ConfigError {
+        self.refuse_part(self.text, reason)
+    }
+
+    /// Refused for `reason`, showing `part` (a route of many, a path) as the value.
+    fn refuse_part(&self, part: &str, reason: impl Into<String>) -> ConfigError {
+        error(self.key, part, reason)
+    }
+
+    /// The trimmed value through `f`; `None` refuses the value for `reason`.
+    fn parse<T>(&self, reason: &str, f: impl FnOnce(&str) -> Option<T>) -> Result<T, ConfigError> {
+        f(self.text.trim()).ok_or_else(|| self.refuse(reason))
+    }
+
+    /// A decimal number in `min..=max`.
+    fn whole_number(&self, min: u64, max: u64) -> Result<u64, ConfigError> {
+        match self.text.trim().parse::<u64>() {
+            Ok(n) if (min..=max).contains(&n) => Ok(n),
+            _ => Err(self.refuse(format!("expected a whole number from {min} to {max}"))),
+        }
+    }
+}
 
 /// Where a configuration is read from: the environment as it was at start, the
 /// ENVOY_CONFIG_FILE overlay (re-read on every load), and runtime `set` overrides.
@@ -376,11 +656,11 @@ impl Layers {
 
     /// The layers with `key` set to `value`, if `key` is a known key.
     pub fn with_set(&self, key: &str, value: &str) -> Result<Layers, ConfigError> {
-        let Some(k) = KEYS.iter().find(|k| k.0 == key) else {
+        let Some(k) = key_named(key) else {
             return Err(error("ENVOY_*", key, "no such key (see `show config`)"));
         };
         let mut l = self.clone();
-        l.set.insert(k.0.to_string(), value.to_string());
+        l.set.insert(k.name.to_string(), value.to_string());
         Ok(l)
     }
 }
@@ -407,7 +687,7 @@ fn read_config_file(path: &str) -> Result<std::collections::BTreeMap<String, Str
             .strip_prefix('"')
             .and_then(|v| v.strip_suffix('"'))
             .unwrap_or(v);
-        if !KEYS.iter().any(|key| key.0 == k) {
+        if key_named(k).is_none() {
             return Err(error(
                 "ENVOY_CONFIG_FILE",
                 k,
@@ -425,203 +705,65 @@ impl Config {
         Layers::from_process_env().load()
     }
 
-    /// Loads from any key lookup; every key is validated, the first bad one is returned.
+    /// Loads from any key lookup: each key of [`KEYS`] in order, its value from `lookup` or
+    /// else its default; the first invalid one is returned.
     pub fn load(lookup: impl Fn(&str) -> Option<(String, Source)>) -> Result<Config, ConfigError> {
-        let mut entries = Vec::with_capacity(KEYS.len());
-        let mut get = |key: &'static str| -> (String, &'static str) {
-            let default = KEYS.iter().find(|k| k.0 == key).map(|k| k.1).unwrap_or("");
-            let (value, source) = match lookup(key) {
-                Some(v) => v,
-                None => (default.to_string(), Source::Default),
+        let mut c = Config::unset();
+        c.entries.reserve(KEYS.len());
+        for k in KEYS {
+            let (text, source) =
+                lookup(k.name).unwrap_or_else(|| (k.default.to_string(), Source::Default));
+            let setting = Setting {
+                key: k.name,
+                text: &text,
             };
-            entries.push((key, value.clone(), source));
-            (value, key)
-        };
-        let ip = parse_with(get("ENVOY_IP"), "not an IP address", |v| {
-            IpAddr::from_str(v).ok()
-        })?;
-        let port = parse_with(get("ENVOY_PORT"), "not a port (0-65535)", |v| {
-            v.parse().ok()
-        })?;
-        let upstream = parse_upstream(get("ENVOY_UPSTREAM"))?;
-        let acceptors = parse_range(get("ENVOY_ACCEPTORS"), 1, 1024)? as usize;
-        let country = parse_with(
-            get("ENVOY_COUNTRY"),
-            "expected 1-16 letters or digits",
-            |v| {
-                let ok =
-                    !v.is_empty() && v.len() <= 16 && v.bytes().all(|b| b.is_ascii_alphanumeric());
-                ok.then(|| v.to_ascii_uppercase())
-            },
-        )?;
-        let headers = parse_headers(get("ENVOY_HEADERS"))?;
-        let region_key = parse_with(get("ENVOY_REGION_KEY"), "not an HTTP header name", token)?;
-        let session_key = parse_with(get("ENVOY_SESSION_KEY"), "not an HTTP header name", token)?;
-        let log_level = parse_with(
-            get("ENVOY_LOG_LEVEL"),
-            "expected off, error, warn, info, debug or trace",
-            |v| log::LevelFilter::from_str(v).ok(),
-        )?;
-        let buffer_size = parse_range(get("ENVOY_BUFFER_SIZE"), 2048, 1 << 20)? as usize;
-        let max_sessions = {
-            let (v, key) = get("ENVOY_MAX_SESSIONS");
-            if v == "auto" {
-                auto_max_sessions()
-            } else {
-                parse_range((v, key), 1, 10_000_000)? as usize
-            }
-        };
-        let header_timeout_ms = parse_range(get("ENVOY_HEADER_TIMEOUT_MS"), 1, 3_600_000)?;
-        let connect_timeout_ms = parse_range(get("ENVOY_CONNECT_TIMEOUT_MS"), 1, 3_600_000)?;
-        let idle_timeout_ms = parse_range(get("ENVOY_IDLE_TIMEOUT_MS"), 0, 86_400_000)?;
-        let proxy_protocol = parse_with(
-            get("ENVOY_PROXY_PROTOCOL"),
-            "expected required, optional or off",
-            |v| match v {
-                "required" => Some(ProxyPolicy::Required),
-                "optional" => Some(ProxyPolicy::Optional),
-                "off" => Some(ProxyPolicy::Off),
-                _ => None,
-            },
-        )?;
-        let trusted_proxies = parse_with(
-            get("ENVOY_TRUSTED_PROXIES"),
-            "expected comma-separated CIDRs such as 10.0.0.0/8,::1/128",
-            |v| {
-                v.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(|s| s.parse::<Cidr>().ok())
-                    .collect::<Option<Vec<_>>>()
-            },
-        )?;
-        let workers = {
-            let (v, key) = get("ENVOY_WORKERS");
-            if v == "auto" {
-                std::thread::available_parallelism().map_or(1, |n| n.get())
-            } else {
-                parse_range((v, key), 1, 1024)? as usize
-            }
-        };
-        let backlog = parse_range(get("ENVOY_BACKLOG"), 1, 65535)? as i32;
-        let mode = parse_with(
-            get("ENVOY_UPSTREAM_MODE"),
-            "expected direct, proxy-v2 or connect",
-            Mode::parse,
-        )?;
-        let resolve =
-            |s: &str| parse_upstream((s.to_string(), "ENVOY_ROUTES")).map_err(|e| e.reason);
-        let (inline, _) = get("ENVOY_ROUTES");
-        let mut routes = route::parse_routes(
-            &inline,
-            true,
-            |n| format!("ENVOY_ROUTES route {n}"),
-            &upstream,
-            mode,
-            &resolve,
-        )
-        .map_err(|e| {
-            error(
-                "ENVOY_ROUTES",
-                &e.text,
-                format!("{}: {}", e.origin, e.reason),
-            )
-        })?;
-        let (file, _) = get("ENVOY_ROUTES_FILE");
-        if !file.trim().is_empty() {
-            let path = file.trim();
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| error("ENVOY_ROUTES_FILE", path, format!("cannot read: {e}")))?;
-            let more = route::parse_routes(
-                &text,
-                false,
-                |n| format!("{path} line {n}"),
-                &upstream,
-                mode,
-                &resolve,
-            )
-            .map_err(|e| {
-                error(
-                    "ENVOY_ROUTES_FILE",
-                    &e.text,
-                    format!("{}: {}", e.origin, e.reason),
-                )
-            })?;
-            routes.extend(more);
+            (k.apply)(&mut c, setting)?;
+            c.entries.push((k.name, text, source));
         }
-        let name_mismatch = parse_with(
-            get("ENVOY_NAME_MISMATCH"),
-            "expected reject, prefer-sni or prefer-authority",
-            |v| match v {
-                "reject" => Some(NameMismatch::Reject),
-                "prefer-sni" => Some(NameMismatch::PreferSni),
-                "prefer-authority" => Some(NameMismatch::PreferAuthority),
-                _ => None,
-            },
-        )?;
-        let allow_ech = parse_with(get("ENVOY_ECH"), "expected allow or refuse", |v| match v {
-            "allow" => Some(true),
-            "refuse" => Some(false),
-            _ => None,
-        })?;
-        let default_route = Route::default_route(upstream.clone(), mode);
-        let (_config_file, _) = get("ENVOY_CONFIG_FILE");
-        let (control_socket, _) = get("ENVOY_CONTROL_SOCKET");
-        let metrics_addr = parse_with(
-            get("ENVOY_METRICS_ADDR"),
-            "expected empty or ip:port",
-            |v| {
-                if v.is_empty() {
-                    Some(None)
-                } else {
-                    v.parse::<SocketAddr>().ok().map(Some)
-                }
-            },
-        )?;
-        let (capture_dir, _) = get("ENVOY_CAPTURE_DIR");
-        let capture_max_files = parse_range(get("ENVOY_CAPTURE_MAX_FILES"), 1, 1_000_000)? as usize;
-        let capture_max_bytes = parse_range(get("ENVOY_CAPTURE_MAX_BYTES"), 1024, 1 << 40)?;
-        let drain_timeout_ms = parse_range(get("ENVOY_DRAIN_TIMEOUT_MS"), 0, 86_400_000)?;
-        let (pid_file, _) = get("ENVOY_PID_FILE");
-        let splice = parse_with(get("ENVOY_SPLICE"), "expected auto or off", |v| match v {
-            "auto" => Some(cfg!(target_os = "linux")),
-            "off" => Some(false),
-            _ => None,
-        })?;
-        let splice_pipes = parse_range(get("ENVOY_SPLICE_PIPES"), 0, 1_000_000)? as usize;
-        Ok(Config {
-            control_socket: control_socket.trim().to_string(),
-            metrics_addr,
-            capture_dir: capture_dir.trim().to_string(),
-            capture_max_files,
-            capture_max_bytes,
-            drain_timeout_ms,
-            pid_file: pid_file.trim().to_string(),
-            splice_pipes: if splice { splice_pipes } else { 0 },
-            ip,
-            port,
+        Ok(c)
+    }
+
+    /// The configuration before any key is applied: every field is overwritten by its key.
+    fn unset() -> Config {
+        let upstream = Upstream {
+            name: String::new(),
+            addrs: Vec::new(),
+        };
+        Config {
+            ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            port: 0,
+            default_route: Route::default_route(upstream.clone(), Mode::Direct),
             upstream,
-            acceptors,
-            country,
-            headers,
-            region_key,
-            session_key,
-            log_level,
-            buffer_size,
-            max_sessions,
-            header_timeout_ms,
-            connect_timeout_ms,
-            idle_timeout_ms,
-            proxy_protocol,
-            trusted_proxies,
-            workers,
-            backlog,
-            routes,
-            default_route,
-            name_mismatch,
-            allow_ech,
-            entries,
-        })
+            acceptors: 0,
+            country: String::new(),
+            headers: Vec::new(),
+            region_key: String::new(),
+            session_key: String::new(),
+            log_level: log::LevelFilter::Off,
+            buffer_size: 0,
+            max_sessions: 0,
+            header_timeout_ms: 0,
+            connect_timeout_ms: 0,
+            idle_timeout_ms: 0,
+            proxy_protocol: ProxyPolicy::Required,
+            trusted_proxies: Vec::new(),
+            workers: 0,
+            backlog: 0,
+            upstream_mode: Mode::Direct,
+            routes: Vec::new(),
+            name_mismatch: NameMismatch::Reject,
+            allow_ech: false,
+            control_socket: String::new(),
+            metrics_addr: None,
+            capture_dir: String::new(),
+            capture_max_files: 0,
+            capture_max_bytes: 0,
+            drain_timeout_ms: 0,
+            pid_file: String::new(),
+            splice: false,
+            splice_pipes: 0,
+            entries: Vec::new(),
+        }
     }
 
     /// The listen address.
@@ -648,92 +790,30 @@ fn error(key: &'static str, value: &str, reason: impl Into<String>) -> ConfigErr
     }
 }
 
-fn parse_with<T>(
-    (value, key): (String, &'static str),
-    reason: &str,
-    f: impl FnOnce(&str) -> Option<T>,
-) -> Result<T, ConfigError> {
-    f(value.trim()).ok_or_else(|| error(key, &value, reason))
-}
-
-fn parse_range(
-    (value, key): (String, &'static str),
-    min: u64,
-    max: u64,
-) -> Result<u64, ConfigError> {
-    match value.trim().parse::<u64>() {
-        Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(error(
-            key,
-            &value,
-            format!("expected a whole number from {min} to {max}"),
-        )),
-    }
-}
-
+/// An HTTP header name (the same token rule the CONNECT emitter enforces).
 fn token(v: &str) -> Option<String> {
     let ok = !v.is_empty() && v.bytes().all(is_tchar);
     ok.then(|| v.to_string())
 }
 
-/// RFC 9110 token characters.
-pub fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
-fn parse_upstream((value, key): (String, &'static str)) -> Result<Upstream, ConfigError> {
-    let v = value.trim();
-    let has_port = v
-        .rsplit_once(':')
-        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
-    if !has_port {
-        return Err(error(
-            key,
-            &value,
-            "expected host:port (IPv6 as [addr]:port)",
-        ));
-    }
-    match v.to_socket_addrs() {
-        Ok(addrs) => {
-            let addrs: Vec<SocketAddr> = addrs.collect();
-            if addrs.is_empty() {
-                Err(error(key, &value, "the name resolved to no address"))
-            } else {
-                Ok(Upstream {
-                    name: v.to_string(),
-                    addrs,
-                })
-            }
-        }
-        Err(e) => Err(error(key, &value, format!("cannot resolve: {e}"))),
-    }
-}
-
-fn parse_headers((value, key): (String, &'static str)) -> Result<Vec<Header>, ConfigError> {
+/// ENVOY_HEADERS: `Name: value` pairs separated by `;`, each as the CONNECT emitter will
+/// accept it (a token name; a value of visible ASCII, spaces and tabs).
+fn connect_headers(s: Setting<'_>) -> Result<Vec<ConnectHeader>, ConfigError> {
     let mut out = Vec::new();
-    for part in value.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+    for part in s.text.split(';').map(str::trim).filter(|p| !p.is_empty()) {
         let Some((name, val)) = part.split_once(':') else {
-            return Err(error(key, &value, format!("{part:?} is not 'Name: value'")));
+            return Err(s.refuse(format!("{part:?} is not 'Name: value'")));
         };
         let (name, val) = (name.trim(), val.trim());
         if token(name).is_none() {
-            return Err(error(
-                key,
-                &value,
-                format!("{name:?} is not an HTTP header name"),
-            ));
+            return Err(s.refuse(format!("{name:?} is not an HTTP header name")));
         }
-        if !val
-            .bytes()
-            .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
-        {
-            return Err(error(
-                key,
-                &value,
-                format!("the value of {name} holds a control or non-ASCII byte"),
-            ));
+        if !val.bytes().all(is_sendable_field_byte) {
+            return Err(s.refuse(format!(
+                "the value of {name} holds a control or non-ASCII byte"
+            )));
         }
-        out.push(Header {
+        out.push(ConnectHeader {
             name: name.to_string(),
             value: val.to_string(),
         });
@@ -743,13 +823,7 @@ fn parse_headers((value, key): (String, &'static str)) -> Result<Vec<Header>, Co
 
 /// Two descriptors per session plus a margin for listeners, logs and control sockets.
 fn auto_max_sessions() -> usize {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we own and has no other effect.
-    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0;
-    let nofile = if ok { lim.rlim_cur as usize } else { 1024 };
+    let nofile = crate::sys::rlimit::open_files().unwrap_or(1024);
     (nofile.saturating_sub(64) / 2).max(1)
 }
 
@@ -814,5 +888,226 @@ mod tests {
             assert_eq!(e.key, k, "{e}");
             assert!(e.to_string().contains(k));
         }
+    }
+
+    #[test]
+    fn refusals_read_as_they_always_did() {
+        for (k, v, said) in [
+            (
+                "ENVOY_IP",
+                " 1.2.3.4x",
+                r#"invalid ENVOY_IP=" 1.2.3.4x": not an IP address"#,
+            ),
+            (
+                "ENVOY_ACCEPTORS",
+                " 2000",
+                r#"invalid ENVOY_ACCEPTORS=" 2000": expected a whole number from 1 to 1024"#,
+            ),
+            (
+                "ENVOY_MAX_SESSIONS",
+                " auto",
+                r#"invalid ENVOY_MAX_SESSIONS=" auto": expected a whole number from 1 to 10000000"#,
+            ),
+            (
+                "ENVOY_HEADERS",
+                "X-A: a\rb",
+                r#"invalid ENVOY_HEADERS="X-A: a\\x0db": the value of X-A holds a control or non-ASCII byte"#,
+            ),
+            (
+                "ENVOY_HEADERS",
+                "nocolon",
+                r#"invalid ENVOY_HEADERS="nocolon": "nocolon" is not 'Name: value'"#,
+            ),
+            (
+                "ENVOY_UPSTREAM",
+                ":80",
+                r#"invalid ENVOY_UPSTREAM=":80": expected host:port (IPv6 as [addr]:port)"#,
+            ),
+            (
+                "ENVOY_ROUTES",
+                "sni=a allow; sni=b allo",
+                r#"invalid ENVOY_ROUTES="sni=b allo": ENVOY_ROUTES route 2: "allo" is not allow, deny or key=value"#,
+            ),
+            (
+                "ENVOY_ROUTES_FILE",
+                " /nonexistent/routes ",
+                r#"invalid ENVOY_ROUTES_FILE="/nonexistent/routes": cannot read: No such file or directory (os error 2)"#,
+            ),
+            (
+                "ENVOY_SPLICE",
+                "on",
+                r#"invalid ENVOY_SPLICE="on": expected auto or off"#,
+            ),
+        ] {
+            assert_eq!(load(&[(k, v)]).unwrap_err().to_string(), said);
+        }
+    }
+
+    #[test]
+    fn the_first_invalid_key_in_table_order_is_the_one_reported() {
+        let e = load(&[
+            ("ENVOY_SPLICE", "on"),
+            ("ENVOY_PORT", "x"),
+            ("ENVOY_IP", "y"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.key, "ENVOY_IP");
+        let e = load(&[("ENVOY_ECH", "no"), ("ENVOY_ROUTES", "nonsense")]).unwrap_err();
+        assert_eq!(e.key, "ENVOY_ROUTES");
+    }
+
+    #[test]
+    fn show_config_lists_every_key_once_in_table_order() {
+        let c = load(&[("ENVOY_UPSTREAM", "127.0.0.1:10000")]).unwrap();
+        let names: Vec<&str> = c.entries.iter().map(|e| e.0).collect();
+        let table: Vec<&str> = KEYS.iter().map(|k| k.name).collect();
+        assert_eq!(names, table);
+        let mut unique = table.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), table.len(), "a key declared twice");
+        for (k, e) in KEYS.iter().zip(&c.entries) {
+            if e.2 == Source::Default {
+                assert_eq!(e.1, k.default, "{}", k.name);
+            }
+        }
+    }
+
+    /// Each key, given a value other than its default, changes the field its doc names,
+    /// alone (every other key at its default). A key added to the table without a line
+    /// here fails the test.
+    #[test]
+    fn every_key_lands_in_its_field() {
+        let dir = std::env::temp_dir().join(format!("sluice-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let routes_file = dir.join("routes");
+        std::fs::write(&routes_file, "sni=file.test deny\n").unwrap();
+        let config_file = dir.join("config");
+        std::fs::write(&config_file, "ENVOY_BACKLOG=77\n").unwrap();
+        let (routes_path, config_path) = (
+            routes_file.to_str().unwrap().to_string(),
+            config_file.to_str().unwrap().to_string(),
+        );
+        let on_linux = cfg!(target_os = "linux");
+        type Check = fn(&Config) -> bool;
+        let cases: Vec<(&str, &str, Check)> = vec![
+            ("ENVOY_IP", "::1", |c| {
+                c.ip == "::1".parse::<IpAddr>().unwrap()
+            }),
+            ("ENVOY_PORT", "1234", |c| c.port == 1234),
+            ("ENVOY_UPSTREAM", "127.0.0.1:4", |c| {
+                c.upstream.addrs == ["127.0.0.1:4".parse().unwrap()]
+                    && c.default_route.addrs == c.upstream.addrs
+            }),
+            ("ENVOY_ACCEPTORS", "9", |c| c.acceptors == 9),
+            ("ENVOY_COUNTRY", "de", |c| c.country == "DE"),
+            ("ENVOY_HEADERS", "X-A: 1", |c| {
+                c.headers
+                    == [ConnectHeader {
+                        name: "X-A".into(),
+                        value: "1".into(),
+                    }]
+            }),
+            ("ENVOY_REGION_KEY", "x-r", |c| c.region_key == "x-r"),
+            ("ENVOY_SESSION_KEY", "x-s", |c| c.session_key == "x-s"),
+            ("ENVOY_LOG_LEVEL", "debug", |c| {
+                c.log_level == log::LevelFilter::Debug
+            }),
+            ("ENVOY_BUFFER_SIZE", "4096", |c| c.buffer_size == 4096),
+            ("ENVOY_MAX_SESSIONS", "10", |c| c.max_sessions == 10),
+            ("ENVOY_HEADER_TIMEOUT_MS", "11", |c| {
+                c.header_timeout_ms == 11
+            }),
+            ("ENVOY_CONNECT_TIMEOUT_MS", "12", |c| {
+                c.connect_timeout_ms == 12
+            }),
+            ("ENVOY_IDLE_TIMEOUT_MS", "0", |c| c.idle_timeout_ms == 0),
+            ("ENVOY_PROXY_PROTOCOL", "off", |c| {
+                c.proxy_protocol == ProxyPolicy::Off
+            }),
+            ("ENVOY_TRUSTED_PROXIES", "192.0.2.0/24", |c| {
+                c.is_trusted("192.0.2.1".parse().unwrap())
+                    && !c.is_trusted("127.0.0.1".parse().unwrap())
+            }),
+            ("ENVOY_WORKERS", "3", |c| c.workers == 3),
+            ("ENVOY_BACKLOG", "13", |c| c.backlog == 13),
+            ("ENVOY_UPSTREAM_MODE", "connect", |c| {
+                c.upstream_mode == Mode::Connect && c.default_route.mode == Mode::Connect
+            }),
+            ("ENVOY_ROUTES", "sni=a.test allow", |c| {
+                c.routes.len() == 1 && c.routes[0].origin == "ENVOY_ROUTES route 1"
+            }),
+            ("ENVOY_ROUTES_FILE", &routes_path, |c| {
+                c.routes.len() == 1 && c.routes[0].origin.ends_with("routes line 1")
+            }),
+            ("ENVOY_NAME_MISMATCH", "reject", |c| {
+                c.name_mismatch == NameMismatch::Reject
+            }),
+            ("ENVOY_ECH", "refuse", |c| !c.allow_ech),
+            ("ENVOY_CONFIG_FILE", &config_path, |c| c.backlog == 77),
+            ("ENVOY_CONTROL_SOCKET", " /run/s.sock ", |c| {
+                c.control_socket == "/run/s.sock"
+            }),
+            ("ENVOY_METRICS_ADDR", "127.0.0.1:9", |c| {
+                c.metrics_addr == Some("127.0.0.1:9".parse().unwrap())
+            }),
+            ("ENVOY_CAPTURE_DIR", "/tmp/c", |c| c.capture_dir == "/tmp/c"),
+            ("ENVOY_CAPTURE_MAX_FILES", "7", |c| c.capture_max_files == 7),
+            ("ENVOY_CAPTURE_MAX_BYTES", "2048", |c| {
+                c.capture_max_bytes == 2048
+            }),
+            ("ENVOY_DRAIN_TIMEOUT_MS", "14", |c| c.drain_timeout_ms == 14),
+            ("ENVOY_PID_FILE", "/run/p", |c| c.pid_file == "/run/p"),
+            ("ENVOY_SPLICE", "off", |c| !c.splice && c.splice_pipes == 0),
+            ("ENVOY_SPLICE_PIPES", "5", |c| {
+                // Off the Linux, splice is never on and the count shows in `entries` only.
+                c.splice_pipes == 5
+                    || (!c.splice
+                        && c.entries
+                            .iter()
+                            .any(|e| e.0 == "ENVOY_SPLICE_PIPES" && e.1 == "5"))
+            }),
+        ];
+        let covered: Vec<&str> = cases.iter().map(|c| c.0).collect();
+        let table: Vec<&str> = KEYS.iter().map(|k| k.name).collect();
+        assert_eq!(covered, table, "one case per key, in table order");
+        let base = [("ENVOY_UPSTREAM", "127.0.0.1:10000")];
+        let defaults = load(&base).unwrap();
+        assert_eq!(defaults.splice, on_linux);
+        for (k, v, check) in cases {
+            let layers = Layers {
+                env: base
+                    .iter()
+                    .chain([(k, v)].iter())
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                set: Default::default(),
+            };
+            let c = layers.load().unwrap_or_else(|e| panic!("{k}={v}: {e}"));
+            assert!(check(&c), "{k}={v} did not land in its field");
+            assert!(
+                !check(&defaults),
+                "{k}: the check holds for the default too"
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn set_and_file_name_only_known_keys_and_set_wins() {
+        let layers = Layers::default();
+        assert_eq!(
+            layers.with_set("ENVOY_NOPE", "1").unwrap_err().to_string(),
+            r#"invalid ENVOY_*="ENVOY_NOPE": no such key (see `show config`)"#
+        );
+        let mut layers = layers.with_set("ENVOY_PORT", "99").unwrap();
+        layers.env.insert("ENVOY_PORT".into(), "98".into());
+        layers
+            .env
+            .insert("ENVOY_UPSTREAM".into(), "127.0.0.1:10000".into());
+        let c = layers.load().unwrap();
+        assert_eq!(c.port, 99);
+        let port = c.entries.iter().find(|e| e.0 == "ENVOY_PORT").unwrap();
+        assert_eq!((port.1.as_str(), port.2), ("99", Source::Set));
     }
 }

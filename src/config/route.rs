@@ -27,7 +27,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::cidr::Cidr;
-use crate::config::Upstream;
+use crate::config::upstream::Upstream;
 
 /// How the upstream leg starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,43 +1,45 @@
 //! The supervisor: one worker process per core, each with its own SO_REUSEPORT listener that
-//! the supervisor owns and lends; respawn with back-off; signals passed on; the control socket
-//! and `/metrics` answered for all workers at once; and the binary upgrade.
+//! the supervisor owns and lends; respawn with back-off; signals passed on. It never touches
+//! a session.
 //!
 //! The supervisor keeps every listening socket (client listeners, control socket, metrics),
 //! so a worker can die or be replaced without one being closed: closing a SO_REUSEPORT
 //! listener would reset the connections queued in it. An upgrade hands all of them to the
 //! new binary by inheritance; the new supervisor's workers accept on the very same sockets,
-//! then the old workers stop accepting and drain. The supervisor never touches a session.
+//! then the old workers stop accepting and drain.
 //!
-//! This file holds the supervision itself (start, the loop, respawn, signals); `spawn`
-//! starts a worker, `fanout` answers admin clients for all workers, `upgrade` hands over
-//! to a new binary, `notify` talks to systemd.
+//! This file is the supervision itself: start, the loop, respawn, signals, and reacting to
+//! what its parts report. The parts know nothing of it: `spawn` starts a worker and is the
+//! supervisor's end of its channel, `fanout` collects and merges the workers' replies to
+//! admin requests (the admin plane itself is `admin::plane`), `upgrade` hands over to a new
+//! binary, `notify` talks to systemd.
 
-use std::collections::VecDeque;
-use std::io::{self, Read, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 use log::{error, info, warn};
-use mio::net::{TcpListener, UnixListener, UnixStream};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
-use slab::Slab;
 
 mod fanout;
 mod notify;
 mod spawn;
 mod upgrade;
 
-use crate::sys::fd::inherited;
-use notify::sd_notify;
-use upgrade::{bind_listeners, local_addr};
-
-use crate::admin::command::Command as Ctl;
-use crate::admin::conn::{AdminConn, AdminStream};
-use crate::config::{Config, Layers};
+use crate::admin::channel::{self, Message};
+use crate::admin::command::{self, Command};
+use crate::admin::plane::{AdminPlane, ConnId, Request, Requests, Tokens};
+use crate::admin::reply::Reply;
+use crate::admin::report::{Report, Supervision};
+use crate::config::Config;
+use crate::handoff as env;
+use crate::sys::fd::adopt_inherited;
 use crate::sys::signals::SignalPipe;
+use fanout::{is_replayed, Answered, Fanout};
+use spawn::WorkerSlot;
+use upgrade::{Handoff, PipeNews, Upgrade};
 
 const SIGNALS: Token = Token(usize::MAX - 1);
 const CONTROL: Token = Token(usize::MAX - 2);
@@ -45,6 +47,11 @@ const METRICS: Token = Token(usize::MAX - 3);
 const UPGRADE: Token = Token(usize::MAX - 4);
 const WORKER_BASE: usize = 1 << 40;
 const CLIENT_BASE: usize = 1 << 50;
+const ADMIN_TOKENS: Tokens = Tokens {
+    control: CONTROL,
+    metrics: METRICS,
+    conn_base: CLIENT_BASE,
+};
 
 /// Back-off before respawning a worker that keeps dying: 100 ms doubling up to 5 s.
 const BACKOFF_MS: (u64, u64) = (100, 5000);
@@ -53,48 +60,23 @@ const HEALTHY_MS: u64 = 10_000;
 /// How long a new binary has to report ready during an upgrade.
 const UPGRADE_TIMEOUT_MS: u64 = 15_000;
 
-pub(crate) use crate::handoff as env;
-
-struct Slot {
-    child: Option<Child>,
-    chan: Option<UnixStream>,
-    input: Vec<u8>,
-    output: Vec<u8>,
-    ready: bool,
-    started_ms: u64,
-    failures: u32,
-    respawn_at: Option<u64>,
-    /// Requests whose reply from this worker is awaited, in order; `None`: discard.
-    awaiting: VecDeque<Option<usize>>,
-}
-
-struct Request {
-    client: usize,
-    line: String,
-    metrics: bool,
-    replies: Vec<Option<String>>,
-    waiting: usize,
-}
-
 /// The supervisor's state.
 pub struct Supervisor {
     poll: Poll,
     cfg: Config,
     exe: PathBuf,
     listeners: Vec<OwnedFd>,
-    control: Option<(UnixListener, String)>,
-    metrics: Option<TcpListener>,
-    workers: Vec<Slot>,
-    clients: Slab<AdminConn>,
-    requests: Slab<Request>,
+    plane: AdminPlane,
+    workers: Vec<WorkerSlot>,
+    fanout: Fanout,
     signals: SignalPipe,
     clock: Instant,
     /// Commands that changed state (set, trace, ...), replayed to a respawned worker.
     replay: Vec<String>,
     /// No respawn; exit when every worker is gone.
     stopping: bool,
-    /// Upgrade in progress: the new supervisor and the read end of its ready pipe.
-    upgrade: Option<(Child, std::fs::File, u64)>,
+    /// Upgrade in progress.
+    upgrade: Option<Upgrade>,
     /// Ready pipe to the old supervisor, written once all workers are ready.
     tell_ready: Option<std::fs::File>,
     restarts: u64,
@@ -106,8 +88,7 @@ pub struct Supervisor {
 
 impl Supervisor {
     /// Binds (or inherits) every socket and starts the workers.
-    pub fn start(layers: Layers, cfg: Config) -> io::Result<Supervisor> {
-        let _ = layers;
+    pub fn start(cfg: Config) -> io::Result<Supervisor> {
         let exe = std::env::current_exe()?;
         let poll = Poll::new()?;
         let signals = SignalPipe::install(&[
@@ -119,56 +100,29 @@ impl Supervisor {
         ])?;
         poll.registry()
             .register(&mut SourceFd(&signals.fd()), SIGNALS, Interest::READABLE)?;
-        let listeners = bind_listeners(&cfg)?;
-        let mut control = None;
-        if let Some(fd) = inherited(env::INHERIT_CONTROL) {
-            // SAFETY: the predecessor passed this listening UNIX socket for us to own.
-            let l = unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) };
-            l.set_nonblocking(true)?;
-            control = Some((UnixListener::from_std(l), cfg.control_socket.clone()));
-        } else if !cfg.control_socket.is_empty() {
-            control = Some((
-                crate::worker::ops::bind_unix_0600(&cfg.control_socket)?,
-                cfg.control_socket.clone(),
-            ));
+        // Adopting a descriptor consumes its variable: the workers inherit none of them.
+        let listeners = upgrade::bind_listeners(&cfg)?;
+        let mut plane = AdminPlane::new(ADMIN_TOKENS);
+        match adopt_inherited(env::INHERIT_CONTROL)? {
+            Some(fd) => plane.adopt_control(poll.registry(), fd, &cfg.control_socket)?,
+            None => plane.set_control(poll.registry(), &cfg.control_socket)?,
         }
-        if let Some((l, _)) = control.as_mut() {
-            poll.registry().register(l, CONTROL, Interest::READABLE)?;
+        match adopt_inherited(env::INHERIT_METRICS)? {
+            Some(fd) => plane.adopt_metrics(poll.registry(), fd)?,
+            None => plane.set_metrics(poll.registry(), cfg.metrics_addr)?,
         }
-        let mut metrics = match (inherited(env::INHERIT_METRICS), cfg.metrics_addr) {
-            (Some(fd), _) => {
-                // SAFETY: the predecessor passed this listening TCP socket for us to own.
-                let l = unsafe { std::net::TcpListener::from_raw_fd(fd) };
-                l.set_nonblocking(true)?;
-                Some(TcpListener::from_std(l))
-            }
-            (None, Some(addr)) => Some(TcpListener::bind(addr)?),
-            (None, None) => None,
-        };
-        if let Some(m) = metrics.as_mut() {
-            poll.registry().register(m, METRICS, Interest::READABLE)?;
-            info!("metrics on http://{}/metrics", m.local_addr()?);
-        }
-        let tell_ready = inherited(env::UPGRADE_FD).map(|fd| {
-            // SAFETY: the write end of the ready pipe, passed for us to own.
-            unsafe { std::fs::File::from_raw_fd(fd) }
-        });
+        let tell_ready = adopt_inherited(env::UPGRADE_FD)?.map(std::fs::File::from);
         let replay: Vec<String> = std::env::var(env::REPLAY)
             .unwrap_or_default()
             .lines()
             .filter(|l| !l.is_empty())
             .map(String::from)
             .collect();
-        for k in [
-            env::INHERIT_LISTEN,
-            env::INHERIT_CONTROL,
-            env::INHERIT_METRICS,
-            env::UPGRADE_FD,
-            env::REPLAY,
-        ] {
-            std::env::remove_var(k);
-        }
-        let addr = local_addr(&listeners[0])?;
+        std::env::remove_var(env::REPLAY);
+        let addr = listeners
+            .first()
+            .map(upgrade::local_addr)
+            .ok_or_else(|| io::Error::other("no worker to start (ENVOY_WORKERS)"))??;
         info!(
             "supervisor pid={} starting {} worker(s) on {}",
             std::process::id(),
@@ -179,11 +133,9 @@ impl Supervisor {
             poll,
             exe,
             listeners,
-            control,
-            metrics,
+            plane,
             workers: Vec::new(),
-            clients: Slab::new(),
-            requests: Slab::new(),
+            fanout: Fanout::default(),
             signals,
             clock: Instant::now(),
             replay,
@@ -196,53 +148,51 @@ impl Supervisor {
             cfg,
         };
         for i in 0..s.cfg.workers {
-            s.workers.push(Slot {
-                child: None,
-                chan: None,
-                input: Vec::new(),
-                output: Vec::new(),
-                ready: false,
-                started_ms: 0,
-                failures: 0,
-                respawn_at: None,
-                awaiting: VecDeque::new(),
-            });
+            s.workers.push(WorkerSlot::default());
             s.spawn(i)?;
         }
         Ok(s)
     }
 
-    pub(super) fn now_ms(&self) -> u64 {
+    fn now_ms(&self) -> u64 {
         self.clock.elapsed().as_millis() as u64
     }
 
-    pub(super) fn send(&mut self, i: usize, line: &str, request: Option<usize>) {
-        let slot = &mut self.workers[i];
-        if slot.chan.is_none() {
-            if let Some(r) = request.and_then(|r| self.requests.get_mut(r)) {
-                r.waiting = r.waiting.saturating_sub(1);
-            }
-            return;
+    /// Starts worker `i` on its listener, with a fresh channel; then replays the runtime
+    /// changes to it.
+    fn spawn(&mut self, i: usize) -> io::Result<()> {
+        let listener = self
+            .listeners
+            .get(i)
+            .ok_or_else(|| io::Error::other(format!("no listener for worker {i}")))?
+            .as_raw_fd();
+        let (child, chan) = spawn::start(
+            &self.exe,
+            i,
+            self.cfg.workers,
+            listener,
+            self.poll.registry(),
+            Token(WORKER_BASE + i),
+        )?;
+        info!("worker {i} started, pid {}", child.id());
+        let now = self.now_ms();
+        if let Some(slot) = self.workers.get_mut(i) {
+            slot.started(child, chan, now);
         }
-        slot.output.extend_from_slice(line.as_bytes());
-        slot.output.push(b'\n');
-        slot.awaiting.push_back(request);
-        self.flush_worker(i);
+        for line in self.replay.clone() {
+            self.send(i, &line, None);
+        }
+        Ok(())
     }
 
-    pub(super) fn flush_worker(&mut self, i: usize) {
-        let slot = &mut self.workers[i];
-        let Some(chan) = slot.chan.as_mut() else {
-            return;
-        };
-        while !slot.output.is_empty() {
-            match chan.write(&slot.output) {
-                Ok(n) => {
-                    slot.output.drain(..n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(_) => return, // the child's exit will be noticed through SIGCHLD
-            }
+    /// Sends a command line to worker `i`; its reply belongs to `request`.
+    fn send(&mut self, i: usize, line: &str, request: Option<usize>) {
+        let sent = self
+            .workers
+            .get_mut(i)
+            .is_some_and(|w| w.send(line, request));
+        if let (false, Some(r)) = (sent, request) {
+            self.answer(r, i, None);
         }
     }
 
@@ -260,24 +210,23 @@ impl Supervisor {
             for ev in events.iter() {
                 match ev.token() {
                     SIGNALS => self.on_signals(),
-                    CONTROL => self.accept_clients(false),
-                    METRICS => self.accept_clients(true),
                     UPGRADE => self.on_upgrade_pipe(),
-                    Token(t) if t >= CLIENT_BASE => self.on_client(t - CLIENT_BASE),
+                    t @ (CONTROL | METRICS) => self.on_admin(t),
+                    Token(t) if t >= CLIENT_BASE => self.on_admin(Token(t)),
                     Token(t) if t >= WORKER_BASE => self.on_worker(t - WORKER_BASE),
                     _ => {}
                 }
             }
             self.reap();
             self.respawn_due();
-            self.check_upgrade_timeout();
+            self.check_upgrade();
             if self.stopping && self.workers.iter().all(|w| w.child.is_none()) {
                 info!(
                     "supervisor pid={}: every worker is gone, exiting",
                     std::process::id()
                 );
                 if !self.retired {
-                    self.remove_control_socket();
+                    self.plane.close_control(self.poll.registry(), true);
                     if !self.cfg.pid_file.is_empty() {
                         let _ = std::fs::remove_file(&self.cfg.pid_file);
                     }
@@ -287,14 +236,7 @@ impl Supervisor {
         }
     }
 
-    pub(super) fn remove_control_socket(&mut self) {
-        if let Some((mut l, path)) = self.control.take() {
-            let _ = self.poll.registry().deregister(&mut l);
-            let _ = std::fs::remove_file(path);
-        }
-    }
-
-    pub(super) fn on_signals(&mut self) {
+    fn on_signals(&mut self) {
         for s in self.signals.drain() {
             match s {
                 libc::SIGCHLD => {}
@@ -323,104 +265,110 @@ impl Supervisor {
 
     /// A stop (not an upgrade): no respawn, and our copies of the listeners close, so that
     /// once the workers close theirs new connections are refused rather than queued.
-    pub(super) fn stop(&mut self) {
+    fn stop(&mut self) {
         self.stopping = true;
         self.listeners.clear();
     }
 
-    pub(super) fn signal_workers(&self, sig: libc::c_int) {
-        for w in &self.workers {
-            if let Some(c) = &w.child {
-                // SAFETY: kill(2) on our own child's pid.
-                unsafe { libc::kill(c.id() as libc::pid_t, sig) };
-            }
+    fn signal_workers(&self, sig: libc::c_int) {
+        for c in self.workers.iter().filter_map(|w| w.child.as_ref()) {
+            let _ = crate::sys::process::kill(c.id(), sig);
         }
     }
 
     /// Collects exited workers; schedules respawns.
-    pub(super) fn reap(&mut self) {
+    fn reap(&mut self) {
         let now = self.now_ms();
         for i in 0..self.workers.len() {
-            let Some(child) = self.workers[i].child.as_mut() else {
+            let Some(slot) = self.workers.get_mut(i) else {
+                continue;
+            };
+            let Some(child) = slot.child.as_mut() else {
                 continue;
             };
             let Ok(Some(status)) = child.try_wait() else {
                 continue;
             };
             let pid = child.id();
-            let slot = &mut self.workers[i];
-            slot.child = None;
-            if let Some(mut chan) = slot.chan.take() {
-                let _ = self.poll.registry().deregister(&mut chan);
-            }
-            let pending: Vec<usize> = slot.awaiting.drain(..).flatten().collect();
-            for r in pending {
-                self.reply_from(r, i, None);
-            }
-            let slot = &mut self.workers[i];
+            let pending = slot.gone(self.poll.registry());
             if self.stopping || status.success() {
                 info!("worker {i} (pid {pid}) exited: {status}");
-                continue;
-            }
-            slot.failures = if now.saturating_sub(slot.started_ms) > HEALTHY_MS {
-                0
             } else {
-                slot.failures + 1
-            };
-            let delay = (BACKOFF_MS.0 << slot.failures.min(6)).min(BACKOFF_MS.1);
-            slot.respawn_at = Some(now + delay);
-            self.restarts += 1;
-            warn!(
-                "worker {i} (pid {pid}) died: {status}; respawning in {delay} ms (restart {} so far)",
-                self.restarts
-            );
+                slot.failures = if now.saturating_sub(slot.started_ms) > HEALTHY_MS {
+                    0
+                } else {
+                    slot.failures + 1
+                };
+                let delay = (BACKOFF_MS.0 << slot.failures.min(6)).min(BACKOFF_MS.1);
+                slot.respawn_at = Some(now + delay);
+                self.restarts += 1;
+                warn!(
+                    "worker {i} (pid {pid}) died: {status}; respawning in {delay} ms (restart {} so far)",
+                    self.restarts
+                );
+            }
+            for r in pending {
+                self.answer(r, i, None);
+            }
         }
     }
 
-    pub(super) fn respawn_due(&mut self) {
+    fn respawn_due(&mut self) {
+        if self.stopping {
+            return;
+        }
         let now = self.now_ms();
         for i in 0..self.workers.len() {
-            if self.workers[i].respawn_at.is_some_and(|t| now >= t) && !self.stopping {
+            let due = self
+                .workers
+                .get(i)
+                .and_then(|w| w.respawn_at)
+                .is_some_and(|t| now >= t);
+            if due {
                 if let Err(e) = self.spawn(i) {
                     error!("worker {i} could not be started: {e}");
-                    self.workers[i].respawn_at = Some(now + BACKOFF_MS.1);
+                    if let Some(w) = self.workers.get_mut(i) {
+                        w.respawn_at = Some(now + BACKOFF_MS.1);
+                    }
                 }
             }
         }
     }
 
-    /// A reply (or EOF) on worker `i`'s channel.
-    pub(super) fn on_worker(&mut self, i: usize) {
-        self.flush_worker(i);
-        let slot = &mut self.workers[i];
-        let Some(chan) = slot.chan.as_mut() else {
+    /// Messages (or EOF) on worker `i`'s channel.
+    fn on_worker(&mut self, i: usize) {
+        let Some(chan) = self.workers.get_mut(i).and_then(|w| w.chan.as_mut()) else {
             return;
         };
-        let mut buf = [0u8; 16384];
-        loop {
-            match chan.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => slot.input.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(_) => break,
-            }
-        }
-        while let Some(end) = find(&self.workers[i].input, b"\n\n") {
-            let raw: Vec<u8> = self.workers[i].input.drain(..end + 2).collect();
-            let text = String::from_utf8_lossy(&raw[..end]).to_string();
-            let waiting = self.workers[i].awaiting.pop_front().flatten();
-            if !self.workers[i].ready && text == "ready" {
-                self.workers[i].ready = true;
-                self.on_worker_ready();
-                continue;
-            }
-            if let Some(r) = waiting {
-                self.reply_from(r, i, Some(text));
+        chan.flush();
+        for text in chan.messages() {
+            let Some(slot) = self.workers.get_mut(i) else {
+                return;
+            };
+            let waiting = slot.awaiting.pop_front().flatten();
+            match channel::decode(&text) {
+                Ok(Message::Ready) if !slot.ready => {
+                    slot.ready = true;
+                    self.on_worker_ready();
+                }
+                Ok(Message::Ready) => {}
+                Ok(Message::Reply(reply)) => {
+                    if let Some(r) = waiting {
+                        self.answer(r, i, Some(reply));
+                    }
+                }
+                Err(e) => {
+                    warn!("worker {i}: unreadable message: {e}");
+                    if let Some(r) = waiting {
+                        let e = Reply::Error(format!("unreadable reply: {e}"));
+                        self.answer(r, i, Some(e));
+                    }
+                }
             }
         }
     }
 
-    pub(super) fn on_worker_ready(&mut self) {
+    fn on_worker_ready(&mut self) {
         if self.workers.iter().all(|w| w.ready) && !self.serving {
             self.serving = true;
             let pid = std::process::id();
@@ -432,7 +380,7 @@ impl Supervisor {
                     warn!("ENVOY_PID_FILE {}: {e}", self.cfg.pid_file);
                 }
             }
-            sd_notify(&format!("READY=1\nMAINPID={pid}"));
+            notify::sd_notify(&format!("READY=1\nMAINPID={pid}"));
             if let Some(mut f) = self.tell_ready.take() {
                 let _ = f.write_all(b"ready\n");
                 info!(
@@ -442,8 +390,139 @@ impl Supervisor {
             }
         }
     }
-}
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+    /// Readiness on the admin plane: `upgrade` is answered here; every other command and
+    /// every scrape goes to all workers (`drain` also stops respawns first).
+    fn on_admin(&mut self, token: Token) {
+        let Some(Requests { conn, requests, .. }) =
+            self.plane.on_event(self.poll.registry(), token)
+        else {
+            return;
+        };
+        for request in requests {
+            match request {
+                Request::Scrape => self.fan_out(conn, "metrics", true),
+                Request::Line(line) => {
+                    match line.and_then(|l| command::parse(&l).map(|c| (l, c))) {
+                        Err(e) => self.plane.reply(conn, &format!("error: {e}")),
+                        Ok((_, Command::Upgrade)) => {
+                            let r = match self.start_upgrade() {
+                            Ok(pid) => format!("ok: upgrade started: new supervisor pid {pid}; the old workers drain once it is ready"),
+                            Err(e) => format!("error: upgrade not started: {e}; still serving"),
+                        };
+                            self.plane.reply(conn, &r);
+                        }
+                        Ok((line, cmd)) => {
+                            if cmd == Command::Drain {
+                                self.stop();
+                            }
+                            self.fan_out(conn, &line, false);
+                        }
+                    }
+                }
+            }
+        }
+        let busy = self.fanout.busy(conn);
+        self.plane.flush(self.poll.registry(), conn, busy);
+    }
+
+    fn fan_out(&mut self, client: ConnId, line: &str, scrape: bool) {
+        let n = self.workers.len();
+        let r = self.fanout.open(client, line, scrape, n);
+        for i in 0..n {
+            self.send(i, line, Some(r));
+        }
+    }
+
+    /// Worker `i`'s reply to request `r` (`None`: none will come); delivers the merged answer
+    /// once it is complete.
+    fn answer(&mut self, r: usize, i: usize, reply: Option<Reply>) {
+        let Some(Answered {
+            client,
+            line,
+            scrape,
+            replies,
+            mut merged,
+        }) = self.fanout.reply(r, i, reply)
+        else {
+            return;
+        };
+        merged.add_report(&Report::of_supervisor(&Supervision {
+            workers: replies as u64,
+            restarts: self.restarts,
+        }));
+        let text = merged.render();
+        if scrape {
+            self.plane.reply_scrape(client, &text);
+        } else {
+            if merged.is_ok() && is_replayed(&line) {
+                self.replay.push(line);
+            }
+            self.plane.reply(client, &text);
+        }
+        let busy = self.fanout.busy(client);
+        self.plane.flush(self.poll.registry(), client, busy);
+    }
+
+    /// Starts the binary now on disk as a new supervisor holding every listening socket.
+    fn start_upgrade(&mut self) -> io::Result<u32> {
+        if self.upgrade.is_some() {
+            return Err(io::Error::other("an upgrade is already running"));
+        }
+        let (control, metrics) = self.plane.listener_fds();
+        let handoff = Handoff {
+            exe: &self.exe,
+            listeners: &self.listeners,
+            control,
+            metrics,
+            replay: &self.replay,
+        };
+        let deadline = self.now_ms() + UPGRADE_TIMEOUT_MS;
+        let up = Upgrade::start(&handoff, self.poll.registry(), UPGRADE, deadline)?;
+        let pid = up.pid();
+        info!(
+            "upgrade: started {} as pid {pid}; waiting for its workers",
+            self.exe.display()
+        );
+        self.upgrade = Some(up);
+        Ok(pid)
+    }
+
+    fn on_upgrade_pipe(&mut self) {
+        let Some(up) = self.upgrade.as_mut() else {
+            return;
+        };
+        if up.on_pipe(self.poll.registry()) == PipeNews::Ready {
+            info!(
+                "upgrade: new supervisor pid {} is serving; old workers stop accepting and drain",
+                up.pid()
+            );
+            self.retire();
+        }
+    }
+
+    fn check_upgrade(&mut self) {
+        let now = self.now_ms();
+        let Some(why) = self.upgrade.as_mut().and_then(|up| up.failure(now)) else {
+            return;
+        };
+        if let Some(up) = self.upgrade.take() {
+            up.abandon(self.poll.registry());
+            error!("upgrade failed: {why}; the old binary keeps serving");
+        }
+    }
+
+    /// After a successful upgrade: let go of every socket, drain the workers, exit.
+    fn retire(&mut self) {
+        if let Some(up) = self.upgrade.take() {
+            up.finish(self.poll.registry());
+        }
+        // The control socket's path now belongs to the successor: not removed.
+        self.plane.close_control(self.poll.registry(), false);
+        self.plane.close_metrics(self.poll.registry());
+        self.listeners.clear(); // our copies only; the successor holds the sockets
+        self.stopping = true;
+        self.retired = true;
+        self.signal_workers(libc::SIGTERM);
+    }
 }

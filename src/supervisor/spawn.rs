@@ -1,64 +1,146 @@
-//! Starting one worker process: its listener and a fresh command channel, inherited across
-//! exec; then the runtime changes are replayed to it.
+//! A worker as the supervisor sees it: starting its process on its listener with a fresh
+//! command channel, both inherited across exec; the supervisor's end of that channel
+//! (command lines out, in order; messages in, each ended by a blank line); and what the
+//! supervisor keeps to respawn it. It never reads what a message says (`admin::channel`
+//! does) and never decides when to respawn.
 
-use std::io;
-use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
-use std::process::Command;
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::Path;
+use std::process::{Child, Command};
 
-use log::info;
 use mio::net::UnixStream;
-use mio::{Interest, Token};
+use mio::{Interest, Registry, Token};
 
-use super::{env, Supervisor, WORKER_BASE};
-use crate::sys::fd::inheritable;
+use crate::handoff as env;
+use crate::sys::process::spawn_inheriting;
 
-impl Supervisor {
-    /// Starts worker `i` on its listener, with a fresh command channel.
-    pub(super) fn spawn(&mut self, i: usize) -> io::Result<()> {
-        let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
-        let listen_fd = self.listeners[i].as_raw_fd();
-        let chan_fd = theirs.as_raw_fd();
-        let mut cmd = Command::new(&self.exe);
-        cmd.arg("worker")
-            .env(env::WORKER, format!("{i}/{}", self.cfg.workers))
-            .env(env::LISTEN_FD, listen_fd.to_string())
-            .env(env::CHANNEL_FD, chan_fd.to_string());
-        // SAFETY: runs in the child between fork and exec; only async-signal-safe calls.
-        unsafe {
-            cmd.pre_exec(move || {
-                inheritable(listen_fd)?;
-                inheritable(chan_fd)?;
-                #[cfg(target_os = "linux")]
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                Ok(())
-            });
-        }
-        let child = cmd.spawn()?;
-        drop(theirs);
-        ours.set_nonblocking(true)?;
-        let mut chan = UnixStream::from_std(ours);
-        self.poll.registry().register(
-            &mut chan,
-            Token(WORKER_BASE + i),
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
-        let now = self.now_ms();
-        let slot = &mut self.workers[i];
-        info!("worker {i} started, pid {}", child.id());
-        slot.child = Some(child);
-        slot.chan = Some(chan);
-        slot.input.clear();
-        slot.output.clear();
-        slot.ready = false;
-        slot.started_ms = now;
-        slot.respawn_at = None;
-        slot.awaiting.clear();
-        // The worker speaks first ("ready"); then it catches up with the runtime changes.
-        slot.awaiting.push_back(None);
-        for line in self.replay.clone() {
-            self.send(i, &line, None);
-        }
-        Ok(())
+/// One worker's process and channel, and its respawn bookkeeping.
+#[derive(Default)]
+pub(super) struct WorkerSlot {
+    /// The process, until it is reaped.
+    pub child: Option<Child>,
+    /// The supervisor's end of its channel, while it lives.
+    pub chan: Option<Channel>,
+    /// It said `ready` since it was (re)started.
+    pub ready: bool,
+    /// When it was started (supervisor clock, ms).
+    pub started_ms: u64,
+    /// Deaths in a row without a healthy run, for the back-off.
+    pub failures: u32,
+    /// When to start it again, after a death.
+    pub respawn_at: Option<u64>,
+    /// The messages expected from it, in order: a request's reply, or `None` when nobody
+    /// waits (its `ready`, and the replies to replayed commands).
+    pub awaiting: VecDeque<Option<usize>>,
+}
+
+impl WorkerSlot {
+    /// Takes a freshly started process and channel; its first message will be `ready`.
+    pub fn started(&mut self, child: Child, chan: Channel, now_ms: u64) {
+        self.child = Some(child);
+        self.chan = Some(chan);
+        self.ready = false;
+        self.started_ms = now_ms;
+        self.respawn_at = None;
+        self.awaiting.clear();
+        self.awaiting.push_back(None);
     }
+
+    /// Sends one command line, whose reply belongs to `request`. False without a channel.
+    pub fn send(&mut self, line: &str, request: Option<usize>) -> bool {
+        let Some(chan) = self.chan.as_mut() else {
+            return false;
+        };
+        chan.output.extend_from_slice(line.as_bytes());
+        chan.output.push(b'\n');
+        self.awaiting.push_back(request);
+        chan.flush();
+        true
+    }
+
+    /// The process is gone: closes the channel; returns the requests still waiting on it.
+    pub fn gone(&mut self, registry: &Registry) -> Vec<usize> {
+        self.child = None;
+        if let Some(mut chan) = self.chan.take() {
+            let _ = registry.deregister(&mut chan.stream);
+        }
+        self.awaiting.drain(..).flatten().collect()
+    }
+}
+
+/// The supervisor's end of a worker's channel.
+pub(super) struct Channel {
+    stream: UnixStream,
+    input: Vec<u8>,
+    output: Vec<u8>,
+}
+
+impl Channel {
+    /// Writes what it can of the queued lines. A failure is not reported: the worker's exit
+    /// will be noticed through SIGCHLD.
+    pub fn flush(&mut self) {
+        while !self.output.is_empty() {
+            match self.stream.write(&self.output) {
+                Ok(0) => return,
+                Ok(n) => {
+                    self.output.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Reads what is there; returns the complete messages (without their blank line).
+    pub fn messages(&mut self) -> Vec<String> {
+        let mut buf = [0u8; 16384];
+        loop {
+            match self.stream.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => self.input.extend_from_slice(buf.get(..n).unwrap_or(&[])),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        let mut out = Vec::new();
+        while let Some(end) = self.input.windows(2).position(|w| w == b"\n\n") {
+            let raw: Vec<u8> = self.input.drain(..end + 2).collect();
+            out.push(String::from_utf8_lossy(raw.get(..end).unwrap_or(&[])).into_owned());
+        }
+        out
+    }
+}
+
+/// Starts worker `index` of `count` from `exe` on the listening socket `listener`, with a
+/// fresh channel registered under `token`.
+pub(super) fn start(
+    exe: &Path,
+    index: usize,
+    count: usize,
+    listener: RawFd,
+    registry: &Registry,
+    token: Token,
+) -> io::Result<(Child, Channel)> {
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+    let chan_fd = theirs.as_raw_fd();
+    let mut cmd = Command::new(exe);
+    cmd.arg("worker")
+        .env(env::WORKER, format!("{index}/{count}"))
+        .env(env::LISTEN_FD, listener.to_string())
+        .env(env::CHANNEL_FD, chan_fd.to_string());
+    let child = spawn_inheriting(&mut cmd, &[listener, chan_fd], Some(libc::SIGTERM))?;
+    drop(theirs);
+    ours.set_nonblocking(true)?;
+    let mut stream = UnixStream::from_std(ours);
+    registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)?;
+    Ok((
+        child,
+        Channel {
+            stream,
+            input: Vec::new(),
+            output: Vec::new(),
+        },
+    ))
 }

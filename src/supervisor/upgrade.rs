@@ -1,30 +1,65 @@
-//! The binary upgrade: the binary now on disk starts as a new supervisor holding every
-//! listening socket (inherited across exec); once its workers are ready it says so on a pipe,
-//! and this supervisor lets go of the sockets and drains its workers.
+//! The binary upgrade, successor side and predecessor side: the binary now on disk starts as
+//! a new supervisor holding every listening socket (inherited across exec); once its workers
+//! are ready it says so on a pipe. Here: starting the successor, watching its pipe and its
+//! deadline, and on the successor's side taking the client listeners over. Letting go of the
+//! sockets and draining is the supervisor's own decision once this says "ready".
 
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
-use std::os::unix::process::CommandExt;
-use std::process::Command;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::Path;
+use std::process::{Child, Command};
 
-use log::{error, info};
-use mio::net::TcpListener;
+use log::info;
 use mio::unix::SourceFd;
-use mio::Interest;
+use mio::{Interest, Registry, Token};
 
-use super::{env, Supervisor, UPGRADE, UPGRADE_TIMEOUT_MS};
 use crate::config::Config;
+use crate::handoff as env;
 use crate::net;
-use crate::sys::fd::{inheritable, pipe, set_nonblocking};
+use crate::sys::fd::{adopt_inherited_list, pipe, set_nonblocking};
+use crate::sys::process::spawn_inheriting;
 
-impl Supervisor {
-    /// Starts the binary now on disk as a new supervisor holding every listening socket.
-    pub(super) fn start_upgrade(&mut self) -> io::Result<u32> {
-        if self.upgrade.is_some() {
-            return Err(io::Error::other("an upgrade is already running"));
-        }
-        let mut fds: Vec<RawFd> = self.listeners.iter().map(AsRawFd::as_raw_fd).collect();
-        let mut cmd = Command::new(&self.exe);
+/// What the successor inherits.
+pub(super) struct Handoff<'a> {
+    /// The binary to start.
+    pub exe: &'a Path,
+    /// The client listeners, one per worker.
+    pub listeners: &'a [OwnedFd],
+    /// The control socket's listener.
+    pub control: Option<RawFd>,
+    /// The metrics listener.
+    pub metrics: Option<RawFd>,
+    /// The runtime changes to replay, one command a line.
+    pub replay: &'a [String],
+}
+
+/// An upgrade under way: the successor, the read end of its ready pipe, and its deadline.
+pub(super) struct Upgrade {
+    child: Child,
+    ready: std::fs::File,
+    deadline_ms: u64,
+}
+
+/// What the ready pipe said.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum PipeNews {
+    /// The successor's workers are all ready: it serves.
+    Ready,
+    /// Nothing yet (or the successor dropped its end; its exit or the deadline decides).
+    Nothing,
+}
+
+impl Upgrade {
+    /// Starts `h.exe` as a new supervisor holding every socket; its ready pipe is registered
+    /// under `token`; it must be ready by `deadline_ms`.
+    pub fn start(
+        h: &Handoff<'_>,
+        registry: &Registry,
+        token: Token,
+        deadline_ms: u64,
+    ) -> io::Result<Upgrade> {
+        let mut fds: Vec<RawFd> = h.listeners.iter().map(AsRawFd::as_raw_fd).collect();
+        let mut cmd = Command::new(h.exe);
         cmd.arg("run");
         cmd.env(
             env::INHERIT_LISTEN,
@@ -33,118 +68,83 @@ impl Supervisor {
                 .collect::<Vec<_>>()
                 .join(","),
         );
-        if let Some((l, _)) = &self.control {
-            cmd.env(env::INHERIT_CONTROL, l.as_raw_fd().to_string());
-            fds.push(l.as_raw_fd());
+        if let Some(fd) = h.control {
+            cmd.env(env::INHERIT_CONTROL, fd.to_string());
+            fds.push(fd);
         }
-        if let Some(m) = &self.metrics {
-            cmd.env(env::INHERIT_METRICS, m.as_raw_fd().to_string());
-            fds.push(m.as_raw_fd());
+        if let Some(fd) = h.metrics {
+            cmd.env(env::INHERIT_METRICS, fd.to_string());
+            fds.push(fd);
         }
         let (read_end, write_end) = pipe()?;
         cmd.env(env::UPGRADE_FD, write_end.as_raw_fd().to_string());
         fds.push(write_end.as_raw_fd());
-        cmd.env(env::REPLAY, self.replay.join("\n"));
-        // SAFETY: between fork and exec: only fcntl, which is async-signal-safe.
-        unsafe {
-            cmd.pre_exec(move || {
-                for &fd in &fds {
-                    inheritable(fd)?;
-                }
-                Ok(())
-            });
-        }
-        let child = cmd.spawn()?;
+        cmd.env(env::REPLAY, h.replay.join("\n"));
+        let child = spawn_inheriting(&mut cmd, &fds, None)?;
         drop(write_end);
-        let pid = child.id();
-        let file = std::fs::File::from(read_end);
-        set_nonblocking(file.as_raw_fd())?;
-        self.poll.registry().register(
-            &mut SourceFd(&file.as_raw_fd()),
-            UPGRADE,
-            Interest::READABLE,
-        )?;
-        info!(
-            "upgrade: started {} as pid {pid}; waiting for its workers",
-            self.exe.display()
-        );
-        self.upgrade = Some((child, file, self.now_ms() + UPGRADE_TIMEOUT_MS));
-        Ok(pid)
+        let ready = std::fs::File::from(read_end);
+        set_nonblocking(ready.as_raw_fd())?;
+        registry.register(&mut SourceFd(&ready.as_raw_fd()), token, Interest::READABLE)?;
+        Ok(Upgrade {
+            child,
+            ready,
+            deadline_ms,
+        })
     }
 
-    pub(super) fn on_upgrade_pipe(&mut self) {
-        let Some((child, file, _)) = self.upgrade.as_mut() else {
-            return;
-        };
+    /// The successor's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Reads the ready pipe.
+    pub fn on_pipe(&mut self, registry: &Registry) -> PipeNews {
         let mut buf = [0u8; 16];
-        let n = file.read(&mut buf).unwrap_or(0);
-        if n > 0 && buf[..n].starts_with(b"ready") {
-            let pid = child.id();
-            info!("upgrade: new supervisor pid {pid} is serving; old workers stop accepting and drain");
-            self.retire();
-        } else if n == 0 {
-            // The new process closed its end: it is exiting (its status comes with the next
-            // check) or it dropped the descriptor (the timeout then decides).
-            let fd = file.as_raw_fd();
-            let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+        match self.ready.read(&mut buf) {
+            Ok(n) if n > 0 => {
+                if buf.get(..n).is_some_and(|b| b.starts_with(b"ready")) {
+                    PipeNews::Ready
+                } else {
+                    PipeNews::Nothing
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => PipeNews::Nothing,
+            _ => {
+                // The successor closed its end: it is exiting (its status comes with the next
+                // check) or it dropped the descriptor (the deadline then decides).
+                let _ = registry.deregister(&mut SourceFd(&self.ready.as_raw_fd()));
+                PipeNews::Nothing
+            }
         }
     }
 
-    pub(super) fn check_upgrade_timeout(&mut self) {
-        let now = self.now_ms();
-        let Some((child, _, deadline)) = self.upgrade.as_mut() else {
-            return;
-        };
-        if let Ok(Some(status)) = child.try_wait() {
-            let why = format!("the new binary exited ({status}) before it was ready");
-            self.fail_upgrade(&why);
-        } else if now >= *deadline {
-            self.fail_upgrade("the new binary did not report ready in time");
+    /// Why the upgrade failed by `now_ms`, if it did: the successor exited, or is late.
+    pub fn failure(&mut self, now_ms: u64) -> Option<String> {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            return Some(format!(
+                "the new binary exited ({status}) before it was ready"
+            ));
         }
+        (now_ms >= self.deadline_ms).then(|| "the new binary did not report ready in time".into())
     }
 
-    pub(super) fn fail_upgrade(&mut self, why: &str) {
-        if let Some((mut child, file, _)) = self.upgrade.take() {
-            let _ = self
-                .poll
-                .registry()
-                .deregister(&mut SourceFd(&file.as_raw_fd()));
-            let _ = child.kill();
-            let _ = child.wait();
-            error!("upgrade failed: {why}; the old binary keeps serving");
-        }
+    /// Gives up: the successor is killed and reaped.
+    pub fn abandon(mut self, registry: &Registry) {
+        let _ = registry.deregister(&mut SourceFd(&self.ready.as_raw_fd()));
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
-    /// After a successful upgrade: let go of every socket, drain the workers, exit.
-    pub(super) fn retire(&mut self) {
-        if let Some((_, file, _)) = self.upgrade.take() {
-            let _ = self
-                .poll
-                .registry()
-                .deregister(&mut SourceFd(&file.as_raw_fd()));
-        }
-        if let Some((mut l, _)) = self.control.take() {
-            let _ = self.poll.registry().deregister(&mut l); // the path now belongs to the successor
-        }
-        if let Some(mut m) = self.metrics.take() {
-            let _ = self.poll.registry().deregister(&mut m);
-        }
-        self.listeners.clear(); // our copies only; the successor holds the sockets
-        self.stopping = true;
-        self.retired = true;
-        self.signal_workers(libc::SIGTERM);
+    /// The successor serves: stop watching it (it is no child to wait for any more).
+    pub fn finish(self, registry: &Registry) {
+        let _ = registry.deregister(&mut SourceFd(&self.ready.as_raw_fd()));
     }
 }
 
-/// One SO_REUSEPORT listener per worker on the configured address (inherited on upgrade).
+/// One SO_REUSEPORT listener per worker on the configured address: the predecessor's, when
+/// an upgrade handed them over and the address did not move; new ones otherwise.
 pub(super) fn bind_listeners(cfg: &Config) -> io::Result<Vec<OwnedFd>> {
-    let mut out: Vec<OwnedFd> = Vec::new();
-    if let Ok(list) = std::env::var(env::INHERIT_LISTEN) {
-        for fd in list.split(',').filter_map(|f| f.parse::<RawFd>().ok()) {
-            // SAFETY: the predecessor passed these listening sockets for us to own.
-            out.push(unsafe { OwnedFd::from_raw_fd(fd) });
-        }
-    }
+    let mut out = adopt_inherited_list(env::INHERIT_LISTEN)?;
     out.truncate(cfg.workers);
     let mut addr = cfg.listen_addr();
     if let Some(first) = out.first() {
@@ -163,16 +163,12 @@ pub(super) fn bind_listeners(cfg: &Config) -> io::Result<Vec<OwnedFd>> {
     while out.len() < cfg.workers {
         let l = net::listen(addr, cfg.backlog)?;
         addr = l.local_addr()?; // port 0: the others join the port the first one got
-        out.push(unsafe_into_std(l));
+        out.push(OwnedFd::from(l));
     }
     Ok(out)
 }
 
-fn unsafe_into_std(l: TcpListener) -> OwnedFd {
-    // SAFETY: into_raw_fd hands over sole ownership of the descriptor.
-    unsafe { OwnedFd::from_raw_fd(l.into_raw_fd()) }
-}
-
+/// The address a listening socket is bound to.
 pub(super) fn local_addr(fd: &OwnedFd) -> io::Result<std::net::SocketAddr> {
     socket2::SockRef::from(fd)
         .local_addr()?

@@ -1,9 +1,9 @@
 //! Signals into the event loop through a self-pipe: the handler only writes the signal
 //! number to a non-blocking pipe (async-signal-safe); the loop reads it as an ordinary
-//! readiness event. SIGHUP reloads, SIGTERM and SIGINT drain, SIGUSR2 upgrades (later).
+//! readiness event. What each signal means is the loop's business, not this module's.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 
 /// The write end, for the handler. -1 when no pipe is installed.
@@ -29,16 +29,7 @@ pub struct SignalPipe {
 impl SignalPipe {
     /// Installs handlers for `signals` writing into a fresh non-blocking pipe.
     pub fn install(signals: &[libc::c_int]) -> io::Result<SignalPipe> {
-        let mut fds = [0; 2];
-        // SAFETY: pipe writes two descriptors into the array we own.
-        if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: both descriptors were just created and are owned by nobody else.
-        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        for fd in [read.as_raw_fd(), write.as_raw_fd()] {
-            set_flags(fd)?;
-        }
+        let (read, write) = super::fd::pipe_nonblocking()?;
         WRITE_FD.store(write.as_raw_fd(), Ordering::Relaxed);
         for &s in signals {
             // SAFETY: an empty sigaction with our handler; SA_RESTART keeps other calls going.
@@ -77,18 +68,4 @@ impl SignalPipe {
             out.extend(buf.iter().take(n as usize).map(|&b| libc::c_int::from(b)));
         }
     }
-}
-
-fn set_flags(fd: RawFd) -> io::Result<()> {
-    // SAFETY: fcntl on a descriptor we own; only adds O_NONBLOCK and FD_CLOEXEC.
-    unsafe {
-        let fl = libc::fcntl(fd, libc::F_GETFL);
-        if fl < 0 || libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK) < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) < 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
 }

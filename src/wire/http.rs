@@ -14,17 +14,14 @@
 //! ([`MAX_REQUEST_HEAD`], [`MAX_REPLY_HEAD`]), or write a byte of a CONNECT request before
 //! every input has been checked.
 use core::fmt;
-use std::net::Ipv6Addr;
 
+use super::name::{is_dns_name, is_host, is_ipv6_literal};
 use super::Parsed;
 
 /// Our cap on a request head, request line and blank line included.
 pub const MAX_REQUEST_HEAD: usize = 8192;
 /// Our cap on a CONNECT reply head, status line and blank line included.
 pub const MAX_REPLY_HEAD: usize = 8192;
-
-/// The longest IPv6 text form: `ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255`.
-const MAX_IPV6_TEXT_LEN: usize = 45;
 
 /// Header names a configured CONNECT header may not use: sluice writes Host itself, and a
 /// body length on CONNECT would make the proxy swallow the first tunnel bytes as a body.
@@ -174,7 +171,11 @@ pub fn parse_connect_reply(buf: &[u8]) -> Parsed<ConnectReply<'_>, HttpError> {
 }
 
 /// Runs `head` over at most `cap` bytes of `buf`; running out of bytes at the cap is TooLong.
-fn capped<'a, T>(buf: &'a [u8], cap: usize, head: fn(&mut Scan<'a>) -> Step<T>) -> Result<T, Halt> {
+fn capped<'a, T>(
+    buf: &'a [u8],
+    cap: usize,
+    head: fn(&mut Scan<'a>) -> Scanned<T>,
+) -> Result<T, Halt> {
     let window = buf.get(..cap).unwrap_or(buf);
     match head(&mut Scan::new(window)) {
         Err(Halt::NeedMore) if buf.len() >= cap => Err(Halt::Invalid(HttpError::TooLong)),
@@ -187,7 +188,7 @@ trait IntoParsed<T> {
     fn map_len(self, len: impl FnOnce(&T) -> usize) -> Parsed<T, HttpError>;
 }
 
-impl<T> IntoParsed<T> for Step<T> {
+impl<T> IntoParsed<T> for Scanned<T> {
     fn map_len(self, len: impl FnOnce(&T) -> usize) -> Parsed<T, HttpError> {
         match self {
             Ok(v) => {
@@ -213,8 +214,9 @@ impl From<HttpError> for Halt {
     }
 }
 
-/// The internal outcome, so that `?` can carry both "need more" and "invalid" upwards.
-type Step<T> = Result<T, Halt>;
+/// What a scan produced: the value, or why it stopped ([`Halt`]), so that `?` carries both
+/// "need more" and "invalid" upwards. (Internal: the public answer is a [`Parsed`].)
+type Scanned<T> = Result<T, Halt>;
 
 /// A read position over the received bytes; `pos <= buf.len()` always holds, and running off
 /// the end is `Halt::NeedMore`, never a panic.
@@ -229,7 +231,7 @@ impl<'a> Scan<'a> {
     }
 
     /// The next byte, not consumed.
-    fn peek(&self) -> Step<u8> {
+    fn peek(&self) -> Scanned<u8> {
         self.buf.get(self.pos).copied().ok_or(Halt::NeedMore)
     }
 
@@ -241,7 +243,7 @@ impl<'a> Scan<'a> {
     }
 
     /// The next byte, consumed.
-    fn next(&mut self) -> Step<u8> {
+    fn next(&mut self) -> Scanned<u8> {
         let b = self.peek()?;
         self.bump();
         Ok(b)
@@ -257,7 +259,7 @@ impl<'a> Scan<'a> {
     }
 
     /// Consumes `lit` exactly; `e` at the first byte that differs.
-    fn expect(&mut self, lit: &[u8], e: HttpError) -> Step<()> {
+    fn expect(&mut self, lit: &[u8], e: HttpError) -> Scanned<()> {
         for &want in lit {
             if self.peek()? != want {
                 return Err(e.into());
@@ -269,7 +271,7 @@ impl<'a> Scan<'a> {
 
     /// Consumes CRLF: `other` when the next byte is neither CR nor LF, `line_end` for a bare
     /// LF or a CR followed by anything but LF.
-    fn crlf(&mut self, line_end: HttpError, other: HttpError) -> Step<()> {
+    fn crlf(&mut self, line_end: HttpError, other: HttpError) -> Scanned<()> {
         match self.next()? {
             b'\r' => match self.next()? {
                 b'\n' => Ok(()),
@@ -281,8 +283,8 @@ impl<'a> Scan<'a> {
     }
 }
 
-/// RFC 9110 §5.6.2 tchar.
-fn is_tchar(b: u8) -> bool {
+/// RFC 9110 §5.6.2 tchar: a byte of a method or a header name.
+pub fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric()
         || matches!(
             b,
@@ -314,7 +316,7 @@ fn is_field_byte(b: u8) -> bool {
 }
 
 /// A byte sluice is willing to send in a header value: VCHAR, SP or HTAB, nothing else.
-fn is_sendable_field_byte(b: u8) -> bool {
+pub fn is_sendable_field_byte(b: u8) -> bool {
     b == b' ' || b == b'\t' || is_vchar(b)
 }
 
@@ -342,7 +344,7 @@ enum Line<'a> {
 /// Reads one header line. With `host_aware`, a Host header is validated byte by byte as it
 /// arrives (a second one is refused at its colon); otherwise values are only checked for
 /// control bytes.
-fn header_line<'a>(s: &mut Scan<'a>, host_aware: bool, host_seen: bool) -> Step<Line<'a>> {
+fn header_line<'a>(s: &mut Scan<'a>, host_aware: bool, host_seen: bool) -> Scanned<Line<'a>> {
     match s.peek()? {
         b'\r' | b'\n' => {
             s.crlf(HttpError::BadLineEnd, HttpError::BadLineEnd)?;
@@ -388,7 +390,7 @@ fn header_line<'a>(s: &mut Scan<'a>, host_aware: bool, host_seen: bool) -> Step<
 
 /// `METHOD SP target SP HTTP/1.x CRLF *(header CRLF) CRLF`, with exactly one valid Host
 /// (none allowed for HTTP/1.0).
-fn request_head<'a>(s: &mut Scan<'a>) -> Step<RequestHead<'a>> {
+fn request_head<'a>(s: &mut Scan<'a>) -> Scanned<RequestHead<'a>> {
     let method = s.run(is_tchar);
     if method.is_empty() {
         s.peek()?;
@@ -432,7 +434,7 @@ fn request_head<'a>(s: &mut Scan<'a>) -> Step<RequestHead<'a>> {
 }
 
 /// `HTTP/1.x SP 3DIGIT [SP reason] CRLF *(header CRLF) CRLF`.
-fn reply_head<'a>(s: &mut Scan<'a>) -> Step<ConnectReply<'a>> {
+fn reply_head<'a>(s: &mut Scan<'a>) -> Scanned<ConnectReply<'a>> {
     const BAD: HttpError = HttpError::BadStatusLine;
     s.expect(b"HTTP/1.", BAD)?;
     let version_minor = match s.next()? {
@@ -486,20 +488,20 @@ fn authority(v: &[u8], complete: bool) -> Option<(&[u8], Option<u16>)> {
         Some(inner) => match inner.iter().position(|&b| b == b']') {
             Some(close) => {
                 let literal = inner.get(..close)?;
-                if !ipv6_literal(literal, true) {
+                if !is_ipv6_literal(literal, true) {
                     return None;
                 }
                 (literal, inner.get(close.checked_add(1)?..)?)
             }
             None => {
-                return (!complete && ipv6_literal(inner, false)).then_some((inner, None));
+                return (!complete && is_ipv6_literal(inner, false)).then_some((inner, None));
             }
         },
         None => {
             let colon = v.iter().position(|&b| b == b':').unwrap_or(v.len());
             let name = v.get(..colon)?;
             // A colon ends the name, so the name is whole even if the value is not.
-            if !dns_name(name, complete || colon < v.len()) {
+            if !is_dns_name(name, complete || colon < v.len()) {
                 return None;
             }
             (name, v.get(colon..)?)
@@ -528,73 +530,6 @@ fn port(digits: &[u8], complete: bool) -> Option<u16> {
     Some(value)
 }
 
-/// An IPv6 address in text form, without brackets or zone. Partial: a viable prefix.
-fn ipv6_literal(text: &[u8], complete: bool) -> bool {
-    if text.len() > MAX_IPV6_TEXT_LEN
-        || !text
-            .iter()
-            .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
-    {
-        return false;
-    }
-    !complete
-        || core::str::from_utf8(text)
-            .ok()
-            .and_then(|t| t.parse::<Ipv6Addr>().ok())
-            .is_some()
-}
-
-/// A DNS name as the TLS parser takes an SNI: 1..=253 bytes of letters, digits, `-`, `_` and
-/// dots, labels 1..=63, no leading, doubled or trailing dot. A name whose last label is a
-/// number must be a strict dotted-quad IPv4 address. Partial: a viable prefix.
-fn dns_name(name: &[u8], complete: bool) -> bool {
-    match super::name::labels(name) {
-        None => false,
-        Some(last) => !complete || (last > 0 && (!numeric_last_label(name) || dotted_quad(name))),
-    }
-}
-
-/// True when the last label reads as a number. Resolvers (inet_aton) take `127.1`,
-/// `0x7f.1`, `0177.0.0.1` and `2130706433` as addresses, so such a name is either a strict
-/// dotted quad or refused: the name routed on is then the address connected to.
-fn numeric_last_label(name: &[u8]) -> bool {
-    let last = name.rsplit(|&b| b == b'.').next().unwrap_or(&[]);
-    let hex = last
-        .strip_prefix(b"0x")
-        .or_else(|| last.strip_prefix(b"0X"))
-        .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit));
-    hex || last.iter().all(u8::is_ascii_digit)
-}
-
-/// Four decimal octets 0..=255 without leading zeros, separated by single dots.
-fn dotted_quad(name: &[u8]) -> bool {
-    let mut octets: usize = 0;
-    for part in name.split(|&b| b == b'.') {
-        octets = octets.saturating_add(1);
-        let well_formed = match part {
-            [b'0'] => true,
-            [b'1'..=b'9', rest @ ..] => rest.len() <= 2 && rest.iter().all(u8::is_ascii_digit),
-            _ => false,
-        };
-        let value = part.iter().fold(0u32, |v, &d| {
-            v.saturating_mul(10)
-                .saturating_add(u32::from(d.wrapping_sub(b'0')))
-        });
-        if !well_formed || value > 255 {
-            return false;
-        }
-    }
-    octets == 4
-}
-
-/// True when `name` is a host sluice will accept in a Host header or send in a CONNECT
-/// request: a DNS name (letters, digits, `-`, `_`, dots; labels 1..=63; 1..=253 bytes; no
-/// trailing dot), a strict dotted-quad IPv4 address, or an IPv6 address without brackets.
-/// NUL, CR, LF, space, `@`, `/` and non-ASCII never pass.
-pub fn valid_host(name: &[u8]) -> bool {
-    dns_name(name, true) || ipv6_literal(name, true)
-}
-
 /// A CONNECT request to send to a forward proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectRequest<'a> {
@@ -610,7 +545,7 @@ pub struct ConnectRequest<'a> {
 /// Why [`emit_connect`] refused to write a request; nothing was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EmitError {
-    /// The host is not a DNS name or IP address (see [`valid_host`]).
+    /// The host is not a host name or IPv6 address (see [`super::name::is_host`]).
     BadHost,
     /// The port is 0.
     BadPort,
@@ -672,7 +607,7 @@ impl std::error::Error for EmitError {}
 ///
 /// Every input is checked before the first byte is written; on error `out` is untouched.
 pub fn emit_connect(out: &mut [u8], req: &ConnectRequest<'_>) -> Result<usize, EmitError> {
-    if !valid_host(req.host) {
+    if !is_host(req.host) {
         return Err(EmitError::BadHost);
     }
     if req.port == 0 {
@@ -1518,7 +1453,7 @@ mod tests {
     }
 
     #[test]
-    fn valid_host_agrees_with_the_host_header() {
+    fn is_host_agrees_with_the_host_header() {
         for good in [
             &b"example.test"[..],
             b"a",
@@ -1530,7 +1465,7 @@ mod tests {
             b"2001:db8::1",
             b"1.2.3.4.example",
         ] {
-            assert!(valid_host(good), "{:?}", show(good));
+            assert!(is_host(good), "{:?}", show(good));
             let (buf, _) = with_host(
                 if good.contains(&b':') {
                     return_bracketed(good)
@@ -1543,7 +1478,7 @@ mod tests {
         }
         // Bare IPv6 is a host here (brackets are the Host header's syntax, not the host's).
         for &(bad, _) in BAD_HOSTS.iter().filter(|(h, _)| *h != b"::1") {
-            assert!(!valid_host(bad), "{:?}", show(bad));
+            assert!(!is_host(bad), "{:?}", show(bad));
         }
         for bad in [
             &b"[::1]"[..],
@@ -1552,7 +1487,7 @@ mod tests {
             b"\r\n",
             b"1.2.3.04",
         ] {
-            assert!(!valid_host(bad), "{:?}", show(bad));
+            assert!(!is_host(bad), "{:?}", show(bad));
         }
     }
 

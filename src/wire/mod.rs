@@ -11,8 +11,6 @@ pub mod crc32c;
 pub mod http;
 pub mod name;
 pub mod proxy;
-pub mod proxy_v1;
-pub mod proxy_v2;
 pub mod reader;
 pub mod tls;
 pub mod writer;

@@ -652,10 +652,9 @@ fn parse_server_name(mut data: Reader<'_>) -> Result<Option<&str>, TlsError> {
     Ok(host)
 }
 
-/// A DNS host name as RFC 6066 allows it: 1..=253 bytes of letters, digits, `-`, `_` and
-/// dots, no empty label (so no leading, doubled or trailing dot), labels of at most 63.
-/// `_` is not a hostname character but occurs in real names; NUL, CR, LF, space and
-/// non-ASCII never get through.
+/// The name as text when it passes the one host-name rule ([`super::name::is_host_name`]:
+/// the one HTTP Host and PROXY AUTHORITY follow too), so that `127.1` is refused here as it
+/// is there; NUL, CR, LF, space and non-ASCII never get through.
 fn host_name(name: &[u8]) -> Option<&str> {
     if !super::name::is_host_name(name) {
         return None;

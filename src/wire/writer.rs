@@ -48,3 +48,10 @@ impl<'a> Out<'a> {
         self.buf.get_mut(..self.pos).unwrap_or(&mut [])
     }
 }
+
+/// Text formatting straight into the output buffer (for v1), without allocating.
+impl core::fmt::Write for Out<'_> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        self.put(s.as_bytes()).map_err(|_| core::fmt::Error)
+    }
+}

@@ -1,6 +1,6 @@
 //! One worker's event loop: a `mio::Poll`, the listener, a `Slab<Session>`, the buffer
-//! pool and the timer wheel; beside them the signal pipe, the control socket and the metrics
-//! listener (their handling lives in `operate`).
+//! pool and the timer wheel; beside them the signal pipe and the admin plane (the control
+//! socket, the metrics listener, or the supervisor's channel; their handling lives in `ops`).
 //!
 //! Tokens: a session's legs are `key << 1 | leg`; admin connections are `ADMIN_BASE + key`;
 //! the listeners and the signal pipe have reserved tokens at the top of the range. Per event,
@@ -11,31 +11,35 @@
 
 pub mod buffer;
 pub mod ops;
+pub mod pipe;
 pub mod role;
 pub mod session;
 pub mod splice;
 pub mod stats;
 pub mod timer;
+pub mod token;
 
 use std::io;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use log::{debug, error, info, warn};
-use mio::net::{TcpListener, UnixListener};
+use mio::net::TcpListener;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use crate::admin::capture::Capture;
-use crate::admin::conn::AdminConn;
+use crate::admin::channel;
+use crate::admin::conn::{AdminStream, Peer};
+use crate::admin::plane::{AdminPlane, Tokens};
 use crate::admin::trace::TraceRule;
 use crate::config::{Config, Layers};
 use crate::net;
 use crate::sys::signals::SignalPipe;
 use crate::wire::tls::MAX_HELLO_LEN;
 use buffer::Pool;
-use session::{Ctx, Session, Step};
+use session::{Ctx, Next, Session};
 use splice::PipePool;
 use stats::{CloseReason, Stats};
 use timer::{Entry, Wheel};
@@ -50,6 +54,12 @@ pub const CONTROL: Token = Token(usize::MAX - 2);
 pub const METRICS: Token = Token(usize::MAX - 3);
 /// Admin connections (control and metrics) are `ADMIN_BASE + key`.
 pub const ADMIN_BASE: usize = 1 << (usize::BITS - 2);
+/// The admin plane's tokens.
+const ADMIN_TOKENS: Tokens = Tokens {
+    control: CONTROL,
+    metrics: METRICS,
+    conn_base: ADMIN_BASE,
+};
 
 /// Timer resolution. Timeouts fire up to one tick late, never early.
 const TICK_MS: u64 = 50;
@@ -102,9 +112,8 @@ pub struct Worker {
     /// When exhaustion was last logged, to log it at most once a second.
     exhausted_logged_ms: Option<u64>,
     pub(crate) signals: SignalPipe,
-    pub(crate) control: Option<(UnixListener, String)>,
-    pub(crate) metrics: Option<TcpListener>,
-    pub(crate) admin: Slab<AdminConn>,
+    /// The control socket and metrics listener (alone), or the supervisor's channel.
+    pub(crate) plane: AdminPlane,
     pub(crate) traces: Vec<TraceRule>,
     pub(crate) capture: Option<Capture>,
     /// Set while draining: the time after which the remaining sessions are closed.
@@ -157,9 +166,7 @@ impl Worker {
             accept_paused_until: 0,
             exhausted_logged_ms: None,
             signals,
-            control: None,
-            metrics: None,
-            admin: Slab::new(),
+            plane: AdminPlane::new(ADMIN_TOKENS),
             traces: Vec::new(),
             capture: None,
             drain_deadline: None,
@@ -167,14 +174,18 @@ impl Worker {
         };
         let cfg = Rc::clone(&w.cfg);
         if let Some(chan) = role.channel {
-            // The supervisor's channel: a control connection like any other; "ready" first.
-            w.add_admin(crate::admin::conn::AdminStream::Unix(chan));
-            if let Some((_, conn)) = w.admin.iter_mut().next() {
-                conn.output.extend_from_slice(b"ready\n\n");
-                let _ = conn.flush_out();
+            // The supervisor's channel: commands come in as lines, typed replies go back;
+            // "ready" first, unasked.
+            let registry = w.poll.registry();
+            if let Some(id) = w
+                .plane
+                .add(registry, AdminStream::Unix(chan), Peer::Supervisor)
+            {
+                w.plane.reply(id, channel::READY);
+                w.plane.flush(registry, id, false);
             }
         } else {
-            w.open_admin_listeners(None, &cfg)?;
+            w.open_admin_listeners(&cfg)?;
         }
         w.capture = w.start_capture(&cfg)?;
         Ok(w)
@@ -237,11 +248,10 @@ impl Worker {
             match event.token() {
                 LISTENER => self.accept_pending = true,
                 SIGNALS => self.on_signals(),
-                CONTROL => self.accept_control(),
-                METRICS => self.accept_metrics(),
-                Token(t) if t >= ADMIN_BASE => self.on_admin(t - ADMIN_BASE),
+                // The admin plane's listeners (CONTROL, METRICS) and connections.
+                t if t.0 >= ADMIN_BASE => self.on_admin(t),
                 t => {
-                    let (key, leg) = session::untoken(t);
+                    let (key, leg) = token::untoken(t);
                     if let Some(s) = self.sessions.get_mut(key) {
                         s.on_event(leg, event);
                         self.drive(key);
@@ -251,7 +261,7 @@ impl Worker {
         }
         let ready = std::mem::take(&mut self.ready);
         for (key, id) in ready {
-            if self.sessions.get(key).is_some_and(|s| s.id == id) {
+            if self.sessions.get(key).is_some_and(|s| s.id() == id) {
                 self.drive(key);
             }
         }
@@ -279,7 +289,7 @@ impl Worker {
             }
             if self.sessions.is_empty() {
                 info!("drained: no session left, exiting");
-                self.remove_control_socket();
+                self.plane.close_control(self.poll.registry(), true);
                 return Ok(false);
             }
         }
@@ -334,8 +344,8 @@ impl Worker {
         let Some(s) = sessions.get_mut(key) else {
             return;
         };
-        let step = s.drive(&mut ctx);
-        self.after(key, step);
+        let next = s.drive(&mut ctx);
+        self.after(key, next);
     }
 
     fn on_timer(&mut self, key: usize, gen: u32) {
@@ -343,19 +353,19 @@ impl Worker {
         let Some(s) = sessions.get_mut(key) else {
             return;
         };
-        let step = s.on_timer(gen, &mut ctx);
-        self.after(key, step);
+        let next = s.on_timer(gen, &mut ctx);
+        self.after(key, next);
     }
 
-    fn after(&mut self, key: usize, step: Step) {
-        match step {
-            Step::Wait => {}
-            Step::Yield => {
+    fn after(&mut self, key: usize, next: Next) {
+        match next {
+            Next::Wait => {}
+            Next::Again => {
                 if let Some(s) = self.sessions.get(key) {
-                    self.ready.push((key, s.id));
+                    self.ready.push((key, s.id()));
                 }
             }
-            Step::Close(reason) => self.close(key, reason),
+            Next::Close(reason) => self.close(key, reason),
         }
     }
 

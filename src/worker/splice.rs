@@ -29,19 +29,7 @@ impl Pipe {
     /// A new non-blocking pipe.
     #[cfg(target_os = "linux")]
     pub fn new() -> io::Result<Pipe> {
-        use std::os::fd::FromRawFd;
-        let mut fds = [0; 2];
-        // SAFETY: pipe2 writes two new descriptors into our array.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: just created, owned by nobody else.
-        let (r, w) = unsafe {
-            (
-                std::os::fd::OwnedFd::from_raw_fd(fds[0]),
-                std::os::fd::OwnedFd::from_raw_fd(fds[1]),
-            )
-        };
+        let (r, w) = crate::sys::fd::pipe_nonblocking()?;
         Ok(Pipe { r, w, len: 0 })
     }
 
@@ -91,29 +79,14 @@ fn splice(from: RawFd, to: RawFd, len: usize) -> Io {
     if len == 0 {
         return Io::WouldBlock;
     }
-    let flags = libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK;
-    // SAFETY: splice between two descriptors we hold; no user memory is involved.
-    let n = unsafe {
-        libc::splice(
-            from,
-            std::ptr::null_mut(),
-            to,
-            std::ptr::null_mut(),
-            len,
-            flags,
-        )
-    };
-    match n {
-        0 => Io::Closed,
-        n if n > 0 => Io::Done(n as usize),
-        _ => {
-            let e = io::Error::last_os_error();
-            match e.raw_os_error() {
-                Some(libc::EAGAIN) | Some(libc::EINTR) => Io::WouldBlock,
-                Some(libc::EPIPE) => Io::Closed,
-                _ => Io::Error(e),
-            }
-        }
+    match crate::sys::splice::splice(from, to, len) {
+        Ok(0) => Io::Closed,
+        Ok(n) => Io::Done(n),
+        Err(e) => match e.raw_os_error() {
+            Some(libc::EAGAIN) | Some(libc::EINTR) => Io::WouldBlock,
+            Some(libc::EPIPE) => Io::Closed,
+            _ => Io::Error(e),
+        },
     }
 }
 

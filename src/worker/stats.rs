@@ -129,7 +129,7 @@ impl CloseReason {
 }
 
 /// A histogram with fixed upper bounds in milliseconds (Prometheus-style, cumulative on output).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Histogram {
     /// Observations per bucket; the last bucket is +Inf.
     pub counts: [u64; Histogram::BOUNDS_MS.len() + 1],

@@ -10,8 +10,8 @@ use std::net::{IpAddr, SocketAddr};
 use crate::config::route::{Mode, Route};
 use crate::config::Config;
 use crate::wire::http::{self, ConnectRequest};
+use crate::wire::proxy::v2::{self as proxy_v2, RawTlv, V2Out};
 use crate::wire::proxy::{self, Command};
-use crate::wire::proxy_v2::{self, RawTlv, V2Out};
 use crate::wire::Parsed;
 
 /// Most received TLVs passed on in one header.
@@ -36,8 +36,8 @@ pub fn session_key(ip: IpAddr) -> String {
     }
 }
 
-/// What a preamble is built from.
-pub struct Hello<'a> {
+/// Who the client is and what it asked for, as a preamble announces it upstream.
+pub struct Origin<'a> {
     /// The client (PROXY source, else the socket peer).
     pub src: SocketAddr,
     /// What the client connected to (PROXY destination, else sluice's own address).
@@ -81,7 +81,7 @@ impl std::fmt::Display for PreambleError {
 pub fn preamble(
     route: &Route,
     cfg: &Config,
-    h: &Hello<'_>,
+    h: &Origin<'_>,
     out: &mut [u8],
 ) -> Result<usize, PreambleError> {
     match route.mode {
@@ -91,7 +91,7 @@ pub fn preamble(
     }
 }
 
-fn proxy_v2_header(route: &Route, h: &Hello<'_>, out: &mut [u8]) -> Result<usize, PreambleError> {
+fn proxy_v2_header(route: &Route, h: &Origin<'_>, out: &mut [u8]) -> Result<usize, PreambleError> {
     let mut raw: [RawTlv<'_>; MAX_PASSED_TLVS] = [RawTlv {
         kind: 0,
         value: &[],
@@ -126,7 +126,7 @@ fn proxy_v2_header(route: &Route, h: &Hello<'_>, out: &mut [u8]) -> Result<usize
 fn connect_request(
     route: &Route,
     cfg: &Config,
-    h: &Hello<'_>,
+    h: &Origin<'_>,
     out: &mut [u8],
 ) -> Result<usize, PreambleError> {
     let name = h.name.ok_or(PreambleError::NoName)?;

@@ -7,11 +7,14 @@
 use core::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-pub use super::proxy::EmitError;
-use super::proxy::{
-    Addresses, Command, Family, Out, ProxyError, ProxyHeader, Tlvs, Transport, Version, V1_PREFIX,
-};
-use super::Parsed;
+pub use super::header::EmitError;
+use super::header::{Addresses, Command, Family, ProxyError, ProxyHeader, Transport, Version};
+use super::tlv::Tlvs;
+use crate::wire::writer::Out;
+use crate::wire::Parsed;
+
+/// The v1 signature: a line starting with these six bytes.
+pub const SIGNATURE: &[u8; 6] = b"PROXY ";
 
 /// The longest v1 line the spec allows, CRLF included.
 pub const MAX_V1_LEN: usize = 107;
@@ -36,8 +39,9 @@ const MAX_V6_TEXT: usize = 45;
 /// Longest port text (`65535`).
 const MAX_PORT_TEXT: usize = 5;
 
+/// The line's protocol field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Proto {
+enum Protocol {
     Tcp4,
     Tcp6,
     Unknown,
@@ -49,7 +53,7 @@ enum Line {
     Partial,
     /// `PROXY UNKNOWN ...`.
     Unknown,
-    Tcp(Proto, SocketAddr, SocketAddr),
+    Tcp(Protocol, SocketAddr, SocketAddr),
 }
 
 /// Parses a v1 line at the start of `buf`.
@@ -58,8 +62,8 @@ enum Line {
 /// become a valid line; `Invalid` as soon as it cannot (a NUL or TLS byte, a bare LF, a
 /// double space, a malformed complete field) or once 107 bytes hold no CRLF.
 pub fn parse(buf: &[u8]) -> Parsed<ProxyHeader<'_>, ProxyError> {
-    let sig_len = buf.len().min(V1_PREFIX.len());
-    if buf.get(..sig_len) != V1_PREFIX.get(..sig_len) {
+    let sig_len = buf.len().min(SIGNATURE.len());
+    if buf.get(..sig_len) != SIGNATURE.get(..sig_len) {
         return Parsed::Invalid(ProxyError::NotProxy);
     }
     let window = buf.get(..MAX_V1_LEN).unwrap_or(buf);
@@ -105,7 +109,7 @@ pub fn parse(buf: &[u8]) -> Parsed<ProxyHeader<'_>, ProxyError> {
 
 fn header(line: Line, len: usize) -> ProxyHeader<'static> {
     let (family, transport, addrs) = match line {
-        Line::Tcp(Proto::Tcp4, src, dst) => (
+        Line::Tcp(Protocol::Tcp4, src, dst) => (
             Family::Inet,
             Transport::Stream,
             Addresses::Inet { src, dst },
@@ -133,7 +137,7 @@ fn header(line: Line, len: usize) -> ProxyHeader<'static> {
 /// last field may be unfinished and is checked only as a prefix of a valid field.
 fn check_line(body: &[u8], ended: bool) -> Result<Line, ProxyError> {
     let count = body.iter().filter(|&&b| b == SP).count().saturating_add(1);
-    let mut proto = Proto::Unknown;
+    let mut proto = Protocol::Unknown;
     let (mut src_ip, mut dst_ip) = (None, None);
     let (mut src_port, mut dst_port) = (0u16, 0u16);
     for (i, field) in body.split(|&b| b == SP).enumerate() {
@@ -143,7 +147,7 @@ fn check_line(body: &[u8], ended: bool) -> Result<Line, ProxyError> {
         }
         match i {
             FIELD_SIGNATURE => {
-                let sig = V1_PREFIX.get(..5).unwrap_or(&[]);
+                let sig = SIGNATURE.get(..5).unwrap_or(&[]);
                 let ok = if complete {
                     field == sig
                 } else {
@@ -154,10 +158,10 @@ fn check_line(body: &[u8], ended: bool) -> Result<Line, ProxyError> {
                 }
             }
             FIELD_PROTOCOL => {
-                const PROTOS: [(&[u8], Proto); 3] = [
-                    (b"TCP4", Proto::Tcp4),
-                    (b"TCP6", Proto::Tcp6),
-                    (b"UNKNOWN", Proto::Unknown),
+                const PROTOS: [(&[u8], Protocol); 3] = [
+                    (b"TCP4", Protocol::Tcp4),
+                    (b"TCP6", Protocol::Tcp6),
+                    (b"UNKNOWN", Protocol::Unknown),
                 ];
                 if !complete {
                     return if PROTOS.iter().any(|(name, _)| name.starts_with(field)) {
@@ -171,7 +175,7 @@ fn check_line(body: &[u8], ended: bool) -> Result<Line, ProxyError> {
                     .find(|(name, _)| *name == field)
                     .map(|&(_, p)| p)
                     .ok_or(ProxyError::V1BadProtocol)?;
-                if proto == Proto::Unknown {
+                if proto == Protocol::Unknown {
                     // The spec: the receiver ignores everything after UNKNOWN up to CRLF.
                     return Ok(if ended { Line::Unknown } else { Line::Partial });
                 }
@@ -215,31 +219,31 @@ fn check_line(body: &[u8], ended: bool) -> Result<Line, ProxyError> {
 }
 
 /// An address of the protocol's family, or `None`.
-fn parse_addr(proto: Proto, text: &[u8]) -> Option<IpAddr> {
+fn parse_addr(proto: Protocol, text: &[u8]) -> Option<IpAddr> {
     match proto {
-        Proto::Tcp4 => parse_ipv4(text).map(IpAddr::V4),
-        Proto::Tcp6 => core::str::from_utf8(text)
+        Protocol::Tcp4 => parse_ipv4(text).map(IpAddr::V4),
+        Protocol::Tcp6 => core::str::from_utf8(text)
             .ok()?
             .parse::<Ipv6Addr>()
             .ok()
             .map(IpAddr::V6),
-        Proto::Unknown => None,
+        Protocol::Unknown => None,
     }
 }
 
 /// Could `text` still grow into an address of the protocol's family?
-fn addr_prefix(proto: Proto, text: &[u8]) -> Result<(), ProxyError> {
+fn addr_prefix(proto: Protocol, text: &[u8]) -> Result<(), ProxyError> {
     let ok = match proto {
-        Proto::Tcp4 => {
+        Protocol::Tcp4 => {
             text.len() <= MAX_V4_TEXT && text.iter().all(|&b| b.is_ascii_digit() || b == b'.')
         }
-        Proto::Tcp6 => {
+        Protocol::Tcp6 => {
             text.len() <= MAX_V6_TEXT
                 && text
                     .iter()
                     .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
         }
-        Proto::Unknown => false,
+        Protocol::Unknown => false,
     };
     if ok {
         Ok(())

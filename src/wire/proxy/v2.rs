@@ -7,13 +7,15 @@
 //! does not match. Everything is validated here, once, so that reading the result cannot fail.
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
-use super::crc32c;
-pub use super::proxy::EmitError;
-use super::proxy::{
-    Addresses, Command, Family, Out, ProxyError, ProxyHeader, Ssl, Tlvs, Transport, Version,
+pub use super::header::EmitError;
+use super::header::{Addresses, Command, Family, ProxyError, ProxyHeader, Transport, Version};
+use super::tlv::{
+    Ssl, Tlvs, PP2_TYPE_ALPN, PP2_TYPE_AUTHORITY, PP2_TYPE_CRC32C, PP2_TYPE_SSL, PP2_TYPE_UNIQUE_ID,
 };
-use super::reader::Reader;
-use super::Parsed;
+use crate::wire::crc32c;
+use crate::wire::reader::Reader;
+use crate::wire::writer::Out;
+use crate::wire::Parsed;
 
 /// The v2 signature: `\r\n\r\n\0\r\nQUIT\n`.
 pub const SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
@@ -62,19 +64,6 @@ pub const INET_ADDR_LEN: usize = 12;
 pub const INET6_ADDR_LEN: usize = 36;
 pub const UNIX_ADDR_LEN: usize = 216;
 const UNIX_PATH_LEN: usize = 108;
-
-pub const PP2_TYPE_ALPN: u8 = 0x01;
-pub const PP2_TYPE_AUTHORITY: u8 = 0x02;
-pub const PP2_TYPE_CRC32C: u8 = 0x03;
-pub const PP2_TYPE_NOOP: u8 = 0x04;
-pub const PP2_TYPE_UNIQUE_ID: u8 = 0x05;
-pub const PP2_TYPE_SSL: u8 = 0x20;
-pub const PP2_SUBTYPE_SSL_VERSION: u8 = 0x21;
-pub const PP2_SUBTYPE_SSL_CN: u8 = 0x22;
-pub const PP2_SUBTYPE_SSL_CIPHER: u8 = 0x23;
-pub const PP2_SUBTYPE_SSL_SIG_ALG: u8 = 0x24;
-pub const PP2_SUBTYPE_SSL_KEY_ALG: u8 = 0x25;
-pub const PP2_TYPE_NETNS: u8 = 0x30;
 
 /// A TLV header: type(1) length(2).
 const TLV_HEADER_LEN: usize = 3;
@@ -784,7 +773,7 @@ mod tests {
     #[test]
     fn crc32c_of_a_real_header_fails_when_changed() {
         let buf =
-            include_bytes!("../../fixtures/lb-haproxy-2.6-v2-alloptions-passthrough-curl.bin");
+            include_bytes!("../../../fixtures/lb-haproxy-2.6-v2-alloptions-passthrough-curl.bin");
         assert!(matches!(parse(buf), Parsed::Complete(..)));
         let mut m = buf.to_vec();
         m[40] ^= 0x20; // a letter of UNIQUE_ID changes case
@@ -870,7 +859,7 @@ mod tests {
         let bytes = emit_vec(&out(Command::Local, None));
         assert_eq!(
             bytes,
-            include_bytes!("../../fixtures/lb-haproxy-2.6-v2-healthcheck-local.bin")
+            include_bytes!("../../../fixtures/lb-haproxy-2.6-v2-healthcheck-local.bin")
         );
         let h = complete(&bytes);
         assert_eq!(
@@ -881,7 +870,7 @@ mod tests {
 
     #[test]
     fn emit_reproduces_a_real_header() {
-        let fixture = include_bytes!("../../fixtures/lb-haproxy-2.6-v2-tcp4-curl.bin");
+        let fixture = include_bytes!("../../../fixtures/lb-haproxy-2.6-v2-tcp4-curl.bin");
         let h = out(
             Command::Proxy,
             Some((sa("127.0.0.1:49234"), sa("127.0.0.1:20010"))),
@@ -889,7 +878,8 @@ mod tests {
         assert_eq!(emit_vec(&h), &fixture[..28]);
 
         // haproxy's TLS-terminated header, CRC32C included, byte for byte.
-        let fixture = include_bytes!("../../fixtures/lb-haproxy-2.6-v2-tls-terminated-http1.bin");
+        let fixture =
+            include_bytes!("../../../fixtures/lb-haproxy-2.6-v2-tls-terminated-http1.bin");
         let parsed = complete(fixture);
         let ssl = parsed.tlvs.get(PP2_TYPE_SSL).unwrap();
         let raw = [RawTlv {

@@ -1,0 +1,81 @@
+//! Processes: starting a child that inherits chosen descriptors across exec (and dies with
+//! its parent where the OS offers it) and signalling a child. Never
+//! waits for a child; the caller reaps.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command};
+
+/// Spawns `cmd` with the descriptors `inherit` kept open across exec (every other descriptor
+/// of ours is close-on-exec and stays behind). With `parent_death`, the child gets that
+/// signal when this process dies (Linux; elsewhere the child outlives us and is told by the
+/// closed channel instead).
+pub fn spawn_inheriting(
+    cmd: &mut Command,
+    inherit: &[RawFd],
+    parent_death: Option<libc::c_int>,
+) -> io::Result<Child> {
+    let fds = inherit.to_vec();
+    let hook = move || -> io::Result<()> {
+        for &fd in &fds {
+            super::fd::inheritable(fd)?;
+        }
+        if let Some(sig) = parent_death {
+            die_with_parent(sig)?;
+        }
+        Ok(())
+    };
+    // SAFETY: the hook runs in the child between fork and exec, where only async-signal-safe
+    // calls are allowed: it makes fcntl and prctl calls and allocates nothing (the descriptor
+    // list was copied before the fork).
+    unsafe {
+        cmd.pre_exec(hook);
+    }
+    cmd.spawn()
+}
+
+#[cfg(target_os = "linux")]
+fn die_with_parent(sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes the signal number by value; no memory involved.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_parent(_sig: libc::c_int) -> io::Result<()> {
+    Ok(())
+}
+
+/// Sends `sig` to process `pid` (a child of ours: its pid cannot be reused before we reap it).
+pub fn kill(pid: u32, sig: libc::c_int) -> io::Result<()> {
+    let pid = libc::pid_t::try_from(pid).map_err(io::Error::other)?;
+    // SAFETY: kill(2) takes two integers; no memory involved.
+    if unsafe { libc::kill(pid, sig) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn a_child_inherits_the_named_descriptor_only() {
+        let (r, w) = super::super::fd::pipe().unwrap();
+        let (r2, _w2) = super::super::fd::pipe().unwrap();
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg(format!(
+            "[ -e /dev/fd/{} ] && [ ! -e /dev/fd/{} ]",
+            w.as_raw_fd(),
+            r2.as_raw_fd()
+        ));
+        let mut child = spawn_inheriting(&mut cmd, &[w.as_raw_fd()], Some(libc::SIGTERM)).unwrap();
+        assert!(child.wait().unwrap().success());
+        drop(r);
+    }
+}

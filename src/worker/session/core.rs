@@ -1,0 +1,350 @@
+//! What a session keeps from accept to close whatever its phase ([`Core`]): its id and trace
+//! flag, the config it started with, the client socket and its readiness, what the first
+//! bytes said, the route taken, and its one timer. Also the steps that work on that alone:
+//! taking in what the parsers learned, deciding the name and the route (or refusing), and
+//! building the upstream preamble.
+//!
+//! Never reads from the client (the handshake does), never connects (connect does), never
+//! shuffles (the pipe does).
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use log::{info, log_enabled, warn, Level};
+use mio::net::TcpStream;
+
+use crate::admin::trace::TraceRule;
+use crate::config::route::{self, Alert, Mode, Route};
+use crate::config::Config;
+use crate::hexdump::HexDump;
+use crate::net;
+use crate::worker::buffer::Buffer;
+use crate::worker::pipe::Ready;
+use crate::worker::session::ctx::Ctx;
+use crate::worker::session::decide::{self, NameChoice, Source};
+use crate::worker::session::facts::{Facts, HeaderFacts, Hello};
+use crate::worker::session::logs::{sdebug, TARGET};
+use crate::worker::session::preamble::{self, Origin};
+use crate::worker::stats::CloseReason;
+use crate::worker::timer::{Entry, Wheel};
+
+/// Bytes of a PROXY header, ClientHello or preamble dumped at debug level.
+pub const DEBUG_DUMP_LIMIT: usize = 2048;
+
+/// What a session keeps through every phase.
+pub struct Core {
+    /// The id that every log line of this session carries.
+    pub id: u64,
+    /// Transitions and hex dumps are logged whatever the level.
+    pub traced: bool,
+    /// The slab key (the timer entries and the tokens carry it).
+    pub key: usize,
+    /// The config the session started with (a reload does not change it).
+    pub cfg: Rc<Config>,
+    /// The accepted connection.
+    pub client: TcpStream,
+    /// Its readiness.
+    pub client_ready: Ready,
+    /// The socket peer (the load balancer, or the client itself).
+    pub peer: SocketAddr,
+    /// What the first bytes said.
+    pub facts: Facts,
+    /// Index of the route taken in `cfg.routes`; `None`: the default route.
+    route: Option<usize>,
+    /// The upstream address connected to (or being tried, or the last one tried).
+    pub upstream_addr: Option<SocketAddr>,
+    /// When the session was accepted.
+    pub started_ms: u64,
+    /// The timer's deadline, and its generation (older wheel entries are stale).
+    deadline_ms: u64,
+    timer_gen: u32,
+}
+
+impl Core {
+    /// A session just accepted at slab `key`.
+    #[inline]
+    pub fn new(
+        id: u64,
+        key: usize,
+        client: TcpStream,
+        peer: SocketAddr,
+        cfg: Rc<Config>,
+        ctx: &Ctx<'_>,
+    ) -> Core {
+        Core {
+            id,
+            traced: ctx
+                .traces
+                .iter()
+                .any(|t| t.selects(id, b"", Some(peer.ip()))),
+            key,
+            cfg,
+            client,
+            // Optimistic: the caller drives the session at once, and a load balancer's
+            // first bytes have usually arrived with the handshake.
+            client_ready: Ready::OPTIMISTIC,
+            peer,
+            facts: Facts {
+                src: Some(peer),
+                ..Facts::default()
+            },
+            route: None,
+            upstream_addr: None,
+            started_ms: ctx.now_ms,
+            deadline_ms: 0,
+            timer_gen: 0,
+        }
+    }
+
+    /// Arms the session's single timer for `deadline_ms`; older entries become stale.
+    pub fn arm(&mut self, wheel: &mut Wheel, deadline_ms: u64) {
+        // `now_ms` is truncated to the millisecond and taken when the loop woke: one more
+        // millisecond keeps every timeout from firing early in real time.
+        let deadline_ms = deadline_ms + 1;
+        self.deadline_ms = deadline_ms;
+        self.timer_gen = self.timer_gen.wrapping_add(1);
+        wheel.insert(
+            deadline_ms,
+            Entry {
+                key: self.key,
+                gen: self.timer_gen,
+            },
+        );
+    }
+
+    /// Makes every armed entry stale: no timer for this session.
+    pub fn disarm(&mut self) {
+        self.timer_gen = self.timer_gen.wrapping_add(1);
+    }
+
+    /// The generation of the live timer entry.
+    pub fn timer_gen(&self) -> u32 {
+        self.timer_gen
+    }
+
+    /// When the live timer is due (one millisecond past the deadline asked for).
+    pub fn deadline_ms(&self) -> u64 {
+        self.deadline_ms
+    }
+
+    /// The route this session took (the default route until one is chosen).
+    pub fn route(&self) -> &Route {
+        self.route
+            .and_then(|i| self.cfg.routes.get(i))
+            .unwrap_or(&self.cfg.default_route)
+    }
+
+    /// The route's connect timeout, else ENVOY_CONNECT_TIMEOUT_MS.
+    pub fn connect_timeout_ms(&self) -> u64 {
+        self.route()
+            .connect_timeout_ms
+            .unwrap_or(self.cfg.connect_timeout_ms)
+    }
+
+    /// The route's idle timeout, else ENVOY_IDLE_TIMEOUT_MS (0: none).
+    pub fn idle_timeout_ms(&self) -> u64 {
+        self.route()
+            .idle_timeout_ms
+            .unwrap_or(self.cfg.idle_timeout_ms)
+    }
+
+    /// The client as log lines show it: the PROXY source, else the peer.
+    pub fn client_label(&self) -> String {
+        self.facts
+            .src
+            .map_or_else(|| self.peer.to_string(), |a| a.to_string())
+    }
+
+    /// The upstream address as log lines show it, or `-`.
+    pub fn upstream_label(&self) -> String {
+        self.upstream_addr
+            .map_or_else(|| "-".to_string(), |a| a.to_string())
+    }
+
+    /// True when `rule` selects this session.
+    pub fn selected_by(&self, rule: &TraceRule) -> bool {
+        rule.selects(
+            self.id,
+            self.facts.name().as_bytes(),
+            self.facts.src.map(|a| a.ip()),
+        )
+    }
+
+    fn check_traced(&mut self, traces: &[TraceRule]) {
+        if !self.traced && traces.iter().any(|t| self.selected_by(t)) {
+            self.traced = true;
+            sdebug!(self, "sid={} traced from here on", self.id);
+        }
+    }
+
+    /// Takes in what the PROXY header said (`None`: there was none).
+    pub fn learn_header(&mut self, header: Option<&HeaderFacts<'_>>, traces: &[TraceRule]) {
+        let Some(h) = header else { return };
+        self.facts.learn_header(h);
+        self.check_traced(traces);
+    }
+
+    /// Takes in what the ClientHello or request head said.
+    pub fn learn_hello(&mut self, hello: &Hello<'_>, traces: &[TraceRule]) {
+        self.facts.learn_hello(hello);
+        let Hello::Tls { records, bytes, .. } = *hello else {
+            return;
+        };
+        // Provisional until `decide` weighs AUTHORITY: lets a name trace see the hello.
+        self.facts.routed_on = Some(Source::Hello);
+        let src = self.facts.src.map(|a| a.ip());
+        if traces
+            .iter()
+            .any(|t| t.selects(self.id, self.facts.name().as_bytes(), src))
+        {
+            self.traced = true;
+        }
+        if self.traced || log_enabled!(Level::Debug) {
+            sdebug!(
+                self,
+                "sid={} ClientHello, {} bytes, {} record(s), sni={} alpn={} ech={}:\n{}",
+                self.id,
+                bytes.len(),
+                records,
+                self.facts.sni,
+                self.facts.alpn,
+                self.facts.ech,
+                HexDump::new(bytes, DEBUG_DUMP_LIMIT)
+            );
+        }
+    }
+
+    /// Chooses the name and the route, or refuses (with a TLS alert where one is due).
+    /// `received` is every byte read so far (captured when the session is traced).
+    pub fn decide(&mut self, received: &[u8], ctx: &mut Ctx<'_>) -> Result<(), CloseReason> {
+        let source = match decide::choose_name(
+            self.facts.asked_name().as_bytes(),
+            self.facts.authority.as_bytes(),
+            self.cfg.name_mismatch,
+        ) {
+            NameChoice::Agreed(s) => s,
+            NameChoice::Mismatched(s) => {
+                ctx.stats.name_mismatches += 1;
+                s
+            }
+            NameChoice::Refused => {
+                ctx.stats.name_mismatches += 1;
+                warn!(
+                    target: TARGET,
+                    "sid={} client={} refused: SNI {} differs from PROXY AUTHORITY {}",
+                    self.id,
+                    self.client_label(),
+                    self.facts.asked_name(),
+                    self.facts.authority
+                );
+                return Err(self.refuse(CloseReason::NameMismatch, Alert::UnrecognizedName));
+            }
+        };
+        self.facts.routed_on = Some(source);
+        self.check_traced(ctx.traces);
+        if self.traced {
+            if let Some(c) = ctx.capture.as_deref_mut() {
+                c.save(self.id, "traced", received);
+            }
+        }
+        if self.facts.ech && !self.cfg.allow_ech {
+            info!(
+                target: TARGET,
+                "sid={} client={} refused: ECH (ENVOY_ECH=refuse)",
+                self.id,
+                self.client_label()
+            );
+            return Err(self.refuse(CloseReason::EchRefused, Alert::None));
+        }
+        let name = self.facts.name();
+        let req = route::Request {
+            name: (!name.is_empty()).then(|| name.as_bytes()),
+            dst_port: self.facts.dst.map(|d| d.port()),
+            client: self.facts.src.map(|s| s.ip()),
+            alpn: self.facts.alpn.as_bytes(),
+            proto: self.facts.proto,
+        };
+        let (index, denied) = {
+            let route = self.cfg.route(&req);
+            (
+                self.cfg.routes.iter().position(|r| std::ptr::eq(r, route)),
+                decide::denial(route.action, route.matches_on_client()),
+            )
+        };
+        self.route = index;
+        if let Some((reason, alert)) = denied {
+            info!(
+                target: TARGET,
+                "sid={} client={} name={} refused by {}",
+                self.id,
+                self.client_label(),
+                name,
+                self.route()
+            );
+            return Err(self.refuse(reason, alert));
+        }
+        Ok(())
+    }
+
+    /// Sends a TLS alert (to TLS clients, when there is one) and gives the close reason.
+    fn refuse(&mut self, reason: CloseReason, alert: Alert) -> CloseReason {
+        if let Some(code) = decide::alert_code(self.facts.proto, alert) {
+            // Seven bytes into an empty socket buffer: cannot block; a failure changes nothing.
+            let _ = net::write(&mut self.client, &preamble::alert_record(code));
+        }
+        reason
+    }
+
+    /// The route's PROXY v2 header or CONNECT request, in a pool buffer; `None` for direct.
+    /// `header` is the PROXY header as received (its TLVs may be passed on).
+    pub fn preamble(
+        &self,
+        header: &[u8],
+        ctx: &mut Ctx<'_>,
+    ) -> Result<Option<Buffer>, CloseReason> {
+        let route = self.route();
+        if route.mode == Mode::Direct {
+            return Ok(None);
+        }
+        let local = self.client.local_addr().unwrap_or(self.peer);
+        let id = self.id.to_string();
+        let origin = Origin {
+            src: self.facts.src.unwrap_or(self.peer),
+            dst: self.facts.dst.unwrap_or(local),
+            dst_from_header: self.facts.dst.is_some(),
+            name: (!self.facts.name().is_empty()).then(|| self.facts.name().as_bytes()),
+            alpn: (!self.facts.first_alpn.is_empty()).then(|| self.facts.first_alpn.as_bytes()),
+            unique_id: id.as_bytes(),
+            header,
+        };
+        let mut pre = ctx.pool.take().ok_or(CloseReason::NoBuffer)?;
+        match preamble::preamble(route, &self.cfg, &origin, pre.space()) {
+            Ok(n) => {
+                pre.filled(n);
+                if self.traced || log_enabled!(Level::Debug) {
+                    sdebug!(
+                        self,
+                        "sid={} {} preamble, {} bytes:\n{}",
+                        self.id,
+                        route.mode.as_str(),
+                        n,
+                        HexDump::new(pre.data(), DEBUG_DUMP_LIMIT)
+                    );
+                }
+                Ok(Some(pre))
+            }
+            Err(e) => {
+                ctx.pool.give(pre);
+                warn!(
+                    target: TARGET,
+                    "sid={} client={} refused: {} ({})",
+                    self.id,
+                    self.client_label(),
+                    e,
+                    route
+                );
+                Err(CloseReason::InvalidAuthority)
+            }
+        }
+    }
+}
