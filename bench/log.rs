@@ -5,7 +5,8 @@
 //!
 //! `LOG_BENCH_MODE`:
 //! * `before` — the logger as it was before issue 20 (a copy below): a `String` per line
-//!   and one `write(2)` per line.
+//!   and one `write(2)` per line; and the close line's arguments as the session formatted
+//!   them then (a `String` per address, a `write!` per byte of a name).
 //! * `direct` — today's logger in direct mode (the mode until the loop opts in).
 //! * `buffered` — today's logger in buffered mode, as the loop will run it: the line goes
 //!   into the buffer; `flush` is called once per line (a loop turn; cheap, rate-limited)
@@ -23,7 +24,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use std::{env, process};
 
-use sluice::hexdump::Escaped;
+use sluice::hexdump::{Address, Escaped};
 use sluice::logger;
 
 const LINES_PER_WRITE: u64 = 15;
@@ -55,6 +56,7 @@ fn main() {
         }
     }
     let buffered = mode == "buffered";
+    let before = mode == "before";
     let client: SocketAddr = "127.0.0.1:35200"
         .parse()
         .unwrap_or_else(|_| process::exit(2));
@@ -66,17 +68,35 @@ fn main() {
     for sid in 0..lines {
         if short {
             log::info!(target: "sluice::session", "session closed");
+        } else if before {
+            // the arguments as Session::close formatted them before issue 20: a String per
+            // address, a write! per byte of a name
+            log::info!(
+                target: "sluice::session",
+                "sid={} close client={} sni={} name={} route={} upstream={} state={} duration_ms={} bytes_up={} bytes_down={} reason={}",
+                black_box(sid),
+                label(&client),
+                EscapedBefore(black_box(b"example.test")),
+                EscapedBefore(black_box(b"example.test")),
+                black_box("default"),
+                label(&upstream),
+                black_box("HalfClosed"),
+                black_box(sid % 7),
+                black_box(725u64),
+                black_box(6541u64),
+                black_box("done"),
+            );
         } else {
             // the arguments of Session::close's line, of the same types
             log::info!(
                 target: "sluice::session",
                 "sid={} close client={} sni={} name={} route={} upstream={} state={} duration_ms={} bytes_up={} bytes_down={} reason={}",
                 black_box(sid),
-                label(&client),
+                Address(Some(black_box(client))),
                 Escaped(black_box(b"example.test")),
                 Escaped(black_box(b"example.test")),
                 black_box("default"),
-                label(&upstream),
+                Address(Some(black_box(upstream))),
                 black_box("HalfClosed"),
                 black_box(sid % 7),
                 black_box(725u64),
@@ -102,9 +122,29 @@ fn main() {
     );
 }
 
-/// As `Session::client_label` and `upstream_label` make them: a `String` each.
+/// As `Session::client_label` and `upstream_label` made them before issue 20: a `String`
+/// each.
 fn label(a: &SocketAddr) -> String {
-    a.to_string()
+    black_box(a).to_string()
+}
+
+/// `hexdump::Escaped` before issue 20: a `write!` per byte.
+struct EscapedBefore<'a>(&'a [u8]);
+
+impl std::fmt::Display for EscapedBefore<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for &b in self.0.iter().take(256) {
+            match b {
+                b'\\' => f.write_str("\\\\")?,
+                b' '..=b'~' => write!(f, "{}", b as char)?,
+                _ => write!(f, "\\x{b:02x}")?,
+            }
+        }
+        if self.0.len() > 256 {
+            f.write_str("...")?;
+        }
+        Ok(())
+    }
 }
 
 /// The logger before issue 20, verbatim but for its name.

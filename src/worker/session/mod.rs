@@ -30,6 +30,7 @@ use mio::Interest;
 
 use crate::admin::trace::TraceRule;
 use crate::config::{Config, ProxyPolicy};
+use crate::hexdump::Address;
 use crate::net;
 use crate::worker::pipe::{Reported, Shuffled, Shuffling};
 use crate::worker::stats::CloseReason;
@@ -165,12 +166,12 @@ impl Session {
     }
 
     /// The client as log lines show it.
-    pub fn client_label(&self) -> String {
+    pub fn client_label(&self) -> Address {
         self.core.client_label()
     }
 
     /// The upstream address as log lines show it.
-    pub fn upstream_label(&self) -> String {
+    pub fn upstream_label(&self) -> Address {
         self.core.upstream_label()
     }
 
