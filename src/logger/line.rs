@@ -138,8 +138,35 @@ pub fn timestamp(t: SystemTime) -> [u8; TIMESTAMP_LEN] {
     out
 }
 
+/// The Unix time (whole seconds) of a line, read back from its timestamp.
+pub fn seconds_of(line: &[u8]) -> Option<i64> {
+    let field = |at: usize, width: usize| -> Option<i64> {
+        let digits = line.get(at..at + width)?;
+        digits.iter().try_fold(0i64, |v, &d| {
+            d.is_ascii_digit().then(|| v * 10 + i64::from(d - b'0'))
+        })
+    };
+    let (y, m, d) = (field(0, 4)?, field(5, 2)?, field(8, 2)?);
+    let (hh, mm, ss) = (field(11, 2)?, field(14, 2)?, field(17, 2)?);
+    if !(1..=12).contains(&m) || line.get(TIMESTAMP_LEN - 1) != Some(&b'Z') {
+        return None;
+    }
+    Some(days_from_civil(y, m, d) * 86_400 + hh * 3600 + mm * 60 + ss)
+}
+
+/// (year, month, day) to days since 1970-01-01, the inverse of [`civil_from_days`].
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Days since 1970-01-01 to (year, month, day), Howard Hinnant's algorithm.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -215,6 +242,24 @@ mod tests {
         let mut out = Vec::new();
         format(&mut out, t, log::Level::Info, "x", format_args!("plain"));
         assert_eq!(out, b"2026-11-25T13:14:04.057Z INFO  [x] plain\n");
+    }
+
+    #[test]
+    fn seconds_read_back_from_a_line() {
+        for secs in [
+            0u64,
+            951_782_400,
+            1_795_612_444,
+            4_102_444_799,
+            253_402_300_799,
+        ] {
+            let mut out = Vec::new();
+            let t = UNIX_EPOCH + Duration::from_millis(secs * 1000 + 57);
+            format(&mut out, t, log::Level::Info, "x", format_args!("m"));
+            assert_eq!(seconds_of(&out), Some(secs as i64), "{secs}");
+        }
+        assert_eq!(seconds_of(b"hello\n"), None);
+        assert_eq!(seconds_of(b"2026-13-25T13:14:04.057Z INFO  [x] m"), None);
     }
 
     #[test]

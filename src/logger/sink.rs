@@ -1,5 +1,7 @@
 //! The places log lines are written to, opened from a [`Target`]: a stream (stderr, a file,
-//! a pipe) written in chunks of whole lines, or syslog, one RFC 5424 datagram per record.
+//! a pipe) written in chunks of whole lines, or syslog, one datagram per record (RFC 5424,
+//! or the BSD layout on Linux's local socket: `logger::syslog`). Opening never resolves a
+//! name (the configuration did, at load).
 //!
 //! A write never waits: a sink that cannot take more says [`Outcome::Blocked`] and keeps
 //! what it has not written for the next try; only [`Sink::wait_writable`] waits, and only as
@@ -7,14 +9,14 @@
 //! `sys::log_sink`.
 
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs as _, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::queue::Batch;
-use super::syslog;
+use super::syslog::{self, Format, Header};
 use super::target::{Facility, Target};
 use crate::sys::log_sink::{self, Kind, SinkFd, PIPE_BUF};
 
@@ -62,12 +64,11 @@ impl Sink {
             Target::Stderr => stream(SinkFd::shared(io::stderr().as_fd())?),
             Target::File(path) => stream(SinkFd::open_append(path)?),
             Target::SyslogLocal(path) => Inner::Syslog(Syslog::local(path, facility)?),
-            Target::SyslogUdp { host, port } => {
-                let addr = (host.as_str(), *port)
-                    .to_socket_addrs()?
-                    .next()
-                    .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"))?;
-                Inner::Syslog(Syslog::udp(addr, facility)?)
+            Target::SyslogUdp {
+                addr: Some(addr), ..
+            } => Inner::Syslog(Syslog::udp(*addr, facility)?),
+            Target::SyslogUdp { host, .. } => {
+                return Err(io::Error::other(format!("{host}: not resolved at load")))
             }
         };
         Ok(Sink {
@@ -182,9 +183,7 @@ fn write_stream(fd: &SinkFd, max: usize, one_record: bool, batch: &mut Batch) ->
 /// A syslog socket with the fields every message repeats.
 struct Syslog {
     socket: Socket,
-    facility: Facility,
-    host: String,
-    pid: u32,
+    header: Header,
     max: usize,
     message: Vec<u8>,
     /// The local socket refused (syslogd restarting): connect again before the next send.
@@ -206,12 +205,16 @@ impl AsFd for Socket {
 }
 
 impl Syslog {
-    fn new(socket: Socket, facility: Facility, max: usize) -> Syslog {
+    fn new(socket: Socket, format: Format, facility: Facility, max: usize) -> Syslog {
         Syslog {
             socket,
-            facility,
-            host: syslog::host_field(log_sink::hostname().as_deref()),
-            pid: std::process::id(),
+            header: Header {
+                format,
+                facility,
+                host: syslog::host_field(log_sink::hostname().as_deref()),
+                pid: std::process::id(),
+                utc_offset_s: log_sink::utc_offset_s(),
+            },
             max,
             message: Vec::with_capacity(512),
             broken: false,
@@ -222,6 +225,7 @@ impl Syslog {
         let s = connect_local(path)?;
         Ok(Syslog::new(
             Socket::Local(s, path.to_path_buf()),
+            syslog::LOCAL_FORMAT,
             facility,
             LOCAL_DATAGRAM,
         ))
@@ -230,6 +234,7 @@ impl Syslog {
     fn udp(addr: SocketAddr, facility: Facility) -> io::Result<Syslog> {
         Ok(Syslog::new(
             Socket::Udp(connect_udp(addr)?, addr),
+            Format::Rfc5424,
             facility,
             UDP_DATAGRAM,
         ))
@@ -241,6 +246,8 @@ impl Syslog {
             Socket::Udp(_, addr) => Socket::Udp(connect_udp(*addr)?, *addr),
         };
         self.broken = false;
+        // a reopen is also when a change of daylight saving time is seen
+        self.header.utc_offset_s = log_sink::utc_offset_s();
         Ok(())
     }
 
@@ -249,14 +256,7 @@ impl Syslog {
             return Outcome::Blocked;
         }
         while let Some(record) = batch.record() {
-            syslog::message(
-                &mut self.message,
-                record,
-                self.facility,
-                &self.host,
-                self.pid,
-                self.max,
-            );
+            syslog::message(&mut self.message, record, &self.header, self.max);
             let sent = match &self.socket {
                 Socket::Local(s, _) => s.send(&self.message),
                 Socket::Udp(s, _) => s.send(&self.message),

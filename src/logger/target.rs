@@ -1,7 +1,10 @@
 //! Where log lines go (`ENVOY_LOG_TARGET`) and the syslog facility they carry
-//! (`ENVOY_LOG_FACILITY`): parsed and shown, nothing opened. Pure.
+//! (`ENVOY_LOG_FACILITY`): parsed and shown, nothing opened. Pure, but for
+//! [`Target::resolved`], which asks the system resolver for a collector's name and so is
+//! called at configuration load only, never on the loop.
 
 use std::fmt;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs as _};
 use std::path::PathBuf;
 
 /// The local syslog socket: the platform's own.
@@ -18,8 +21,8 @@ pub enum Target {
     Stderr,
     /// `file:PATH`: appended to, reopened on request (log rotation).
     File(PathBuf),
-    /// `syslog` (the platform's socket) or `syslog:/PATH`: RFC 5424 datagrams to a local
-    /// socket.
+    /// `syslog` (the platform's socket) or `syslog:/PATH` (a socket elsewhere, e.g. a
+    /// test's): datagrams to a local socket, in the platform's local layout.
     SyslogLocal(PathBuf),
     /// `syslog:HOST:PORT`: RFC 5424 datagrams over UDP.
     SyslogUdp {
@@ -27,18 +30,18 @@ pub enum Target {
         host: String,
         /// The collector's port.
         port: u16,
+        /// Where the datagrams go: the address itself, or what the name resolved to at
+        /// load ([`Target::resolved`]); `None` until then.
+        addr: Option<SocketAddr>,
     },
 }
 
 impl Target {
-    /// Parses a value of `ENVOY_LOG_TARGET`; the error names the key and the accepted forms.
+    /// Parses a value of `ENVOY_LOG_TARGET` (a name is not resolved: see
+    /// [`Target::resolved`]); the error says which forms are accepted.
     pub fn parse(s: &str) -> Result<Target, String> {
-        let bad = || {
-            format!(
-                "ENVOY_LOG_TARGET: {s:?} is not stderr, file:PATH, syslog, syslog:/PATH or \
-                 syslog:HOST:PORT"
-            )
-        };
+        let bad =
+            || "expected stderr, file:PATH, syslog, syslog:/PATH or syslog:HOST:PORT".to_string();
         if s == "stderr" {
             return Ok(Target::Stderr);
         }
@@ -77,7 +80,35 @@ impl Target {
         Ok(Target::SyslogUdp {
             host: host.to_string(),
             port,
+            addr: host
+                .parse::<IpAddr>()
+                .ok()
+                .map(|ip| SocketAddr::new(ip, port)),
         })
+    }
+
+    /// The target with a collector's name resolved (the first address it names). Blocks on
+    /// the system resolver: at load only. Other targets come back as they are.
+    pub fn resolved(self) -> Result<Target, String> {
+        match self {
+            Target::SyslogUdp {
+                host,
+                port,
+                addr: None,
+            } => {
+                let addr = (host.as_str(), port)
+                    .to_socket_addrs()
+                    .map_err(|e| format!("cannot resolve {host}: {e}"))?
+                    .next()
+                    .ok_or_else(|| format!("{host} resolved to no address"))?;
+                Ok(Target::SyslogUdp {
+                    host,
+                    port,
+                    addr: Some(addr),
+                })
+            }
+            t => Ok(t),
+        }
     }
 }
 
@@ -88,10 +119,10 @@ impl fmt::Display for Target {
             Target::File(p) => write!(f, "file:{}", p.display()),
             Target::SyslogLocal(p) if p.as_os_str() == SYSLOG_SOCKET => f.write_str("syslog"),
             Target::SyslogLocal(p) => write!(f, "syslog:{}", p.display()),
-            Target::SyslogUdp { host, port } if host.contains(':') => {
+            Target::SyslogUdp { host, port, .. } if host.contains(':') => {
                 write!(f, "syslog:[{host}]:{port}")
             }
-            Target::SyslogUdp { host, port } => write!(f, "syslog:{host}:{port}"),
+            Target::SyslogUdp { host, port, .. } => write!(f, "syslog:{host}:{port}"),
         }
     }
 }
@@ -129,7 +160,7 @@ impl Facility {
             .find(|(name, _)| name.eq_ignore_ascii_case(s))
             .map(|&(_, code)| Facility(code))
             .ok_or_else(|| {
-                format!("ENVOY_LOG_FACILITY: {s:?} is not one of daemon, user, local0 … local7, auth, authpriv, syslog")
+                "expected daemon, user, local0-local7, auth, authpriv or syslog".to_string()
             })
     }
 
@@ -178,16 +209,27 @@ mod tests {
             Target::parse("syslog:logs.example:514"),
             Ok(Target::SyslogUdp {
                 host: "logs.example".into(),
-                port: 514
+                port: 514,
+                addr: None
             })
         );
         assert_eq!(
             Target::parse("syslog:[::1]:5514"),
             Ok(Target::SyslogUdp {
                 host: "::1".into(),
-                port: 5514
+                port: 5514,
+                addr: Some("[::1]:5514".parse().unwrap())
             })
         );
+        let named = Target::parse("syslog:localhost:514").unwrap().resolved();
+        assert!(
+            matches!(named, Ok(Target::SyslogUdp { addr: Some(a), .. }) if a.port() == 514),
+            "{named:?}"
+        );
+        assert!(Target::parse("syslog:no-such-host.invalid:514")
+            .unwrap()
+            .resolved()
+            .is_err());
         for bad in [
             "",
             "STDERR",
@@ -204,7 +246,7 @@ mod tests {
             "journald",
         ] {
             let e = Target::parse(bad).unwrap_err();
-            assert!(e.starts_with("ENVOY_LOG_TARGET: "), "{bad}: {e}");
+            assert!(e.starts_with("expected stderr, file:PATH"), "{bad}: {e}");
         }
     }
 
@@ -231,7 +273,7 @@ mod tests {
         assert_eq!(Facility::parse("LOCAL7").unwrap().code(), 23);
         assert_eq!(Facility::parse("local3").unwrap().to_string(), "local3");
         let e = Facility::parse("local8").unwrap_err();
-        assert!(e.starts_with("ENVOY_LOG_FACILITY: "), "{e}");
+        assert!(e.starts_with("expected daemon, user"), "{e}");
         assert!(Facility::parse("").is_err());
         assert!(Facility::parse("kern").is_err());
     }

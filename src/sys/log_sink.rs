@@ -262,6 +262,24 @@ pub fn wait_writable(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<bool> 
     }
 }
 
+/// Local time's offset from UTC now, in seconds (`localtime_r`'s `tm_gmtoff`); 0 when it
+/// cannot be told. The first call may read the time zone file: not on the loop's hot path.
+pub fn utc_offset_s() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let Ok(now) = libc::time_t::try_from(now) else {
+        return 0;
+    };
+    // SAFETY: tm is plain data (integers and a pointer libc may set); all-zero is valid.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are to values we own, valid for the call.
+    if unsafe { libc::localtime_r(&now, &mut tm) }.is_null() {
+        return 0;
+    }
+    i64::from(tm.tm_gmtoff)
+}
+
 /// This machine's host name, if it has a printable one.
 pub fn hostname() -> Option<String> {
     let mut buf = [0u8; 256];
@@ -335,6 +353,11 @@ mod tests {
         assert_eq!(sink.write(b"one\n").unwrap(), 4);
         assert_eq!(std::fs::read(&path).unwrap(), b"one\n");
         std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn the_utc_offset_is_within_a_day() {
+        assert!(utc_offset_s().abs() < 86_400);
     }
 
     #[test]
