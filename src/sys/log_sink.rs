@@ -277,7 +277,7 @@ pub fn utc_offset_s() -> i64 {
     if unsafe { libc::localtime_r(&now, &mut tm) }.is_null() {
         return 0;
     }
-    i64::from(tm.tm_gmtoff)
+    tm.tm_gmtoff
 }
 
 /// This machine's host name, if it has a printable one.
