@@ -80,10 +80,18 @@ fn check_config() -> i32 {
     0
 }
 
-/// Starts logging at the configured level. The logger itself lets everything through so
-/// that the level can change at run time with `log::set_max_level`.
-pub fn init_logging(level: log::LevelFilter) {
-    crate::logger::init(level);
+/// Starts logging at the configured level, to the configured target (or says why not:
+/// exit status 2). The logger itself lets everything through so that the level can change
+/// at run time with `log::set_max_level`.
+pub fn init_logging(cfg: &Config) -> Result<(), i32> {
+    crate::logger::init(cfg.log_level);
+    if cfg.log_target == crate::logger::Target::Stderr {
+        return Ok(());
+    }
+    crate::logger::set_target(&cfg.log_target, cfg.log_facility).map_err(|e| {
+        eprintln!("sluice: ENVOY_LOG_TARGET={}: {e}", cfg.log_target);
+        2
+    })
 }
 
 fn run() -> i32 {
@@ -91,7 +99,9 @@ fn run() -> i32 {
         Ok(c) => c,
         Err(code) => return code,
     };
-    init_logging(cfg.log_level);
+    if let Err(code) = init_logging(&cfg) {
+        return code;
+    }
     let addr = cfg.listen_addr();
     let mut sup = match crate::supervisor::Supervisor::start(cfg) {
         Ok(s) => s,
@@ -119,7 +129,9 @@ fn worker() -> i32 {
             return 2;
         }
     };
-    init_logging(cfg.log_level);
+    if let Err(code) = init_logging(&cfg) {
+        return code;
+    }
     // Started by a supervisor: inherited sockets. By hand: one standalone event loop that
     // binds its own listener, control socket and metrics (for benchmarks, debugging, or
     // another process manager).

@@ -106,6 +106,7 @@ mod tests {
         r.merge(&Report::of_supervisor(&Supervision {
             workers: 1,
             restarts: 0,
+            ..Supervision::default()
         }));
         let text = render(&r);
         assert!(text.ends_with(

@@ -8,6 +8,7 @@
 //! format (`admin::channel`) all walk the table; none names a metric. A report is built per
 //! command or scrape, never per event: the hot path only increments [`Stats`] fields.
 
+use crate::logger::Counters;
 use crate::worker::session::State;
 use crate::worker::stats::{Histogram, Stats};
 
@@ -57,6 +58,9 @@ pub enum Read {
     Worker(fn(&Stats, &Gauges) -> Value),
     /// The supervisor's own bookkeeping.
     Supervisor(fn(&Supervision) -> Value),
+    /// The log's counters of the process that reports, a worker's and the supervisor's
+    /// alike (every process logs): summed like the workers' counters.
+    Log(fn(&Counters) -> Value),
 }
 
 /// One family of metrics.
@@ -112,6 +116,8 @@ pub struct Gauges {
     pub captures: Option<(u64, u64)>,
     /// The trace rules in force, as people read them, comma-separated.
     pub traces: String,
+    /// This process's log lines.
+    pub log: Counters,
 }
 
 /// What the supervisor counts itself.
@@ -121,6 +127,8 @@ pub struct Supervision {
     pub workers: u64,
     /// Workers respawned after dying.
     pub restarts: u64,
+    /// The supervisor's own log lines.
+    pub log: Counters,
 }
 
 /// The states reported in `sluice_sessions`, in order.
@@ -371,6 +379,32 @@ pub static TABLE: &[Def] = &[
         read: Read::Worker(|_, g| Value::Text(g.traces.clone())),
     },
     Def {
+        key: "log_lines",
+        prom: Some("sluice_log_lines_total"),
+        kind: Kind::Counter,
+        labels: &["level"],
+        help: "Log lines logged, by level (dropped ones included).",
+        merge: Merge::Sum,
+        show: Show::Each("log_lines."),
+        read: Read::Log(|c| {
+            labelled(
+                ["error", "warn", "info", "debug", "trace"]
+                    .into_iter()
+                    .zip(c.lines),
+            )
+        }),
+    },
+    Def {
+        key: "log_lines_dropped",
+        prom: Some("sluice_log_lines_dropped_total"),
+        kind: Kind::Counter,
+        labels: &[],
+        help: "Log lines dropped: the log buffer was full (the sink did not keep up) or the sink failed.",
+        merge: Merge::Sum,
+        show: Show::Key,
+        read: Read::Log(|c| one(c.dropped)),
+    },
+    Def {
         key: "workers",
         prom: Some("sluice_workers"),
         kind: Kind::Gauge,
@@ -403,6 +437,7 @@ impl Report {
     pub fn of_worker(stats: &Stats, gauges: &Gauges) -> Report {
         Report::read(|r| match r {
             Read::Worker(f) => f(stats, gauges),
+            Read::Log(f) => f(&gauges.log),
             Read::Supervisor(_) => Value::Absent,
         })
     }
@@ -411,6 +446,7 @@ impl Report {
     pub fn of_supervisor(s: &Supervision) -> Report {
         Report::read(|r| match r {
             Read::Supervisor(f) => f(s),
+            Read::Log(f) => f(&s.log),
             Read::Worker(_) => Value::Absent,
         })
     }
@@ -528,6 +564,10 @@ mod tests {
             buffers_in_use: 4,
             buffer_size: 16384,
             traces: "name example.test".into(),
+            log: Counters {
+                lines: [0, 0, 5, 0, 0],
+                dropped: 2,
+            },
             ..Gauges::default()
         };
         (s, g)
@@ -586,9 +626,18 @@ mod tests {
         merged.merge(&Report::of_supervisor(&Supervision {
             workers: 2,
             restarts: 1,
+            log: Counters {
+                lines: [1, 0, 3, 0, 0],
+                dropped: 1,
+            },
         }));
         let text = merged.show_stats();
         assert!(text.contains("accepted=20\n"), "{text}");
+        // the workers' lines (sample: 5 info, 2 dropped, each) and the supervisor's
+        assert!(
+            text.contains("\nlog_lines.error=1\nlog_lines.warn=0\nlog_lines.info=13\nlog_lines.debug=0\nlog_lines.trace=0\nlog_lines_dropped=5\n"),
+            "{text}"
+        );
         assert!(text.contains("bytes_spliced=100\n"));
         assert!(text.contains("sessions=6\n"));
         assert!(text.contains("captures_queued=1\ncaptures_dropped=2\n"));

@@ -44,6 +44,9 @@ pub const DEFAULT_CAPACITY: usize = 256 * 1024;
 /// The shortest time between two writes in buffered mode: lines are batched, one write
 /// every few ms at most instead of one per line (also the retry period of a blocked sink).
 pub const FLUSH_EVERY: Duration = Duration::from_millis(5);
+/// How long a process that exits (after a drain, a stop or an upgrade) waits for the sink
+/// to take what is buffered; what it has not taken then is lost.
+pub const EXIT_FLUSH: Duration = Duration::from_secs(1);
 /// How long [`log::Log::flush`] may wait.
 const FLUSH_WAIT: Duration = Duration::from_secs(1);
 /// The scratch line is given back when a large record (a hex dump) grew it past this.
