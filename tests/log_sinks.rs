@@ -4,9 +4,8 @@
 //! a local datagram socket and over UDP. The loop's part is played by the test: it logs,
 //! then calls `flush` with a clock it advances itself (no sleeping, no timing assertions).
 //!
-//! Not here (phase 2, needs the wiring): two worker processes sharing one pipe at a high
-//! rate, checked for interleaved lines; the stalled-pipe run of 1,500 sessions through the
-//! real binary.
+//! The same through the real binary (a stalled stderr under 1,500 sessions, two workers
+//! sharing one pipe, rotation, live changes): tests/logging.rs.
 
 use std::fs::File;
 use std::io::{self, Read};
