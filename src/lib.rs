@@ -50,9 +50,10 @@
 //!   `sys::signals` (the signal self-pipe), `sys::splice` (Linux splice(2)),
 //!   `sys::log_sink` (writing a log descriptor without waiting).
 //! * `net` — socket set-up and the one place I/O results are interpreted.
-//! * `logger` — log lines: a bounded buffer the loop flushes without waiting, to stderr, a
+//! * `logger` — log lines: a bounded buffer the loops flush without waiting, to stderr, a
 //!   file or syslog (`logger::line` the format, `logger::queue` the buffer, `logger::sink`
-//!   the sinks, `logger::syslog` RFC 5424, `logger::target` the targets' names);
+//!   the sinks, `logger::syslog` the datagrams (RFC 5424, BSD), `logger::target` the
+//!   targets' names);
 //!   `hexdump` — how wire bytes are shown to people;
 //!   `cidr` — address blocks; `inspect` — `sluice inspect`, decoding captures.
 //!
