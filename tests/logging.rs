@@ -754,3 +754,37 @@ fn syslog_on_a_local_socket_and_over_udp() {
     ]);
     assert!(!ok && out.contains("nothing changed"), "{out}");
 }
+
+/// A line another thread logs (the capture writer's) while the loop sleeps with nothing to
+/// do wakes the loop and is written out: the loop is the only writer, the thread never is.
+#[test]
+fn a_line_from_the_capture_thread_wakes_an_idle_loop() {
+    let dir = TempDir::new("log-waker");
+    let captures = dir.path("captures");
+    // 50,000 old captures and no limit that removes them: after each capture the writer
+    // thread lists and measures them all, which keeps it busy long after the loop is idle
+    std::fs::create_dir_all(&captures).unwrap();
+    for i in 0..50_000 {
+        std::fs::write(captures.join(format!("{i:013}-1-1-old.bin")), b"").unwrap();
+    }
+    let mut sluice = util::Sluice::start(&[
+        ("ENVOY_UPSTREAM", "127.0.0.1:1"),
+        ("ENVOY_CAPTURE_DIR", captures.to_str().unwrap()),
+        ("ENVOY_CAPTURE_MAX_FILES", "1000000"),
+    ]);
+    let garbage = |sluice: &util::Sluice| {
+        let mut c = sluice.connect();
+        c.write_all(b"\x16\x03\x01\x00\x05\x02garbage, not a ClientHello")
+            .unwrap();
+        let _ = c.read(&mut [0u8; 64]); // closed by sluice: invalid_tls, captured
+    };
+    garbage(&sluice); // written, then the long listing
+                      // meanwhile the directory becomes a file: the writer's next capture fails, and it says
+                      // so once the listing is over, when the loop has long gone to sleep
+    std::fs::rename(&captures, dir.path("old")).unwrap();
+    std::fs::write(&captures, b"not a directory").unwrap();
+    garbage(&sluice);
+    sluice.wait_for_count(" close client=", 2, LONG);
+    let line = sluice.wait_for_log("WARN  [sluice::admin::capture] capture ", LONG);
+    assert!(line.contains("Not a directory"), "{line}");
+}
