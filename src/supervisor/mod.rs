@@ -510,18 +510,7 @@ impl Supervisor {
             self.plane.reply_scrape(client, &text);
         } else {
             if merged.is_ok() {
-                let layers = match command {
-                    Ok(Command::Set(k, v)) => self.layers.with_set(&k, &v).ok(),
-                    Ok(Command::SetLogLevel(level)) => {
-                        let level = level.to_string().to_ascii_lowercase();
-                        self.layers.with_set("ENVOY_LOG_LEVEL", &level).ok()
-                    }
-                    Ok(Command::Reload) => Some(self.layers.clone()),
-                    _ => None,
-                };
-                if let Some(layers) = layers {
-                    self.follow_log_keys(layers);
-                }
+                self.follow(command);
             }
             if merged.is_ok() && is_replayed(&line) {
                 self.replay.push(line);
@@ -530,6 +519,29 @@ impl Supervisor {
         }
         let busy = self.fanout.busy(client);
         self.plane.flush(self.poll.registry(), client, busy);
+    }
+
+    /// Keeps the `set`s the workers accepted; one that may change a log key (or a reload)
+    /// is applied to the supervisor itself.
+    fn follow(&mut self, command: Result<Command, String>) {
+        let (key, value) = match command {
+            Ok(Command::Set(k, v)) => (k, v),
+            Ok(Command::SetLogLevel(level)) => (
+                "ENVOY_LOG_LEVEL".to_string(),
+                level.to_string().to_ascii_lowercase(),
+            ),
+            Ok(Command::Reload) => return self.follow_log_keys(self.layers.clone()),
+            _ => return,
+        };
+        let Ok(layers) = self.layers.with_set(&key, &value) else {
+            return;
+        };
+        match key.as_str() {
+            "ENVOY_LOG_LEVEL" | "ENVOY_LOG_TARGET" | "ENVOY_LOG_FACILITY" | "ENVOY_CONFIG_FILE" => {
+                self.follow_log_keys(layers)
+            }
+            _ => self.layers = layers,
+        }
     }
 
     /// Takes `layers` (the workers accepted them) and applies what they say of the log to
