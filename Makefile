@@ -13,7 +13,7 @@ TEST_TOOLS := haproxy:haproxy tinyproxy:tinyproxy openssl:openssl curl:curl soca
 # What `make demo` runs besides sluice.
 DEMO_TOOLS := haproxy:haproxy openssl:openssl curl:curl python3:python3
 
-.PHONY: all build release test soak lint fmt fuzz bench bench-upgrade bench-parse bench-parse-instructions run demo deps clean
+.PHONY: all build release test soak lint fmt fuzz bench bench-upgrade bench-parse bench-parse-instructions bench-log-instructions run demo deps clean
 
 all: build
 
@@ -71,6 +71,11 @@ bench-parse:
 bench-parse-instructions:
 	@scripts/deps valgrind:valgrind
 	CARGO="$(CARGO)" bench/parse-instructions
+
+# User-space instructions per log line (bench/log.rs) under callgrind, per logger mode.
+bench-log-instructions:
+	@command -v valgrind >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null; }
+	CARGO="$(CARGO)" bench/log-instructions
 
 bench: deps release
 	bench/run

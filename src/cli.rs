@@ -157,7 +157,7 @@ fn prepare(layers: &Layers) -> Result<Config, i32> {
     };
     match loaded {
         Ok(cfg) if problems.is_empty() => {
-            init_logging(cfg.log_level);
+            init_logging(&cfg)?;
             for w in &warnings {
                 log::warn!("{w}");
             }
@@ -216,10 +216,18 @@ fn check_config() -> i32 {
     status
 }
 
-/// Starts logging at the configured level. The logger itself lets everything through so
-/// that the level can change at run time with `log::set_max_level`.
-pub fn init_logging(level: log::LevelFilter) {
-    crate::logger::init(level);
+/// Starts logging at the configured level, to the configured target (or says why not:
+/// exit status 2). The logger itself lets everything through so that the level can change
+/// at run time with `log::set_max_level`.
+pub fn init_logging(cfg: &Config) -> Result<(), i32> {
+    crate::logger::init(cfg.log_level);
+    if cfg.log_target == crate::logger::Target::Stderr {
+        return Ok(());
+    }
+    crate::logger::set_target(&cfg.log_target, cfg.log_facility).map_err(|e| {
+        eprintln!("sluice: ENVOY_LOG_TARGET={}: {e}", cfg.log_target);
+        2
+    })
 }
 
 fn run() -> i32 {
@@ -264,7 +272,12 @@ fn worker() -> i32 {
             Err(code) => return code,
         }
     };
-    init_logging(cfg.log_level);
+    if supervised {
+        // A standalone worker's logging started in `prepare`.
+        if let Err(code) = init_logging(&cfg) {
+            return code;
+        }
+    }
     let role = if supervised {
         match crate::worker::role::worker_role() {
             Ok(r) => r,

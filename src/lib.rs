@@ -53,12 +53,16 @@
 //!   `sys::fd` (pipes, descriptor flags, adoption, umask), `sys::process` (spawning with
 //!   inherited descriptors, kill), `sys::rlimit` (resource limits), `sys::cpu` (pinning),
 //!   `sys::signals` (the signal self-pipe), `sys::splice` (Linux splice(2)), `sys::random`
-//!   (kernel random bytes, read once at start).
+//!   (kernel random bytes, read once at start), `sys::log_sink` (writing a log descriptor
+//!   without waiting).
 //! * `net` — socket set-up and the one place I/O results are interpreted.
 //! * `preflight` — what the keys name (capture directory, control socket, metrics address,
 //!   pid file) checked before anything binds; the rule that only a stale socket is replaced.
 //! * `version` — the version, git commit and build date build.rs recorded.
-//! * `logger` — the log sink; `hexdump` — how wire bytes are shown to people;
+//! * `logger` — log lines: a bounded buffer the loops flush without waiting, to stderr, a
+//!   file or syslog (`logger::line` the format, `logger::queue` the buffer, `logger::sink`
+//!   the sinks, `logger::syslog` the datagrams (RFC 5424, BSD), `logger::target` the
+//!   targets' names); `hexdump` — how wire bytes are shown to people;
 //!   `cidr` — address blocks; `inspect` — `sluice inspect`, decoding captures.
 //!
 //! Lints are declared once, in Cargo.toml `[lints]`; no module is exempt from them. One

@@ -14,6 +14,7 @@
 //! traced N RULE            `trace`: N running sessions now traced by RULE
 //! killed ID F              `kill`: F is 1 if this worker held session ID, else 0
 //! draining N MS            `drain`: N sessions left, MS until the deadline
+//! reopened N TARGET        `reopen-logs`: N processes reopened TARGET
 //! stats | metrics          a report; then one line per family present (report::TABLE):
 //!   KEY VALUE                      a family of one series
 //!   KEY L=VALUE L=VALUE ...        by label values (several joined by '/')
@@ -88,6 +89,9 @@ pub fn encode(reply: &Reply) -> String {
             sessions,
             deadline_ms,
         } => o = format!("draining {sessions} {deadline_ms}"),
+        Reply::Reopened { target, processes } => {
+            o = format!("reopened {processes} {}", one_line(target))
+        }
     }
     o
 }
@@ -186,6 +190,13 @@ pub fn decode(message: &str) -> Result<Message, String> {
             sessions: number(word("count")?)?,
             deadline_ms: number(word("deadline")?)?,
         },
+        "reopened" => {
+            let (n, target) = args.split_once(' ').unwrap_or((args, ""));
+            Reply::Reopened {
+                target: target.to_string(),
+                processes: number(n)?,
+            }
+        }
         "stats" => Reply::Stats(decode_report(lines)?),
         "metrics" => Reply::Metrics(decode_report(lines)?),
         _ => return Err(format!("unknown message {head:?}")),
@@ -342,6 +353,10 @@ mod tests {
         round_trip(Reply::Draining {
             sessions: 2,
             deadline_ms: 30000,
+        });
+        round_trip(Reply::Reopened {
+            target: "file:/var/log/a b.log".into(),
+            processes: 1,
         });
         assert_eq!(decode(READY), Ok(Message::Ready));
     }

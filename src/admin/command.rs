@@ -15,6 +15,7 @@ show stats                    counters
 trace <sid|name|cidr>         log hex dumps and transitions of matching sessions at any level
 untrace <sid|name|cidr|all>   stop tracing
 kill <sid>                    close a session
+reopen-logs                   reopen the log target (a file:PATH after rotation; also SIGUSR1)
 drain                         stop accepting; exit when the last session is gone
 upgrade                       start the binary now on disk, hand it the sockets, drain the old workers";
 
@@ -41,6 +42,8 @@ pub enum Command {
     Untrace(Option<TraceRule>),
     /// `kill SID`
     Kill(u64),
+    /// `reopen-logs`: the log target opened again (log rotation).
+    ReopenLogs,
     /// `drain`
     Drain,
     /// `metrics`: the Prometheus exposition (the supervisor merges the workers').
@@ -93,6 +96,7 @@ pub fn parse(line: &str) -> Result<Command, String> {
                 .map(Command::Kill)
                 .map_err(|_| format!("not a session id: {a:?}"))
         }
+        ("reopen-logs", []) => Ok(Command::ReopenLogs),
         ("drain", []) => Ok(Command::Drain),
         ("metrics", []) => Ok(Command::Metrics),
         ("upgrade", []) => Ok(Command::Upgrade),
@@ -139,6 +143,7 @@ mod tests {
         assert_eq!(parse("untrace all"), Ok(Command::Untrace(None)));
         assert_eq!(parse("kill 7"), Ok(Command::Kill(7)));
         assert_eq!(parse("drain"), Ok(Command::Drain));
+        assert_eq!(parse("reopen-logs"), Ok(Command::ReopenLogs));
     }
 
     #[test]

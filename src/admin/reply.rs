@@ -50,6 +50,13 @@ pub enum Reply {
         /// True if this worker held it.
         found: bool,
     },
+    /// `reopen-logs`: the log target, and how many processes reopened it.
+    Reopened {
+        /// The target as configured, e.g. `file:/var/log/sluice.log`.
+        target: String,
+        /// Processes that reopened it (one per worker, and the supervisor).
+        processes: u64,
+    },
     /// `drain`: sessions left to finish, and the deadline.
     Draining {
         /// Sessions running.
@@ -115,6 +122,9 @@ impl Reply {
                 sessions,
                 deadline_ms,
             } => format!("ok: draining {sessions} session(s), deadline in {deadline_ms} ms"),
+            Reply::Reopened { target, processes } => {
+                format!("ok: {target} reopened by {processes} process(es)")
+            }
         }
     }
 }
@@ -136,6 +146,21 @@ impl Merged {
         match self {
             Merged::One(r) | Merged::On(r, _) => r.is_ok(),
             Merged::PerWorker(v) => v.iter().all(|(_, r)| r.is_ok()),
+        }
+    }
+
+    /// Counts the supervisor's own reopening into a merged `reopen-logs`, or makes the answer
+    /// a failure that says why the supervisor could not.
+    pub fn add_reopened(&mut self, own: Result<(), String>) {
+        match (own, &mut *self) {
+            (Ok(()), Merged::One(Reply::Reopened { processes, .. })) => *processes += 1,
+            (Ok(()), _) => {}
+            (Err(e), _) => {
+                let workers = self.render();
+                *self = Merged::One(Reply::Error(format!(
+                    "the supervisor's log not reopened: {e}; workers: {workers}"
+                )));
+            }
         }
     }
 
@@ -296,6 +321,22 @@ fn merge_same_kind(replies: &[(usize, Reply)]) -> Option<Merged> {
                 deadline_ms: *deadline_ms,
             }))
         }
+        Reply::Reopened { target, .. } => {
+            let mut processes = 0;
+            for (_, r) in replies {
+                match r {
+                    Reply::Reopened {
+                        target: t,
+                        processes: n,
+                    } if t == target => processes += n,
+                    _ => return None,
+                }
+            }
+            Some(Merged::One(Reply::Reopened {
+                target: target.clone(),
+                processes,
+            }))
+        }
         Reply::Text(_) | Reply::Error(_) => None,
     }
 }
@@ -387,6 +428,24 @@ mod tests {
             ),
         ]);
         assert_eq!(m.render(), "ok: draining 3 session(s), deadline in 9 ms");
+        let reopened = |target: &str| Reply::Reopened {
+            target: target.into(),
+            processes: 1,
+        };
+        let mut m = merge(vec![(0, reopened("file:/l")), (1, reopened("file:/l"))]);
+        m.add_reopened(Ok(()));
+        assert_eq!(m.render(), "ok: file:/l reopened by 3 process(es)");
+        m.add_reopened(Err("permission denied".into()));
+        assert!(!m.is_ok());
+        assert_eq!(
+            m.render(),
+            "error: the supervisor's log not reopened: permission denied; workers: ok: file:/l reopened by 3 process(es)"
+        );
+        let m = merge(vec![
+            (0, reopened("file:/l")),
+            (1, Reply::Error("file:/l not reopened: EACCES".into())),
+        ]);
+        assert!(!m.is_ok());
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! format (`admin::channel`) all walk the table; none names a metric. A report is built per
 //! command or scrape, never per event: the hot path only increments [`Stats`] fields.
 
+use crate::logger::Counters;
 use crate::worker::session::State;
 use crate::worker::stats::{Histogram, Stats};
 
@@ -63,6 +64,9 @@ pub enum Read {
     Supervisor(fn(&Supervision) -> Value),
     /// A fact every process knows of itself (a worker and the supervisor alike).
     Process(fn(&Process) -> Value),
+    /// The log's counters of the process that reports, a worker's and the supervisor's
+    /// alike (every process logs): summed like the workers' counters.
+    Log(fn(&Counters) -> Value),
 }
 
 /// One family of metrics.
@@ -120,6 +124,8 @@ pub struct Gauges {
     pub traces: String,
     /// The worker process.
     pub process: Process,
+    /// This process's log lines.
+    pub log: Counters,
 }
 
 /// What the supervisor counts itself.
@@ -129,6 +135,8 @@ pub struct Supervision {
     pub workers: u64,
     /// Workers respawned after dying.
     pub restarts: u64,
+    /// The supervisor's own log lines.
+    pub log: Counters,
     /// The supervisor process.
     pub process: Process,
 }
@@ -441,6 +449,32 @@ pub static TABLE: &[Def] = &[
         read: Read::Worker(|_, g| Value::Text(g.traces.clone())),
     },
     Def {
+        key: "log_lines",
+        prom: Some("sluice_log_lines_total"),
+        kind: Kind::Counter,
+        labels: &["level"],
+        help: "Log lines logged, by level (dropped ones included).",
+        merge: Merge::Sum,
+        show: Show::Each("log_lines."),
+        read: Read::Log(|c| {
+            labelled(
+                ["error", "warn", "info", "debug", "trace"]
+                    .into_iter()
+                    .zip(c.lines),
+            )
+        }),
+    },
+    Def {
+        key: "log_lines_dropped",
+        prom: Some("sluice_log_lines_dropped_total"),
+        kind: Kind::Counter,
+        labels: &[],
+        help: "Log lines dropped: the log buffer was full (the sink did not keep up) or the sink failed.",
+        merge: Merge::Sum,
+        show: Show::Key,
+        read: Read::Log(|c| one(c.dropped)),
+    },
+    Def {
         key: "worker_restarts",
         prom: Some("sluice_worker_restarts_total"),
         kind: Kind::Counter,
@@ -464,6 +498,7 @@ impl Report {
         Report::read(|r| match r {
             Read::Worker(f) => f(stats, gauges),
             Read::Process(f) => f(&gauges.process),
+            Read::Log(f) => f(&gauges.log),
             Read::Supervisor(_) => Value::Absent,
         })
     }
@@ -473,6 +508,7 @@ impl Report {
         Report::read(|r| match r {
             Read::Supervisor(f) => f(s),
             Read::Process(f) => f(&s.process),
+            Read::Log(f) => f(&s.log),
             Read::Worker(_) => Value::Absent,
         })
     }
@@ -596,6 +632,10 @@ mod tests {
                 pid: 7,
                 uptime_seconds: 5,
             },
+            log: Counters {
+                lines: [0, 0, 5, 0, 0],
+                dropped: 2,
+            },
             ..Gauges::default()
         };
         (s, g)
@@ -662,6 +702,10 @@ mod tests {
                 pid: 1,
                 uptime_seconds: 60,
             },
+            log: Counters {
+                lines: [1, 0, 3, 0, 0],
+                dropped: 1,
+            },
         }));
         let text = merged.show_stats();
         // The supervisor's own facts, and the count of its workers.
@@ -671,6 +715,11 @@ mod tests {
         );
         assert!(text.starts_with(&head), "{text}");
         assert!(text.contains("accepted=20\n"), "{text}");
+        // the workers' lines (sample: 5 info, 2 dropped, each) and the supervisor's
+        assert!(
+            text.contains("\nlog_lines.error=1\nlog_lines.warn=0\nlog_lines.info=13\nlog_lines.debug=0\nlog_lines.trace=0\nlog_lines_dropped=5\n"),
+            "{text}"
+        );
         assert!(text.contains("bytes_spliced=100\n"));
         assert!(text.contains("sessions=6\n"));
         assert!(text.contains("captures_queued=1\ncaptures_dropped=2\n"));

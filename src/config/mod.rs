@@ -17,6 +17,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::str::FromStr;
 
 use crate::cidr::Cidr;
+use crate::logger::{Facility, Target};
 use crate::wire::http::{is_sendable_field_byte, is_tchar};
 mod file;
 pub mod route;
@@ -155,6 +156,10 @@ pub struct Config {
     pub session_key: String,
     /// ENVOY_LOG_LEVEL
     pub log_level: log::LevelFilter,
+    /// ENVOY_LOG_TARGET, a collector's name resolved
+    pub log_target: Target,
+    /// ENVOY_LOG_FACILITY
+    pub log_facility: Facility,
     /// ENVOY_BUFFER_SIZE
     pub buffer_size: usize,
     /// ENVOY_MAX_SESSIONS
@@ -315,6 +320,25 @@ pub const KEYS: &[Key] = &[
             c.log_level = s.parse("expected off, error, warn, info, debug or trace", |v| {
                 log::LevelFilter::from_str(v).ok()
             })?;
+            Ok(())
+        },
+    ),
+    key(
+        "ENVOY_LOG_TARGET",
+        "stderr",
+        "where log lines go: stderr, file:PATH, syslog or syslog:HOST:PORT (resolved at load)",
+        |c, s| {
+            let target = Target::parse(s.text.trim()).map_err(|e| s.refuse(e))?;
+            c.log_target = target.resolved().map_err(|e| s.refuse(e))?;
+            Ok(())
+        },
+    ),
+    key(
+        "ENVOY_LOG_FACILITY",
+        "daemon",
+        "syslog facility: daemon, user, local0-local7, auth, authpriv or syslog",
+        |c, s| {
+            c.log_facility = Facility::parse(s.text.trim()).map_err(|e| s.refuse(e))?;
             Ok(())
         },
     ),
@@ -818,6 +842,8 @@ impl Config {
             region_key: String::new(),
             session_key: String::new(),
             log_level: log::LevelFilter::Off,
+            log_target: Target::Stderr,
+            log_facility: Facility::DAEMON,
             buffer_size: 0,
             max_sessions: 0,
             header_timeout_ms: 0,
@@ -969,6 +995,10 @@ mod tests {
             ("ENVOY_HEADERS", "X-A: a\rb"),
             ("ENVOY_REGION_KEY", "bad key"),
             ("ENVOY_LOG_LEVEL", "loud"),
+            ("ENVOY_LOG_TARGET", "journald"),
+            ("ENVOY_LOG_TARGET", "file:"),
+            ("ENVOY_LOG_TARGET", "syslog:no-such-host.invalid:514"),
+            ("ENVOY_LOG_FACILITY", "kern"),
         ] {
             let e = load(&[(k, v)]).unwrap_err();
             assert_eq!(e.key, k, "{e}");
@@ -1023,6 +1053,16 @@ mod tests {
                 "ENVOY_SPLICE",
                 "on",
                 r#"invalid ENVOY_SPLICE="on": expected auto or off"#,
+            ),
+            (
+                "ENVOY_LOG_TARGET",
+                "stdout",
+                r#"invalid ENVOY_LOG_TARGET="stdout": expected stderr, file:PATH, syslog, syslog:/PATH or syslog:HOST:PORT"#,
+            ),
+            (
+                "ENVOY_LOG_FACILITY",
+                "local9",
+                r#"invalid ENVOY_LOG_FACILITY="local9": expected daemon, user, local0-local7, auth, authpriv or syslog"#,
             ),
         ] {
             assert_eq!(load(&[(k, v)]).unwrap_err().to_string(), said);
@@ -1180,6 +1220,14 @@ mod tests {
             ("ENVOY_SESSION_KEY", "x-s", |c| c.session_key == "x-s"),
             ("ENVOY_LOG_LEVEL", "debug", |c| {
                 c.log_level == log::LevelFilter::Debug
+            }),
+            (
+                "ENVOY_LOG_TARGET",
+                "syslog:localhost:5514",
+                |c| matches!(&c.log_target, Target::SyslogUdp { addr: Some(a), .. } if a.port() == 5514),
+            ),
+            ("ENVOY_LOG_FACILITY", "local4", |c| {
+                c.log_facility == Facility::parse("local4").unwrap()
             }),
             ("ENVOY_BUFFER_SIZE", "4096", |c| c.buffer_size == 4096),
             ("ENVOY_MAX_SESSIONS", "10", |c| c.max_sessions == 10),

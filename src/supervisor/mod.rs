@@ -13,6 +13,10 @@
 //! supervisor's end of its channel, `fanout` collects and merges the workers' replies to
 //! admin requests (the admin plane itself is `admin::plane`), `upgrade` hands over to a new
 //! binary, `notify` talks to systemd.
+//!
+//! The supervisor logs like a worker: its lines are buffered while its loop runs and
+//! written out without waiting (`logger::flush`), and it follows the workers in what the
+//! log keys say (a `set`, a reload) so that its lines go where theirs go.
 
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -33,8 +37,9 @@ use crate::admin::command::{self, Command};
 use crate::admin::plane::{AdminPlane, ConnId, Request, Requests, Tokens};
 use crate::admin::reply::Reply;
 use crate::admin::report::{Process, Report, Supervision};
-use crate::config::Config;
+use crate::config::{Config, Layers};
 use crate::handoff as env;
+use crate::logger;
 use crate::sys::fd::adopt_inherited;
 use crate::sys::signals::SignalPipe;
 use fanout::{is_replayed, Answered, Fanout};
@@ -59,11 +64,16 @@ const BACKOFF_MS: (u64, u64) = (100, 5000);
 const HEALTHY_MS: u64 = 10_000;
 /// How long a new binary has to report ready during an upgrade.
 const UPGRADE_TIMEOUT_MS: u64 = 15_000;
+/// The longest the loop sleeps (respawns and upgrade deadlines are checked this often).
+const TICK: Duration = Duration::from_millis(100);
 
 /// The supervisor's state.
 pub struct Supervisor {
     poll: Poll,
     cfg: Config,
+    /// Where `cfg` came from, with the `set`s the workers accepted: the log keys the
+    /// supervisor follows are read from it.
+    layers: Layers,
     exe: PathBuf,
     listeners: Vec<OwnedFd>,
     plane: AdminPlane,
@@ -97,6 +107,7 @@ impl Supervisor {
             libc::SIGHUP,
             libc::SIGTERM,
             libc::SIGINT,
+            libc::SIGUSR1,
             libc::SIGUSR2,
             libc::SIGCHLD,
         ])?;
@@ -140,8 +151,15 @@ impl Supervisor {
             cfg.workers,
             addr
         );
+        let mut layers = Layers::from_process_env();
+        for line in &replay {
+            if let Ok(Command::Set(k, v)) = command::parse(line) {
+                layers = layers.with_set(&k, &v).unwrap_or(layers);
+            }
+        }
         let mut s = Supervisor {
             poll,
+            layers,
             exe,
             listeners,
             plane,
@@ -158,6 +176,10 @@ impl Supervisor {
             serving: false,
             cfg,
         };
+        if !s.layers.set.is_empty() {
+            // an upgrade: the old generation's `set`s, log keys included, hold here too
+            s.follow_log_keys(s.layers.clone());
+        }
         for i in 0..s.cfg.workers {
             s.workers.push(WorkerSlot::default());
             s.spawn(i)?;
@@ -207,11 +229,24 @@ impl Supervisor {
         }
     }
 
-    /// Runs until every worker is gone after a drain, stop or upgrade.
+    /// Runs until every worker is gone after a drain, stop or upgrade. Log lines are
+    /// buffered while it runs; what is left is written at the end, waiting
+    /// [`logger::EXIT_FLUSH`] at most, and logging is direct again.
     pub fn run(&mut self) -> io::Result<()> {
+        if let Err(e) = logger::set_buffered(true) {
+            warn!("supervisor: log lines are written as they come, waiting for stderr: {e}");
+        }
+        let result = self.supervise();
+        logger::flush_blocking(Instant::now() + logger::EXIT_FLUSH);
+        let _ = logger::set_buffered(false);
+        result
+    }
+
+    fn supervise(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(256);
+        let mut flush_in = logger::flush(Instant::now());
         loop {
-            let timeout = Some(Duration::from_millis(100));
+            let timeout = Some(flush_in.map_or(TICK, |d: Duration| d.min(TICK)));
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -231,6 +266,7 @@ impl Supervisor {
             self.reap();
             self.respawn_due();
             self.check_upgrade();
+            flush_in = logger::flush(Instant::now());
             if self.stopping && self.workers.iter().all(|w| w.child.is_none()) {
                 info!(
                     "supervisor pid={}: every worker is gone, exiting",
@@ -251,7 +287,19 @@ impl Supervisor {
         for s in self.signals.drain() {
             match s {
                 libc::SIGCHLD => {}
-                libc::SIGHUP => self.signal_workers(libc::SIGHUP),
+                libc::SIGHUP => {
+                    self.signal_workers(libc::SIGHUP);
+                    self.follow_log_keys(self.layers.clone());
+                }
+                libc::SIGUSR1 => {
+                    self.signal_workers(libc::SIGUSR1);
+                    if let Err(e) = logger::reopen() {
+                        warn!(
+                            "supervisor: SIGUSR1: {} not reopened: {e}",
+                            self.cfg.log_target
+                        );
+                    }
+                }
                 libc::SIGTERM | libc::SIGINT => {
                     info!(
                         "supervisor: {} received: workers drain, then exit",
@@ -462,11 +510,20 @@ impl Supervisor {
             workers: replies as u64,
             restarts: self.restarts,
             process: Process::this(self.clock),
+            log: logger::counters(),
         }));
+        let command = command::parse(&line);
+        if command == Ok(Command::ReopenLogs) {
+            let target = &self.cfg.log_target;
+            merged.add_reopened(logger::reopen().map_err(|e| format!("{target}: {e}")));
+        }
         let text = merged.render();
         if scrape {
             self.plane.reply_scrape(client, &text);
         } else {
+            if merged.is_ok() {
+                self.follow(command);
+            }
             if merged.is_ok() && is_replayed(&line) {
                 self.replay.push(line);
             }
@@ -474,6 +531,57 @@ impl Supervisor {
         }
         let busy = self.fanout.busy(client);
         self.plane.flush(self.poll.registry(), client, busy);
+    }
+
+    /// Keeps the `set`s the workers accepted; one that may change a log key (or a reload)
+    /// is applied to the supervisor itself.
+    fn follow(&mut self, command: Result<Command, String>) {
+        let (key, value) = match command {
+            Ok(Command::Set(k, v)) => (k, v),
+            Ok(Command::SetLogLevel(level)) => (
+                "ENVOY_LOG_LEVEL".to_string(),
+                level.to_string().to_ascii_lowercase(),
+            ),
+            Ok(Command::Reload) => return self.follow_log_keys(self.layers.clone()),
+            _ => return,
+        };
+        let Ok(layers) = self.layers.with_set(&key, &value) else {
+            return;
+        };
+        match key.as_str() {
+            "ENVOY_LOG_LEVEL" | "ENVOY_LOG_TARGET" | "ENVOY_LOG_FACILITY" | "ENVOY_CONFIG_FILE" => {
+                self.follow_log_keys(layers)
+            }
+            _ => self.layers = layers,
+        }
+    }
+
+    /// Takes `layers` (the workers accepted them) and applies what they say of the log to
+    /// the supervisor itself: level, target, facility. A new target is opened before the old
+    /// one is let go; if it cannot be, the supervisor keeps logging where it did.
+    fn follow_log_keys(&mut self, layers: Layers) {
+        let cfg = match layers.load() {
+            Ok(c) => c,
+            Err(e) => return warn!("supervisor: the log keys stay as they were: {e}"),
+        };
+        self.layers = layers;
+        log::set_max_level(cfg.log_level);
+        self.cfg.log_level = cfg.log_level;
+        if (&cfg.log_target, cfg.log_facility) == (&self.cfg.log_target, self.cfg.log_facility) {
+            return;
+        }
+        match logger::Sink::open(&cfg.log_target, cfg.log_facility) {
+            Ok(sink) => {
+                info!("supervisor: log lines go to {} from now on", cfg.log_target);
+                logger::global().set_sink(sink);
+                self.cfg.log_target = cfg.log_target;
+                self.cfg.log_facility = cfg.log_facility;
+            }
+            Err(e) => error!(
+                "supervisor: ENVOY_LOG_TARGET {}: {e}; logging to {} still",
+                cfg.log_target, self.cfg.log_target
+            ),
+        }
     }
 
     /// Starts the binary now on disk as a new supervisor holding every listening socket.

@@ -4,6 +4,7 @@
 
 pub mod cpu;
 pub mod fd;
+pub mod log_sink;
 pub mod process;
 pub mod random;
 pub mod rlimit;

@@ -7,7 +7,9 @@
 //! the cost is a slab lookup and the session's own work; timers cost per expiry, not per
 //! session. Work per wakeup is bounded: at most ENVOY_ACCEPTORS accepts per turn, a read
 //! budget per session; what is left is queued and served on the next turn before sleeping.
-//! Nothing here blocks but `poll` itself.
+//! Log lines are buffered while the loop runs and written out once per turn without waiting
+//! (`logger::flush`); a line another thread logs wakes the loop through [`LOG_WAKER`].
+//! Nothing here blocks but `poll` itself, and the bounded flush of what is left at exit.
 
 pub mod buffer;
 pub mod ops;
@@ -35,6 +37,7 @@ use crate::admin::conn::{AdminStream, Peer};
 use crate::admin::plane::{AdminPlane, Tokens};
 use crate::admin::trace::TraceRule;
 use crate::config::{Config, Layers};
+use crate::logger;
 use crate::net;
 use crate::sys::signals::SignalPipe;
 use crate::wire::tls::MAX_HELLO_LEN;
@@ -52,6 +55,9 @@ pub const SIGNALS: Token = Token(usize::MAX - 1);
 pub const CONTROL: Token = Token(usize::MAX - 2);
 /// The metrics listener.
 pub const METRICS: Token = Token(usize::MAX - 3);
+/// Woken by a thread other than the loop's (the capture writer) logging into an empty
+/// log buffer: the loop may be asleep with nothing else to wake it.
+pub const LOG_WAKER: Token = Token(usize::MAX - 4);
 /// Admin connections (control and metrics) are `ADMIN_BASE + key`.
 pub const ADMIN_BASE: usize = 1 << (usize::BITS - 2);
 /// The admin plane's tokens.
@@ -122,6 +128,8 @@ pub struct Worker {
     pub(crate) drain_deadline: Option<u64>,
     /// Started by a supervisor, which owns the listener.
     pub(crate) supervised: bool,
+    /// The log buffer wants another flush within this (lines left, or batched).
+    log_flush_in: Option<Duration>,
 }
 
 /// The random half of this process's UNIQUE_IDs: from the kernel, so that no two workers,
@@ -158,8 +166,13 @@ impl Worker {
         };
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let signals =
-            SignalPipe::install(&[libc::SIGHUP, libc::SIGTERM, libc::SIGINT, libc::SIGUSR2])?;
+        let signals = SignalPipe::install(&[
+            libc::SIGHUP,
+            libc::SIGTERM,
+            libc::SIGINT,
+            libc::SIGUSR1,
+            libc::SIGUSR2,
+        ])?;
         poll.registry()
             .register(&mut SourceFd(&signals.fd()), SIGNALS, Interest::READABLE)?;
         let pool = Pool::new(cfg.buffer_size, cfg.max_sessions * 3, 1024);
@@ -191,6 +204,7 @@ impl Worker {
             capture: None,
             drain_deadline: None,
             supervised,
+            log_flush_in: None,
         };
         let cfg = Rc::clone(&w.cfg);
         if let Some(chan) = role.channel {
@@ -226,11 +240,31 @@ impl Worker {
 
     /// Milliseconds since the loop started.
     pub(crate) fn clock_ms(&self) -> u64 {
-        self.clock.elapsed().as_millis() as u64 + self.skew_ms
+        self.ms_at(Instant::now())
     }
 
-    /// Runs until drained, or an unrecoverable poll error.
+    fn ms_at(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.clock).as_millis() as u64 + self.skew_ms
+    }
+
+    /// Runs until drained, or an unrecoverable poll error. Log lines are buffered while it
+    /// runs (the loop writes them without waiting); what is left is written at the end,
+    /// waiting [`logger::EXIT_FLUSH`] at most, and logging is direct again.
     pub fn run(&mut self) -> io::Result<()> {
+        let waker = mio::Waker::new(self.poll.registry(), LOG_WAKER).map(std::sync::Arc::new);
+        match (logger::set_buffered(true), waker) {
+            (Ok(()), Ok(w)) => logger::set_waker(Some(w)),
+            (Ok(()), Err(e)) => warn!("log lines of other threads wait for the next event: {e}"),
+            (Err(e), _) => warn!("log lines are written as they come, waiting for stderr: {e}"),
+        }
+        let result = self.serve();
+        logger::set_waker(None);
+        logger::flush_blocking(Instant::now() + logger::EXIT_FLUSH);
+        let _ = logger::set_buffered(false);
+        result
+    }
+
+    fn serve(&mut self) -> io::Result<()> {
         info!(
             "listening on {} upstream={} ({}) mode={} routes={} max_sessions={} buffer_size={} proxy_protocol={:?}",
             self.local_addr()?,
@@ -243,6 +277,7 @@ impl Worker {
             self.cfg.proxy_protocol
         );
         let mut events = Events::with_capacity(EVENTS);
+        self.log_flush_in = logger::flush(Instant::now());
         loop {
             let timeout = self.poll_timeout();
             if !self.turn(&mut events, timeout)? {
@@ -263,11 +298,13 @@ impl Worker {
             error!("poll failed: {e}");
             return Err(e);
         }
-        self.now_ms = self.clock_ms();
+        let now = Instant::now();
+        self.now_ms = self.ms_at(now);
         for event in events.iter() {
             match event.token() {
                 LISTENER => self.accept_pending = true,
                 SIGNALS => self.on_signals(),
+                LOG_WAKER => {} // the flush below writes what was logged
                 // The admin plane's listeners (CONTROL, METRICS) and connections.
                 t if t.0 >= ADMIN_BASE => self.on_admin(t),
                 t => {
@@ -313,6 +350,7 @@ impl Worker {
                 return Ok(false);
             }
         }
+        self.log_flush_in = logger::flush(now);
         Ok(true)
     }
 
@@ -327,7 +365,8 @@ impl Worker {
         (self.sessions.len(), self.pool.lent(), self.pipes.lent())
     }
 
-    /// Zero while work is queued; otherwise until the next timer tick (or forever when idle).
+    /// Zero while work is queued; otherwise until the next timer tick or log flush (or
+    /// forever when idle).
     fn poll_timeout(&mut self) -> Option<Duration> {
         let backlog = !self.ready.is_empty()
             || (self.accept_pending && self.now_ms >= self.accept_paused_until);
@@ -335,11 +374,12 @@ impl Worker {
             return Some(Duration::ZERO);
         }
         if self.wheel.is_empty() && !self.accept_pending && self.drain_deadline.is_none() {
-            return None;
+            return self.log_flush_in;
         }
         let now = self.clock_ms();
         let next_tick = (now / TICK_MS + 1) * TICK_MS;
-        Some(Duration::from_millis(next_tick - now))
+        let tick = Duration::from_millis(next_tick - now);
+        Some(self.log_flush_in.map_or(tick, |d| d.min(tick)))
     }
 
     fn ctx(&mut self) -> (&mut Slab<Session>, Ctx<'_>) {

@@ -22,6 +22,7 @@ use crate::admin::reply::{Applied, Reply};
 use crate::admin::report::{Gauges, Process, Report, STATES};
 use crate::admin::trace::TraceRule;
 use crate::config::{Config, Layers};
+use crate::logger;
 use crate::net;
 use crate::worker::stats::CloseReason;
 use crate::worker::{Worker, LISTENER};
@@ -35,6 +36,11 @@ impl Worker {
                     Ok(applied) => info!("SIGHUP: {applied}"),
                     Err(e) => warn!("SIGHUP: reload refused, the old config stays: {e}"),
                 },
+                libc::SIGUSR1 => {
+                    if let Err(e) = logger::reopen() {
+                        warn!("SIGUSR1: {} not reopened: {e}", self.cfg.log_target);
+                    }
+                }
                 libc::SIGTERM => self.start_drain(self.cfg.drain_timeout_ms),
                 libc::SIGINT => self.start_drain(self.cfg.drain_timeout_ms.min(1000)),
                 other => warn!("signal {other} ignored"),
@@ -54,9 +60,19 @@ impl Worker {
         })
     }
 
-    /// Switches to `cfg`: rebinds what moved, resizes the pool, sets the log level.
+    /// Switches to `cfg`: rebinds what moved, resizes the pool, sets the log level and
+    /// target.
     fn apply(&mut self, cfg: Config) -> Result<(), String> {
         let old = Rc::clone(&self.cfg);
+        // A new log target is opened before anything changes: if it cannot be, nothing does.
+        let log_sink = if (&cfg.log_target, cfg.log_facility) != (&old.log_target, old.log_facility)
+        {
+            let sink = logger::Sink::open(&cfg.log_target, cfg.log_facility)
+                .map_err(|e| format!("ENVOY_LOG_TARGET {}: {e}", cfg.log_target))?;
+            Some(sink)
+        } else {
+            None
+        };
         if cfg.listen_addr() != old.listen_addr() && self.supervised {
             // The supervisor owns the listeners (so no worker change can close one under
             // queued connections); a new address is bound by an upgrade, which hands over.
@@ -91,6 +107,10 @@ impl Worker {
         self.pool.reconfigure(cfg.buffer_size, cfg.max_sessions * 3);
         self.pipes.set_limit(cfg.splice_pipes);
         log::set_max_level(cfg.log_level);
+        if let Some(sink) = log_sink {
+            info!("log lines go to {} from now on", cfg.log_target);
+            logger::global().set_sink(sink);
+        }
         self.cfg = Rc::new(cfg);
         Ok(())
     }
@@ -163,6 +183,7 @@ impl Worker {
             draining: self.drain_deadline.is_some(),
             splice_pipes_in_use: self.pipes.lent() as u64,
             captures: self.capture.as_ref().map(|c| (c.queued, c.dropped)),
+            log: logger::counters(),
             traces: self
                 .traces
                 .iter()
@@ -299,6 +320,13 @@ impl Worker {
                     deadline_ms: self.cfg.drain_timeout_ms,
                 }
             }
+            Command::ReopenLogs => match logger::reopen() {
+                Ok(()) => Reply::Reopened {
+                    target: self.cfg.log_target.to_string(),
+                    processes: 1,
+                },
+                Err(e) => Reply::Error(format!("{} not reopened: {e}", self.cfg.log_target)),
+            },
             Command::Upgrade => {
                 Reply::Error("upgrade is the supervisor's (sluice run starts one)".to_string())
             }

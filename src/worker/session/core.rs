@@ -16,7 +16,7 @@ use mio::net::TcpStream;
 use crate::admin::trace::TraceRule;
 use crate::config::route::{self, Alert, AlpnTlv, Mode, Route};
 use crate::config::Config;
-use crate::hexdump::{Hex, HexDump};
+use crate::hexdump::{Address, Hex, HexDump};
 use crate::inspect::HeaderSummary;
 use crate::net;
 use crate::wire::{proxy, tls, Parsed};
@@ -177,16 +177,13 @@ impl Core {
     }
 
     /// The client as log lines show it: the PROXY source, else the peer.
-    pub fn client_label(&self) -> String {
-        self.facts
-            .src
-            .map_or_else(|| self.peer.to_string(), |a| a.to_string())
+    pub fn client_label(&self) -> Address {
+        Address(Some(self.facts.src.unwrap_or(self.peer)))
     }
 
     /// The upstream address as log lines show it, or `-`.
-    pub fn upstream_label(&self) -> String {
-        self.upstream_addr
-            .map_or_else(|| "-".to_string(), |a| a.to_string())
+    pub fn upstream_label(&self) -> Address {
+        Address(self.upstream_addr)
     }
 
     /// True when `rule` selects this session.

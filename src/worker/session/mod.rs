@@ -32,7 +32,7 @@ use mio::Interest;
 use crate::admin::trace::TraceRule;
 use crate::config::{Config, ProxyPolicy};
 use crate::first_bytes::{self, CutShort};
-use crate::hexdump::{HexDump, ERROR_DUMP_LIMIT};
+use crate::hexdump::{Address, HexDump, ERROR_DUMP_LIMIT};
 use crate::net;
 use crate::wire::tls;
 use crate::worker::pipe::{Reported, Shuffled, Shuffling};
@@ -175,12 +175,12 @@ impl Session {
     }
 
     /// The client as log lines show it.
-    pub fn client_label(&self) -> String {
+    pub fn client_label(&self) -> Address {
         self.core.client_label()
     }
 
     /// The upstream address as log lines show it.
-    pub fn upstream_label(&self) -> String {
+    pub fn upstream_label(&self) -> Address {
         self.core.upstream_label()
     }
 
