@@ -74,7 +74,7 @@ bench-parse-instructions:
 
 # User-space instructions per log line (bench/log.rs) under callgrind, per logger mode.
 bench-log-instructions:
-	@command -v valgrind >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null; }
+	@scripts/deps valgrind:valgrind
 	CARGO="$(CARGO)" bench/log-instructions
 
 bench: deps release
