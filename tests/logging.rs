@@ -761,10 +761,10 @@ fn syslog_on_a_local_socket_and_over_udp() {
 fn a_line_from_the_capture_thread_wakes_an_idle_loop() {
     let dir = TempDir::new("log-waker");
     let captures = dir.path("captures");
-    // 50,000 old captures and no limit that removes them: after each capture the writer
+    // 10,000 old captures and no limit that removes them: after each capture the writer
     // thread lists and measures them all, which keeps it busy long after the loop is idle
     std::fs::create_dir_all(&captures).unwrap();
-    for i in 0..50_000 {
+    for i in 0..10_000 {
         std::fs::write(captures.join(format!("{i:013}-1-1-old.bin")), b"").unwrap();
     }
     let mut sluice = util::Sluice::start(&[
@@ -778,13 +778,27 @@ fn a_line_from_the_capture_thread_wakes_an_idle_loop() {
             .unwrap();
         let _ = c.read(&mut [0u8; 64]); // closed by sluice: invalid_tls, captured
     };
-    garbage(&sluice); // written, then the long listing
-                      // meanwhile the directory becomes a file: the writer's next capture fails, and it says
-                      // so once the listing is over, when the loop has long gone to sleep
+    garbage(&sluice);
+    // The first capture written: the writer now lists the 10,001 files. Meanwhile the
+    // directory becomes a file, so the writer's next capture fails, and it says so once the
+    // listing is over, when the loop has long gone to sleep.
+    let deadline = std::time::Instant::now() + LONG;
+    while !std::fs::read_dir(&captures).unwrap().any(|e| {
+        e.unwrap()
+            .file_name()
+            .to_string_lossy()
+            .ends_with("-1-invalid_tls.bin")
+    }) {
+        assert!(std::time::Instant::now() < deadline, "no first capture");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     std::fs::rename(&captures, dir.path("old")).unwrap();
     std::fs::write(&captures, b"not a directory").unwrap();
     garbage(&sluice);
     sluice.wait_for_count(" close client=", 2, LONG);
-    let line = sluice.wait_for_log("WARN  [sluice::admin::capture] capture ", LONG);
-    assert!(line.contains("Not a directory"), "{line}");
+    let line = sluice.wait_for_log("Not a directory", LONG);
+    assert!(
+        line.contains("WARN  [sluice::admin::capture] capture "),
+        "{line}"
+    );
 }
