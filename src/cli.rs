@@ -156,11 +156,19 @@ fn prepare(layers: &Layers) -> Result<Config, i32> {
         Err(_) => Vec::new(),
     };
     match loaded {
-        Ok(cfg) if problems.is_empty() => {
+        Ok(mut cfg) if problems.is_empty() => {
+            // Before anything counts descriptors: ENVOY_MAX_SESSIONS=auto is computed again
+            // from the limit set here, and the workers inherit it.
+            let limit = crate::privilege::set_open_files(&cfg).map_err(|e| {
+                eprintln!("sluice: {e}");
+                2
+            })?;
+            cfg.recount_auto_max_sessions();
             init_logging(&cfg)?;
             for w in &warnings {
                 log::warn!("{w}");
             }
+            log::info!("open-file limit set {limit}");
             Ok(cfg)
         }
         loaded => {
@@ -184,10 +192,14 @@ fn check_config() -> i32 {
     for w in layers.unknown_variable_warnings() {
         eprintln!("sluice: warning: {w}");
     }
-    let cfg = match load_config(&layers) {
+    let mut cfg = match load_config(&layers) {
         Ok(c) => c,
         Err(code) => return code,
     };
+    // As `run` would: its effective max_sessions counts on the open-file limit it sets.
+    if crate::privilege::set_open_files(&cfg).is_ok() {
+        cfg.recount_auto_max_sessions();
+    }
     for (key, value, source) in &cfg.entries {
         println!("{key}={value} ({source})");
     }
@@ -235,13 +247,23 @@ fn run() -> i32 {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let mut sup = match crate::supervisor::Supervisor::start(cfg) {
+    let mut sup = match crate::supervisor::Supervisor::bind(cfg) {
         Ok(s) => s,
         Err(e) => {
             log::error!("{e}");
             return 1;
         }
     };
+    // Every socket is bound: from here on the supervisor needs no more than an upgrade's
+    // bind, and its workers start from what it keeps.
+    if let Err(e) = crate::privilege::switch_supervisor(sup.config()) {
+        log::error!("supervisor: {e}");
+        return 2;
+    }
+    if let Err(e) = sup.start_workers() {
+        log::error!("{e}");
+        return 1;
+    }
     match sup.run() {
         Ok(()) => 0,
         Err(e) => {
@@ -289,13 +311,33 @@ fn worker() -> i32 {
     } else {
         crate::worker::Role::default()
     };
-    let mut worker = match Worker::with_role(layers, cfg, role) {
+    let parent = crate::sys::process::parent_pid();
+    let mut worker = match Worker::bound(layers, cfg, role) {
         Ok(w) => w,
         Err(e) => {
             log::error!("worker: {e}");
             return 1;
         }
     };
+    // Its sockets held, the worker becomes ENVOY_USER before it reads a byte (and before
+    // the capture writer's thread exists, so that it starts as unprivileged as the loop).
+    if let Err(e) = crate::privilege::drop_worker(worker.config()) {
+        log::error!("worker: {e}");
+        return 2;
+    }
+    if supervised {
+        // Linux forgets the parent-death signal when the ids change: armed again, and a
+        // supervisor that died meanwhile is noticed.
+        let _ = crate::sys::process::die_with_parent(libc::SIGTERM);
+        if crate::sys::process::parent_pid() != parent {
+            log::error!("worker: the supervisor is gone");
+            return 1;
+        }
+    }
+    if let Err(e) = worker.start_capture_writer() {
+        log::error!("worker: {e}");
+        return 1;
+    }
     match worker.run() {
         Ok(()) => 0,
         Err(_) => 1,

@@ -7,7 +7,8 @@
 //! * `cli` — the command line: `run`, `worker`, `ctl`, `inspect`, `check-config`.
 //! * `config` — every `ENVOY_*` key (one table), loaded and validated whole; `config::route`
 //!   the routes; `config::upstream` a configured `host:port` and its addresses;
-//!   `config::file` the KEY=VALUE file's syntax; `config::spelling` the nearest key to a typo.
+//!   `config::file` the KEY=VALUE file's syntax; `config::spelling` the nearest key to a typo;
+//!   `config::connect` the CONNECT header keys' rules; `config::error` a refused value.
 //! * `wire` — pure parsers and emitters of what crosses the wire (PROXY v1/v2, TLS
 //!   ClientHello, HTTP heads, CRC32C); no I/O.
 //!   * `wire::proxy` — PROXY headers: detection; `wire::proxy::v1`, `wire::proxy::v2` the two
@@ -51,13 +52,19 @@
 //! * `handoff` — the environment variables a supervisor hands its workers and successor.
 //! * `sys` — every FFI call (`libc`) behind a safe function, the crate's only `unsafe`:
 //!   `sys::fd` (pipes, descriptor flags, adoption, umask), `sys::process` (spawning with
-//!   inherited descriptors, kill), `sys::rlimit` (resource limits), `sys::cpu` (pinning),
+//!   inherited descriptors, kill), `sys::rlimit` (resource limits), `sys::account` (the
+//!   user and group databases, our ids), `sys::credentials` (changing ids, root directory,
+//!   capabilities, no_new_privs), `sys::cpu` (pinning),
 //!   `sys::signals` (the signal self-pipe), `sys::splice` (Linux splice(2)), `sys::random`
 //!   (kernel random bytes, read once at start), `sys::log_sink` (writing a log descriptor
 //!   without waiting).
 //! * `net` — socket set-up and the one place I/O results are interpreted.
 //! * `preflight` — what the keys name (capture directory, control socket, metrics address,
-//!   pid file) checked before anything binds; the rule that only a stale socket is replaced.
+//!   pid file, the account and chroot) checked before anything binds; the rule that only a
+//!   stale socket is replaced.
+//! * `privilege` — who the processes run as once bound (`ENVOY_USER`, `ENVOY_CHROOT`; the
+//!   worker's drop, the supervisor's switch on Linux), the control socket's owner, the
+//!   open-file limit.
 //! * `version` — the version, git commit and build date build.rs recorded.
 //! * `logger` — log lines: a bounded buffer the loops flush without waiting, to stderr, a
 //!   file or syslog (`logger::line` the format, `logger::queue` the buffer, `logger::sink`
@@ -81,6 +88,7 @@ pub mod inspect;
 pub mod logger;
 pub mod net;
 pub mod preflight;
+pub mod privilege;
 pub mod supervisor;
 pub mod sys;
 pub mod version;

@@ -1,20 +1,27 @@
 //! What the keys name on this machine, checked before anything binds: the capture directory,
 //! the control socket's path, the metrics address and the pid file (the config and route
-//! files are read by the load itself). `sluice run`, a standalone `sluice worker` and
-//! `sluice check-config` call [`check`]; a problem names its key and its path.
+//! files are read by the load itself); the account `ENVOY_USER` names, `ENVOY_CHROOT` and
+//! what contradicts it, and that what the processes use after switching users is theirs to
+//! use. `sluice run`, a standalone `sluice worker` and `sluice check-config` call [`check`];
+//! a problem names its key and its path.
 //!
 //! Checks leave nothing behind where they can: a directory named by a key is created if
 //! missing (as the proxy would), a write test file is removed at once, a metrics bind test is
-//! released, and nothing that exists is ever removed or replaced. The control socket's rule
-//! (only a stale socket may be replaced) lives here too, so that the admin plane binding it
-//! and the check agree.
+//! released, and nothing that exists is ever removed or replaced. Started as root with
+//! `ENVOY_USER`, what a check creates (the capture directory, a log file) is given to that
+//! user; what exists already is never given away: the check says who cannot use it and how
+//! to fix that. The control socket's rule (only a stale socket may be replaced) lives here
+//! too, so that the admin plane binding it and the check agree.
 
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::os::unix::fs::FileTypeExt;
-use std::path::Path;
+use std::os::unix::fs::{FileTypeExt, MetadataExt as _, OpenOptionsExt as _};
+use std::path::{Path, PathBuf};
 
 use crate::config::{Config, ConfigError};
+use crate::logger::Target;
+use crate::privilege::{self, Account};
+use crate::sys::account::Ids;
 
 /// The longest UNIX socket path bind(2) takes: `sun_path` holds it and a NUL.
 const MAX_SOCKET_PATH: usize = if cfg!(target_os = "linux") { 107 } else { 103 };
@@ -51,7 +58,19 @@ impl Inherited {
 
 /// Every problem with what `cfg` names, in key order.
 pub fn check(cfg: &Config, inherited: Inherited) -> Vec<Problem> {
+    let me = crate::sys::account::current().ok();
+    let root = me.as_ref().is_some_and(Ids::is_root);
     let mut out = Vec::new();
+    let account = match privilege::account(cfg) {
+        Ok(a) => a,
+        Err(error) => {
+            out.push(Problem { error, busy: false });
+            None
+        }
+    };
+    // Root about to switch: what the switched processes use must be theirs (mode bits).
+    // Otherwise this process's own write tests say it.
+    let switching_to = account.as_ref().filter(|a| root && a.uid != 0);
     let mut push = |key: &'static str, value: &str, r: Result<(), (String, bool)>| {
         if let Err((reason, busy)) = r {
             out.push(Problem {
@@ -64,6 +83,39 @@ pub fn check(cfg: &Config, inherited: Inherited) -> Vec<Problem> {
             });
         }
     };
+    let not_busy = |r: Result<(), String>| r.map_err(|e| (e, false));
+    if let (Some(acc), Some(me)) = (&account, &me) {
+        if !root && !me.are(acc.uid, acc.gid) {
+            let why = format!(
+                "sluice runs as uid {} gid {}, not root: it cannot become {acc} gid {}",
+                me.uids[1], me.gids[1], acc.gid
+            );
+            push("ENVOY_USER", &cfg.user, Err((why, false)));
+        }
+    }
+    push(
+        "ENVOY_CONTROL_GROUP",
+        &cfg.control_group,
+        not_busy(control_group(cfg, me.as_ref(), root)),
+    );
+    for (key, value, why) in chroot_contradictions(cfg, account.as_ref(), root) {
+        push(key, &value, Err((why, false)));
+    }
+    push(
+        "ENVOY_MAX_FILES",
+        &cfg.max_files.map_or_else(String::new, |n| n.to_string()),
+        not_busy(max_files(cfg, root)),
+    );
+    if let (Target::File(path), Some(acc), true) =
+        (&cfg.log_target, switching_to, cfg.chroot.is_empty())
+    {
+        let value = path.display().to_string();
+        push(
+            "ENVOY_LOG_TARGET",
+            &value,
+            not_busy(log_file_for(path, acc)),
+        );
+    }
     if !cfg.control_socket.is_empty() && !inherited.control {
         let path = cfg.control_socket.as_str();
         push("ENVOY_CONTROL_SOCKET", path, control_socket(path));
@@ -82,21 +134,248 @@ pub fn check(cfg: &Config, inherited: Inherited) -> Vec<Problem> {
     }
     if !cfg.capture_dir.is_empty() {
         let dir = cfg.capture_dir.as_str();
-        push(
-            "ENVOY_CAPTURE_DIR",
-            dir,
-            writable_dir(dir).map_err(|e| (e, false)),
-        );
+        let r = if cfg.chroot.is_empty() {
+            writable_dir_for(Path::new(dir), switching_to)
+        } else if !dir.starts_with('/') {
+            Err("with ENVOY_CHROOT, an absolute path inside it".into())
+        } else {
+            writable_dir_for(&in_chroot(cfg, dir), switching_to)
+        };
+        push("ENVOY_CAPTURE_DIR", dir, not_busy(r));
     }
     if !cfg.pid_file.is_empty() {
         let path = cfg.pid_file.as_str();
-        push(
-            "ENVOY_PID_FILE",
-            path,
-            pid_file(path).map_err(|e| (e, false)),
+        // On Linux the supervisor writes it after switching (FreeBSD's stays root).
+        let r = pid_file(path).and_then(|()| match switching_to {
+            Some(acc) if cfg!(target_os = "linux") => usable_by(&parent_dir(path), acc, true)
+                .map_err(|e| {
+                    format!(
+                        "the supervisor writes it as {} after switching, and {e}: name a file in a directory of that user's",
+                        acc.user
+                    )
+                }),
+            _ => Ok(()),
+        });
+        push("ENVOY_PID_FILE", path, not_busy(r));
+    }
+    out
+}
+
+/// `path` (absolute) as the workers see it from inside `ENVOY_CHROOT`, seen from outside.
+fn in_chroot(cfg: &Config, path: &str) -> PathBuf {
+    Path::new(&cfg.chroot).join(path.trim_start_matches('/'))
+}
+
+/// The directory a file at `path` is created in.
+fn parent_dir(path: &str) -> PathBuf {
+    match Path::new(path).parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// A control group must exist, and be one sluice may give the socket to: root may give it
+/// any; another user only a group it is in.
+fn control_group(cfg: &Config, me: Option<&Ids>, root: bool) -> Result<(), String> {
+    let gid = privilege::control_group(cfg).map_err(|e| e.reason)?;
+    match (gid, me) {
+        (Some(gid), Some(me)) if !root && me.gids[1] != gid && !me.groups.contains(&gid) => {
+            Err(format!(
+                "sluice runs as uid {}, neither root nor in that group: it cannot give the control socket to it",
+                me.uids[1]
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A number above the hard limit can only be set by root.
+fn max_files(cfg: &Config, root: bool) -> Result<(), String> {
+    let limits = crate::sys::rlimit::open_files_limits().map_err(|e| e.to_string())?;
+    match (cfg.max_files, limits.hard) {
+        (Some(n), Some(hard)) if n > hard && !root => Err(format!(
+            "above the hard limit {hard} (ulimit -Hn), which only root may raise"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// What `ENVOY_CHROOT` needs and what it contradicts, as (key, value, reason).
+fn chroot_contradictions(
+    cfg: &Config,
+    account: Option<&Account>,
+    root: bool,
+) -> Vec<(&'static str, String, String)> {
+    let mut out = Vec::new();
+    if cfg.chroot.is_empty() {
+        return out;
+    }
+    let dir = Path::new(&cfg.chroot);
+    let mut refuse = |key, value: &str, why: String| out.push((key, value.to_string(), why));
+    let chroot = cfg.chroot.as_str();
+    if account.is_none() {
+        refuse(
+            "ENVOY_CHROOT",
+            chroot,
+            "needs ENVOY_USER: a process that stays root can leave a chroot".into(),
+        );
+    } else if dir == Path::new("/") {
+        refuse(
+            "ENVOY_CHROOT",
+            chroot,
+            "is / already: leave ENVOY_CHROOT empty".into(),
+        );
+    } else if !dir.is_dir() {
+        refuse("ENVOY_CHROOT", chroot, "not a directory".into());
+    } else if !root && !can_chroot() {
+        refuse(
+            "ENVOY_CHROOT",
+            chroot,
+            "the workers chroot before switching users: start sluice as root (or with CAP_SYS_CHROOT)".into(),
+        );
+    }
+    if let Target::File(path) = &cfg.log_target {
+        refuse(
+            "ENVOY_LOG_TARGET",
+            &path.display().to_string(),
+            "workers inside ENVOY_CHROOT could not reopen a file (rotation): use stderr or syslog"
+                .into(),
+        );
+    }
+    // Workers read these again on every reload, from inside the chroot.
+    for key in ["ENVOY_CONFIG_FILE", "ENVOY_ROUTES_FILE"] {
+        let value = entry(cfg, key).trim();
+        if value.is_empty() || in_chroot(cfg, value).is_file() {
+            continue;
+        }
+        refuse(
+            key,
+            value,
+            format!(
+                "workers re-read it on reload inside ENVOY_CHROOT, where {} does not exist: copy it there",
+                in_chroot(cfg, value).display()
+            ),
         );
     }
     out
+}
+
+/// The value `key` was loaded from.
+fn entry<'a>(cfg: &'a Config, key: &str) -> &'a str {
+    cfg.entries
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map_or("", |(_, v, _)| v.as_str())
+}
+
+#[cfg(target_os = "linux")]
+fn can_chroot() -> bool {
+    use crate::sys::credentials::{cap, capabilities};
+    capabilities().is_ok_and(|c| c.permitted & cap::bit(cap::SYS_CHROOT) != 0)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn can_chroot() -> bool {
+    false
+}
+
+/// [`writable_dir`], and with `acc` (root about to switch): what it created is given to
+/// that user, and the user must be able to write in it.
+fn writable_dir_for(dir: &Path, acc: Option<&Account>) -> Result<(), String> {
+    let missing: Vec<PathBuf> = dir
+        .ancestors()
+        .filter(|a| !a.as_os_str().is_empty() && std::fs::symlink_metadata(a).is_err())
+        .map(Path::to_path_buf)
+        .collect();
+    if let (Some(acc), Some(top)) = (acc, missing.last()) {
+        // Nothing is created where the user could not reach it anyway.
+        let above = match top.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        usable_by(above, acc, false)?;
+    }
+    writable_dir(&dir.to_string_lossy())?;
+    let Some(acc) = acc else { return Ok(()) };
+    for created in missing.iter().rev() {
+        give(created, acc)?;
+    }
+    usable_by(dir, acc, true).map_err(|e| format!("{e}: {}", give_it(acc)))
+}
+
+/// A log file the switched processes append to and reopen: created for `acc` if missing.
+fn log_file_for(path: &Path, acc: &Account) -> Result<(), String> {
+    if std::fs::symlink_metadata(path).is_err() {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .mode(0o640)
+            .open(path)
+            .map_err(|e| format!("cannot create: {e}"))?;
+        give(path, acc)?;
+    }
+    usable_by(path, acc, true).map_err(|e| format!("{e}: {}", give_it(acc)))
+}
+
+/// Gives what a check just created to `acc`.
+fn give(path: &Path, acc: &Account) -> Result<(), String> {
+    std::os::unix::fs::chown(path, Some(acc.uid), Some(acc.gid))
+        .map_err(|e| format!("cannot give {} to {}: {e}", path.display(), acc.user))
+}
+
+/// Whether `acc` (its user, and its group only: the switched processes keep no other) may
+/// reach `path` and, with `write`, write it (a directory: create files in it), by the mode
+/// bits of the path and of every directory above it. ACLs are not read.
+fn usable_by(path: &Path, acc: &Account, write: bool) -> Result<(), String> {
+    let who = format!("user {} (uid {}, gid {})", acc.user, acc.uid, acc.gid);
+    let real = std::fs::canonicalize(path).map_err(|e| format!("cannot resolve it: {e}"))?;
+    for dir in real.ancestors().skip(1) {
+        let m = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        if !allows(&m, acc, 0o1) {
+            return Err(format!("{} is not searchable by {who}", dir.display()));
+        }
+    }
+    let m = std::fs::metadata(&real).map_err(|e| e.to_string())?;
+    let want = match (m.is_dir(), write) {
+        (true, true) => 0o3,
+        (true, false) => 0o1,
+        (false, true) => 0o2,
+        (false, false) => 0o4,
+    };
+    if allows(&m, acc, want) {
+        return Ok(());
+    }
+    let what = match (m.is_dir(), write) {
+        (_, true) => "writable",
+        (true, false) => "searchable",
+        (false, false) => "readable",
+    };
+    Err(format!("{} is not {what} by {who}", real.display()))
+}
+
+/// The fix to suggest for a path [`usable_by`] refused: sluice gives away only what it
+/// creates.
+fn give_it(acc: &Account) -> String {
+    format!(
+        "name one that does not exist yet (it is created for {}) or one that user may write",
+        acc.user
+    )
+}
+
+/// The permission `bits` (rwx, as 0o7) the owner, group or other class grants `acc`: the
+/// first class that matches decides, as the kernel does.
+fn allows(m: &std::fs::Metadata, acc: &Account, bits: u32) -> bool {
+    if acc.uid == 0 {
+        return true;
+    }
+    let shift = if m.uid() == acc.uid {
+        6
+    } else if m.gid() == acc.gid {
+        3
+    } else {
+        0
+    };
+    (m.mode() >> shift) & bits == bits
 }
 
 /// A directory the process can write files in: created if missing, then a file written and

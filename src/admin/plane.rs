@@ -1,5 +1,6 @@
 //! The admin plane's sockets, one implementation for a worker's loop and the supervisor's:
-//! the control socket (UNIX, mode 0600 from the start) and the metrics listener, bound here or
+//! the control socket (UNIX, mode 0600 from the start, then given to the owner and group
+//! `privilege` decides: 0660 for a control group) and the metrics listener, bound here or
 //! adopted from a predecessor; the connections they accept, under the loop's tokens; what each
 //! connection asks ([`Request`]); and the replies going back, framed.
 //!
@@ -18,6 +19,7 @@ use slab::Slab;
 
 use crate::admin::conn::{AdminConn, AdminStream, Peer};
 use crate::preflight::{self, SocketPath};
+use crate::privilege::Ownership;
 
 /// The tokens a loop gives the plane: one per listener, and `conn_base + key` per connection.
 #[derive(Debug, Clone, Copy)]
@@ -70,6 +72,8 @@ pub struct AdminPlane {
     tokens: Tokens,
     /// The control socket and its path.
     control: Option<(UnixListener, String)>,
+    /// Who a control socket bound here is given to.
+    control_owner: Ownership,
     /// The metrics listener, and the address it was asked for (port 0 stays 0 here).
     metrics: Option<(TcpListener, Option<SocketAddr>)>,
     conns: Slab<(u64, AdminConn)>,
@@ -82,10 +86,16 @@ impl AdminPlane {
         AdminPlane {
             tokens,
             control: None,
+            control_owner: Ownership::default(),
             metrics: None,
             conns: Slab::new(),
             next_serial: 0,
         }
+    }
+
+    /// Who the control sockets bound from now on belong to (an adopted one stays as it is).
+    pub fn set_control_ownership(&mut self, owner: Ownership) {
+        self.control_owner = owner;
     }
 
     /// Serves the control socket at `path` (empty: none): binds it unless it is already the
@@ -98,7 +108,7 @@ impl AdminPlane {
         let new = if path.is_empty() {
             None
         } else {
-            Some(bind_unix_0600(path)?)
+            Some(bind_control_socket(path, self.control_owner)?)
         };
         self.close_control(registry, true);
         if let Some(l) = new {
@@ -315,10 +325,11 @@ impl AdminPlane {
     }
 }
 
-/// Binds a UNIX socket that only the owner can use (mode 0600 from the start, via umask).
+/// Binds a UNIX socket that only the owner can use (mode 0600 from the start, via umask),
+/// then gives it to `owner` (its mode last, so it is never wider than its owners).
 /// Only a stale socket (a dead process's, nobody answers) is replaced: a live one, a file or
 /// anything else at `path` is an error naming it, and stays as it is.
-fn bind_unix_0600(path: &str) -> io::Result<UnixListener> {
+fn bind_control_socket(path: &str, owner: Ownership) -> io::Result<UnixListener> {
     match preflight::socket_path(path)? {
         SocketPath::Free => {}
         SocketPath::Stale => match std::fs::remove_file(path) {
@@ -338,5 +349,23 @@ fn bind_unix_0600(path: &str) -> io::Result<UnixListener> {
             ))
         }
     }
-    crate::sys::fd::with_umask(0o177, || UnixListener::bind(path))
+    let l = crate::sys::fd::with_umask(0o177, || UnixListener::bind(path))?;
+    let given = (|| -> io::Result<()> {
+        if owner.uid.is_some() || owner.gid.is_some() {
+            std::os::unix::fs::chown(path, owner.uid, owner.gid)?;
+        }
+        if owner.mode != 0o600 {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(owner.mode))?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = given {
+        let _ = std::fs::remove_file(path);
+        return Err(io::Error::new(
+            e.kind(),
+            format!("{path}: cannot give it to its owner: {e}"),
+        ));
+    }
+    Ok(l)
 }

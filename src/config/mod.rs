@@ -18,12 +18,15 @@ use std::str::FromStr;
 
 use crate::cidr::Cidr;
 use crate::logger::{Facility, Target};
-use crate::wire::http::{is_sendable_field_byte, is_tchar};
+mod connect;
+mod error;
 mod file;
 pub mod route;
 mod spelling;
 pub mod upstream;
 
+pub use connect::ConnectHeader;
+pub use error::{ConfigError, ConfigErrors};
 use route::{Mode, Route};
 use upstream::Upstream;
 
@@ -51,58 +54,6 @@ impl fmt::Display for Source {
     }
 }
 
-/// A key and value that failed validation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// The key, e.g. `ENVOY_PORT`.
-    pub key: &'static str,
-    /// The value as given.
-    pub value: String,
-    /// Why it was refused.
-    pub reason: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid {}={:?}: {}",
-            self.key,
-            crate::hexdump::Escaped(self.value.as_bytes()).to_string(),
-            self.reason
-        )
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-/// Every value one load refused: the config file's lines first, then the keys in table
-/// order. Shown on one line, `; `-separated (a control reply, a log line); start-up prints
-/// them one a line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigErrors(pub Vec<ConfigError>);
-
-impl ConfigErrors {
-    /// Each error, in the order found.
-    pub fn iter(&self) -> std::slice::Iter<'_, ConfigError> {
-        self.0.iter()
-    }
-}
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str("; ")?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ConfigErrors {}
-
 /// What to do with a PROXY protocol header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProxyPolicy {
@@ -123,15 +74,6 @@ pub enum NameMismatch {
     PreferSni,
     /// Route on the AUTHORITY.
     PreferAuthority,
-}
-
-/// One extra header sent on CONNECT (`ENVOY_HEADERS`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConnectHeader {
-    /// A token, as in RFC 9110 §5.1.
-    pub name: String,
-    /// Visible ASCII, spaces and tabs; never CR, LF or NUL.
-    pub value: String,
 }
 
 /// The whole, validated configuration of one worker. Each field is written by the key its
@@ -162,6 +104,8 @@ pub struct Config {
     pub log_facility: Facility,
     /// ENVOY_BUFFER_SIZE
     pub buffer_size: usize,
+    /// ENVOY_MAX_FILES: the open-file limit to set at start; `None`: the hard limit.
+    pub max_files: Option<u64>,
     /// ENVOY_MAX_SESSIONS
     pub max_sessions: usize,
     /// ENVOY_HEADER_TIMEOUT_MS
@@ -190,6 +134,8 @@ pub struct Config {
     pub allow_ech: bool,
     /// ENVOY_CONTROL_SOCKET ("": none)
     pub control_socket: String,
+    /// ENVOY_CONTROL_GROUP ("": the socket is its owner's only)
+    pub control_group: String,
     /// ENVOY_METRICS_ADDR
     pub metrics_addr: Option<SocketAddr>,
     /// ENVOY_CAPTURE_DIR ("": no capture)
@@ -206,6 +152,12 @@ pub struct Config {
     pub splice: bool,
     /// ENVOY_SPLICE_PIPES: splice pipes per worker at most; 0 when `splice` is false.
     pub splice_pipes: usize,
+    /// ENVOY_USER ("": the processes stay who they were started as)
+    pub user: String,
+    /// ENVOY_GROUP ("": the user's own group)
+    pub group: String,
+    /// ENVOY_CHROOT ("": none), an absolute path
+    pub chroot: String,
     /// Each key's effective value as text and its source, in table order.
     pub entries: Vec<(&'static str, String, Source)>,
 }
@@ -290,7 +242,7 @@ pub const KEYS: &[Key] = &[
         "",
         "extra CONNECT headers: 'Name: value' pairs separated by ';'",
         |c, s| {
-            c.headers = connect_headers(s)?;
+            c.headers = connect::headers(s.text).map_err(|e| s.refuse(e))?;
             Ok(())
         },
     ),
@@ -299,7 +251,7 @@ pub const KEYS: &[Key] = &[
         "x-region-key",
         "region header name in CONNECT mode",
         |c, s| {
-            c.region_key = s.parse("not an HTTP header name", token)?;
+            c.region_key = s.parse("not an HTTP header name", connect::header_name)?;
             Ok(())
         },
     ),
@@ -308,7 +260,7 @@ pub const KEYS: &[Key] = &[
         "x-session-key",
         "session header name in CONNECT mode",
         |c, s| {
-            c.session_key = s.parse("not an HTTP header name", token)?;
+            c.session_key = s.parse("not an HTTP header name", connect::header_name)?;
             Ok(())
         },
     ),
@@ -348,6 +300,24 @@ pub const KEYS: &[Key] = &[
         "bytes per direction per session (2048..=1048576)",
         |c, s| {
             c.buffer_size = s.whole_number(2048, 1 << 20)? as usize;
+            Ok(())
+        },
+    ),
+    key(
+        "ENVOY_MAX_FILES",
+        "hard",
+        "open-file limit set at start: hard (the hard limit) or a number",
+        |c, s| {
+            c.max_files = match s.text.trim() {
+                "hard" => None,
+                _ => Some(s.whole_number(64, 1 << 30).map_err(|e| ConfigError {
+                    reason: format!(
+                        "expected hard or {}",
+                        e.reason.trim_start_matches("expected ")
+                    ),
+                    ..e
+                })?),
+            };
             Ok(())
         },
     ),
@@ -532,11 +502,17 @@ pub const KEYS: &[Key] = &[
     key(
         "ENVOY_CONTROL_SOCKET",
         "",
-        "UNIX control socket path (mode 0600); empty: none",
+        "UNIX control socket path (mode 0600, 0660 with ENVOY_CONTROL_GROUP); empty: none",
         |c, s| {
             c.control_socket = s.text.trim().to_string();
             Ok(())
         },
+    ),
+    key(
+        "ENVOY_CONTROL_GROUP",
+        "",
+        "group the control socket is given to (mode 0660); empty: its owner only (0600)",
+        |c, s| name(&mut c.control_group, s),
     ),
     key(
         "ENVOY_METRICS_ADDR",
@@ -618,6 +594,31 @@ pub const KEYS: &[Key] = &[
         |c, s| {
             let n = s.whole_number(0, 1_000_000)? as usize;
             c.splice_pipes = if c.splice { n } else { 0 };
+            Ok(())
+        },
+    ),
+    key(
+        "ENVOY_USER",
+        "",
+        "once bound, workers (and the supervisor on Linux) run as this user; empty: as started",
+        |c, s| name(&mut c.user, s),
+    ),
+    key(
+        "ENVOY_GROUP",
+        "",
+        "the group for ENVOY_USER; empty: that user's own group",
+        |c, s| name(&mut c.group, s),
+    ),
+    key(
+        "ENVOY_CHROOT",
+        "",
+        "workers chroot to this directory before switching to ENVOY_USER; empty: none",
+        |c, s| {
+            let v = s.text.trim();
+            if !v.is_empty() && !v.starts_with('/') {
+                return Err(s.refuse("expected an absolute path"));
+            }
+            c.chroot = v.to_string();
             Ok(())
         },
     ),
@@ -845,6 +846,7 @@ impl Config {
             log_target: Target::Stderr,
             log_facility: Facility::DAEMON,
             buffer_size: 0,
+            max_files: None,
             max_sessions: 0,
             header_timeout_ms: 0,
             connect_timeout_ms: 0,
@@ -858,6 +860,7 @@ impl Config {
             name_mismatch: NameMismatch::Reject,
             allow_ech: false,
             control_socket: String::new(),
+            control_group: String::new(),
             metrics_addr: None,
             capture_dir: String::new(),
             capture_max_files: 0,
@@ -866,8 +869,40 @@ impl Config {
             pid_file: String::new(),
             splice: false,
             splice_pipes: 0,
+            user: String::new(),
+            group: String::new(),
+            chroot: String::new(),
             entries: Vec::new(),
         }
+    }
+
+    /// Computes `ENVOY_MAX_SESSIONS=auto` again from the open-file limit now: start-up
+    /// raises the limit (`ENVOY_MAX_FILES`) after loading the configuration.
+    pub fn recount_auto_max_sessions(&mut self) {
+        if self
+            .entries
+            .iter()
+            .any(|(k, v, _)| *k == "ENVOY_MAX_SESSIONS" && v == "auto")
+        {
+            self.max_sessions = auto_max_sessions();
+        }
+    }
+
+    /// The first key that only a start applies (who the processes are, the open-file limit)
+    /// whose value `other` changes.
+    pub fn start_only_change(&self, other: &Config) -> Option<&'static str> {
+        [
+            ("ENVOY_USER", self.user != other.user),
+            ("ENVOY_GROUP", self.group != other.group),
+            ("ENVOY_CHROOT", self.chroot != other.chroot),
+            (
+                "ENVOY_CONTROL_GROUP",
+                self.control_group != other.control_group,
+            ),
+            ("ENVOY_MAX_FILES", self.max_files != other.max_files),
+        ]
+        .into_iter()
+        .find_map(|(k, changed)| changed.then_some(k))
     }
 
     /// The listen address.
@@ -894,35 +929,17 @@ fn error(key: &'static str, value: &str, reason: impl Into<String>) -> ConfigErr
     }
 }
 
-/// An HTTP header name (the same token rule the CONNECT emitter enforces).
-fn token(v: &str) -> Option<String> {
-    let ok = !v.is_empty() && v.bytes().all(is_tchar);
-    ok.then(|| v.to_string())
-}
-
-/// ENVOY_HEADERS: `Name: value` pairs separated by `;`, each as the CONNECT emitter will
-/// accept it (a token name; a value of visible ASCII, spaces and tabs).
-fn connect_headers(s: Setting<'_>) -> Result<Vec<ConnectHeader>, ConfigError> {
-    let mut out = Vec::new();
-    for part in s.text.split(';').map(str::trim).filter(|p| !p.is_empty()) {
-        let Some((name, val)) = part.split_once(':') else {
-            return Err(s.refuse(format!("{part:?} is not 'Name: value'")));
-        };
-        let (name, val) = (name.trim(), val.trim());
-        if token(name).is_none() {
-            return Err(s.refuse(format!("{name:?} is not an HTTP header name")));
-        }
-        if !val.bytes().all(is_sendable_field_byte) {
-            return Err(s.refuse(format!(
-                "the value of {name} holds a control or non-ASCII byte"
-            )));
-        }
-        out.push(ConnectHeader {
-            name: name.to_string(),
-            value: val.to_string(),
-        });
+/// A user or group name (resolved by `privilege`, not here: a reload inside a chroot has
+/// no user database).
+fn name(field: &mut String, s: Setting<'_>) -> Result<(), ConfigError> {
+    let v = s.text.trim();
+    if v.bytes()
+        .any(|b| b.is_ascii_control() || b == b':' || b == b'/' || b == b' ')
+    {
+        return Err(s.refuse("not a user or group name"));
     }
-    Ok(out)
+    *field = v.to_string();
+    Ok(())
 }
 
 /// Two descriptors per session plus a margin for listeners, logs and control sockets.
@@ -999,6 +1016,12 @@ mod tests {
             ("ENVOY_LOG_TARGET", "file:"),
             ("ENVOY_LOG_TARGET", "syslog:no-such-host.invalid:514"),
             ("ENVOY_LOG_FACILITY", "kern"),
+            ("ENVOY_MAX_FILES", "soft"),
+            ("ENVOY_MAX_FILES", "10"),
+            ("ENVOY_USER", "a:b"),
+            ("ENVOY_GROUP", "a b"),
+            ("ENVOY_CONTROL_GROUP", "a/b"),
+            ("ENVOY_CHROOT", "var/empty"),
         ] {
             let e = load(&[(k, v)]).unwrap_err();
             assert_eq!(e.key, k, "{e}");
@@ -1230,6 +1253,7 @@ mod tests {
                 c.log_facility == Facility::parse("local4").unwrap()
             }),
             ("ENVOY_BUFFER_SIZE", "4096", |c| c.buffer_size == 4096),
+            ("ENVOY_MAX_FILES", "4096", |c| c.max_files == Some(4096)),
             ("ENVOY_MAX_SESSIONS", "10", |c| c.max_sessions == 10),
             ("ENVOY_HEADER_TIMEOUT_MS", "11", |c| {
                 c.header_timeout_ms == 11
@@ -1264,6 +1288,7 @@ mod tests {
             ("ENVOY_CONTROL_SOCKET", " /run/s.sock ", |c| {
                 c.control_socket == "/run/s.sock"
             }),
+            ("ENVOY_CONTROL_GROUP", "adm", |c| c.control_group == "adm"),
             ("ENVOY_METRICS_ADDR", "127.0.0.1:9", |c| {
                 c.metrics_addr == Some("127.0.0.1:9".parse().unwrap())
             }),
@@ -1283,6 +1308,9 @@ mod tests {
                             .iter()
                             .any(|e| e.0 == "ENVOY_SPLICE_PIPES" && e.1 == "5"))
             }),
+            ("ENVOY_USER", " sluice ", |c| c.user == "sluice"),
+            ("ENVOY_GROUP", "sluice", |c| c.group == "sluice"),
+            ("ENVOY_CHROOT", "/var/empty", |c| c.chroot == "/var/empty"),
         ];
         let covered: Vec<&str> = cases.iter().map(|c| c.0).collect();
         let table: Vec<&str> = KEYS.iter().map(|k| k.name).collect();

@@ -101,6 +101,15 @@ impl Supervisor {
     /// `cannot start on ADDR: ...` for the listeners, the key for the control socket and the
     /// metrics address (`preflight` checked them, but another process may have been faster).
     pub fn start(cfg: Config) -> io::Result<Supervisor> {
+        let mut s = Supervisor::bind(cfg)?;
+        s.start_workers()?;
+        Ok(s)
+    }
+
+    /// [`Supervisor::start`] up to its workers: every socket is bound or inherited, so
+    /// that the process can switch users (`privilege::switch_supervisor`) before
+    /// [`Supervisor::start_workers`].
+    pub fn bind(cfg: Config) -> io::Result<Supervisor> {
         let exe = std::env::current_exe()?;
         let poll = Poll::new()?;
         let signals = SignalPipe::install(&[
@@ -122,6 +131,9 @@ impl Supervisor {
         })?;
         let mut plane = AdminPlane::new(ADMIN_TOKENS);
         let control = &cfg.control_socket;
+        let owner = crate::privilege::control_socket_ownership(&cfg)
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        plane.set_control_ownership(owner);
         match adopt_inherited(env::INHERIT_CONTROL)? {
             Some(fd) => plane.adopt_control(poll.registry(), fd, control),
             None => plane.set_control(poll.registry(), control),
@@ -180,11 +192,21 @@ impl Supervisor {
             // an upgrade: the old generation's `set`s, log keys included, hold here too
             s.follow_log_keys(s.layers.clone());
         }
-        for i in 0..s.cfg.workers {
-            s.workers.push(WorkerSlot::default());
-            s.spawn(i)?;
-        }
         Ok(s)
+    }
+
+    /// Starts one worker per listener.
+    pub fn start_workers(&mut self) -> io::Result<()> {
+        for i in 0..self.cfg.workers {
+            self.workers.push(WorkerSlot::default());
+            self.spawn(i)?;
+        }
+        Ok(())
+    }
+
+    /// The configuration it started with.
+    pub fn config(&self) -> &Config {
+        &self.cfg
     }
 
     fn now_ms(&self) -> u64 {

@@ -2,7 +2,9 @@
 //! calls (`libc`) and their `unsafe`, each wrapped once in a safe function. No file outside
 //! this folder holds `unsafe`; nothing here knows about sessions, workers or configuration.
 
+pub mod account;
 pub mod cpu;
+pub mod credentials;
 pub mod fd;
 pub mod log_sink;
 pub mod process;

@@ -35,8 +35,11 @@ pub fn spawn_inheriting(
     cmd.spawn()
 }
 
+/// This process gets `sig` when its parent dies (Linux; a no-op elsewhere). Linux forgets
+/// it when the process changes its user or group ids: a worker that dropped privileges sets
+/// it again.
 #[cfg(target_os = "linux")]
-fn die_with_parent(sig: libc::c_int) -> io::Result<()> {
+pub fn die_with_parent(sig: libc::c_int) -> io::Result<()> {
     // SAFETY: prctl(PR_SET_PDEATHSIG) takes the signal number by value; no memory involved.
     if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong) } != 0 {
         return Err(io::Error::last_os_error());
@@ -44,9 +47,17 @@ fn die_with_parent(sig: libc::c_int) -> io::Result<()> {
     Ok(())
 }
 
+/// See the Linux version.
 #[cfg(not(target_os = "linux"))]
-fn die_with_parent(_sig: libc::c_int) -> io::Result<()> {
+pub fn die_with_parent(_sig: libc::c_int) -> io::Result<()> {
     Ok(())
+}
+
+/// The parent's pid (1, or a subreaper's, once the parent is gone).
+pub fn parent_pid() -> u32 {
+    // SAFETY: getppid takes nothing and cannot fail.
+    let pid = unsafe { libc::getppid() };
+    u32::try_from(pid).unwrap_or(0)
 }
 
 /// Sends `sig` to process `pid` (a child of ours: its pid cannot be reused before we reap it).

@@ -158,6 +158,16 @@ impl Worker {
     /// A worker under a supervisor: its listener and command channel are inherited, its
     /// session ids are `index + 1 + k * count` so that ids are unique across workers.
     pub fn with_role(layers: Layers, cfg: Config, role: Role) -> io::Result<Worker> {
+        let mut w = Worker::bound(layers, cfg, role)?;
+        w.start_capture_writer()?;
+        Ok(w)
+    }
+
+    /// [`Worker::with_role`] up to its sockets: everything is bound or adopted and
+    /// registered, no thread is started and no capture is written yet, so that the process
+    /// can drop its privileges (`privilege::drop_worker`) before
+    /// [`Worker::start_capture_writer`].
+    pub fn bound(layers: Layers, cfg: Config, role: Role) -> io::Result<Worker> {
         let poll = Poll::new()?;
         let supervised = role.channel.is_some();
         let mut listener = match role.listener {
@@ -219,10 +229,25 @@ impl Worker {
                 w.plane.flush(registry, id, false);
             }
         } else {
+            let owner = crate::privilege::control_socket_ownership(&cfg)
+                .map_err(|e| io::Error::other(e.to_string()))?;
+            w.plane.set_control_ownership(owner);
             w.open_admin_listeners(&cfg)?;
         }
-        w.capture = w.start_capture(&cfg)?;
         Ok(w)
+    }
+
+    /// Starts the capture writer (a thread) for `ENVOY_CAPTURE_DIR`, as the process is now
+    /// (inside its chroot, as its user).
+    pub fn start_capture_writer(&mut self) -> io::Result<()> {
+        let cfg = Rc::clone(&self.cfg);
+        self.capture = self.start_capture(&cfg)?;
+        Ok(())
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.cfg
     }
 
     /// The address the listener is bound to (useful with port 0).

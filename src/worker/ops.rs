@@ -64,6 +64,13 @@ impl Worker {
     /// target.
     fn apply(&mut self, cfg: Config) -> Result<(), String> {
         let old = Rc::clone(&self.cfg);
+        if let Some(key) = old.start_only_change(&cfg) {
+            // Who the processes are and their limits were set before they served.
+            return Err(format!(
+                "{key} is applied at start only (it names who the processes are or their \
+                 limits); restart sluice to change it"
+            ));
+        }
         // A new log target is opened before anything changes: if it cannot be, nothing does.
         let log_sink = if (&cfg.log_target, cfg.log_facility) != (&old.log_target, old.log_facility)
         {
