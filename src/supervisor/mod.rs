@@ -461,13 +461,16 @@ impl Supervisor {
                     warn!("ENVOY_PID_FILE {}: {e}", self.cfg.pid_file);
                 }
             }
-            notify::sd_notify(&format!("READY=1\nMAINPID={pid}"));
             if let Some(mut f) = self.tell_ready.take() {
+                // systemd hears the main process only (NotifyAccess=main): the old
+                // supervisor names this one as the new main process.
                 let _ = f.write_all(b"ready\n");
                 info!(
                     "supervisor pid={}: every worker is ready; told the old supervisor",
                     std::process::id()
                 );
+            } else {
+                notify::sd_notify(&format!("READY=1\nMAINPID={pid}"));
             }
         }
     }
@@ -639,6 +642,7 @@ impl Supervisor {
                 "upgrade: new supervisor pid {} is serving; old workers stop accepting and drain",
                 up.pid()
             );
+            notify::sd_notify(&format!("MAINPID={}", up.pid()));
             self.retire();
         }
     }

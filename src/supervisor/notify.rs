@@ -1,6 +1,8 @@
 //! systemd's readiness protocol (sd_notify), spoken without libsystemd.
 
-/// Tells systemd (Type=notify, NotifyAccess=all) something, if it is listening.
+/// Tells systemd (Type=notify, NotifyAccess=main: only the main process is heard, so after
+/// an upgrade the old supervisor names its successor with MAINPID=) something, if it is
+/// listening.
 pub(super) fn sd_notify(msg: &str) {
     let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
         return;
