@@ -81,13 +81,18 @@ fn caps(st: &HashMap<String, String>, field: &str) -> u64 {
     u64::from_str_radix(v, 16).unwrap()
 }
 
-/// A worker: nobody in its real, effective, saved and filesystem ids, group nogroup and no
-/// other, no capability anywhere but the bounding set, and no_new_privs.
+/// A worker: nobody in its real, effective, saved and filesystem ids, no group but nogroup,
+/// no capability anywhere but the bounding set, and no_new_privs.
 fn assert_unprivileged_worker(pid: u32) {
     let st = proc_status(pid);
     assert_eq!(ids(&st, "Uid"), [NOBODY; 4], "worker {pid}: {}", creds(&st));
     assert_eq!(ids(&st, "Gid"), [NOBODY; 4], "worker {pid}: {}", creds(&st));
-    assert_eq!(ids(&st, "Groups"), [NOBODY], "worker {pid}: {}", creds(&st));
+    // Its group only (none when started with none, as setpriv --clear-groups does).
+    assert!(
+        ids(&st, "Groups").iter().all(|&g| g == NOBODY),
+        "worker {pid}: {}",
+        creds(&st)
+    );
     for set in ["CapInh", "CapPrm", "CapEff", "CapAmb"] {
         assert_eq!(caps(&st, set), 0, "worker {pid} {set}: {}", creds(&st));
     }
@@ -255,6 +260,8 @@ fn workers_are_nobody_without_capabilities_and_traffic_and_captures_still_work()
     assert_eq!(workers.len(), 2, "{}", sluice.log());
     for &w in &workers {
         assert_unprivileged_worker(w);
+        // setgroups gave it exactly its group.
+        assert_eq!(ids(&proc_status(w), "Groups"), [NOBODY]);
     }
     assert_binding_only_supervisor(sluice.child.id());
     sluice.wait_for_log(
@@ -292,6 +299,13 @@ fn workers_are_nobody_without_capabilities_and_traffic_and_captures_still_work()
             f.display()
         );
     }
+
+    // Who the processes are is decided at start: a `set` cannot change it.
+    let reply = command(&sock, "set ENVOY_USER root");
+    assert!(
+        reply[0].starts_with("error: ENVOY_USER is applied at start only"),
+        "{reply:?}"
+    );
 
     // What those credentials may write: the capture directory, not /etc, nor the control
     // socket's directory (root's).
@@ -429,6 +443,48 @@ fn a_standalone_worker_started_as_root_keeps_no_capability_at_all() {
         creds(&st)
     );
     assert_eq!(session(addr), b'S');
+}
+
+/// As systemd's unit starts it: already the user, with CAP_NET_BIND_SERVICE in the ambient
+/// set (AmbientCapabilities=) and no_new_privs. The supervisor binds a port below 1024 and
+/// keeps that one capability; the workers let it go.
+#[test]
+fn started_as_the_user_with_an_ambient_bind_capability_only_the_supervisor_keeps_it() {
+    if !root("started_as_the_user") {
+        return;
+    }
+    let Some(setpriv) = which("setpriv") else {
+        eprintln!("started_as_the_user: skipped: no setpriv (util-linux) here");
+        return;
+    };
+    let up = tagged_upstream(b'A');
+    let port = free_privileged_port();
+    let mut cmd = Command::new(setpriv);
+    cmd.args([
+        "--reuid=nobody",
+        "--regid=nogroup",
+        "--clear-groups",
+        "--inh-caps=+net_bind_service",
+        "--ambient-caps=+net_bind_service",
+        "--bounding-set=-all,+net_bind_service",
+        "--no-new-privs",
+    ])
+    .arg(sluice_bin())
+    .arg("run");
+    let sluice = Sluice::start_cmd(
+        cmd,
+        &[
+            ("ENVOY_USER", "nobody"),
+            ("ENVOY_PORT", &port.to_string()),
+            ("ENVOY_UPSTREAM", &up.to_string()),
+        ],
+    );
+    assert_eq!(sluice.addr.port(), port);
+    assert_binding_only_supervisor(sluice.child.id());
+    for w in sluice.workers() {
+        assert_unprivileged_worker(w);
+    }
+    assert_eq!(session(sluice.addr), b'A');
 }
 
 #[test]
