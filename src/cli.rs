@@ -158,8 +158,12 @@ fn prepare(layers: &Layers) -> Result<Config, i32> {
     match loaded {
         Ok(cfg) if problems.is_empty() => {
             init_logging(&cfg)?;
-            for w in &warnings {
-                log::warn!("{w}");
+            for (name, nearest) in layers.unknown_variables_nearest() {
+                log::warn!(
+                    "variable ignored, not a key variable={} nearest={}",
+                    crate::logfmt::Value::str(name),
+                    nearest.unwrap_or("-")
+                );
             }
             Ok(cfg)
         }
@@ -238,14 +242,14 @@ fn run() -> i32 {
     let mut sup = match crate::supervisor::Supervisor::start(cfg) {
         Ok(s) => s,
         Err(e) => {
-            log::error!("{e}");
+            log::error!("not started error={}", crate::logfmt::Shown(&e));
             return 1;
         }
     };
     match sup.run() {
         Ok(()) => 0,
         Err(e) => {
-            log::error!("supervisor: {e}");
+            log::error!("supervisor failed error={}", crate::logfmt::Shown(&e));
             1
         }
     }
@@ -282,7 +286,7 @@ fn worker() -> i32 {
         match crate::worker::role::worker_role() {
             Ok(r) => r,
             Err(e) => {
-                log::error!("sluice worker: {e}");
+                log::error!("worker role refused error={}", crate::logfmt::Shown(&e));
                 return 2;
             }
         }
@@ -292,7 +296,7 @@ fn worker() -> i32 {
     let mut worker = match Worker::with_role(layers, cfg, role) {
         Ok(w) => w,
         Err(e) => {
-            log::error!("worker: {e}");
+            log::error!("worker not started error={}", crate::logfmt::Shown(&e));
             return 1;
         }
     };

@@ -1,5 +1,5 @@
-//! How bytes from the wire are shown to people: an `xxd`-style dump, an escaped string, and
-//! the addresses a session learned.
+//! How bytes from the wire are shown to people: an `xxd`-style dump (and the same as log
+//! records, [`DumpRows`]), an escaped string, and the addresses a session learned.
 //!
 //! All are `Display` adapters, so nothing is formatted unless a log line is emitted, and
 //! all are bounded: a hostile peer cannot make a log line grow without limit, and no byte
@@ -63,6 +63,77 @@ impl fmt::Display for HexDump<'_> {
                 f.write_str("\n")?;
             }
             write!(f, "... {hidden} more bytes not shown")?;
+        }
+        Ok(())
+    }
+}
+
+/// A dump as log records, for a log line to end with: each row of 16 bytes on a line of its
+/// own, `dump sid=1 of=first_bytes offset=0000 hex="1603 0100 ..." ascii="......."` (xxd's
+/// columns as logfmt values, the hex padded so that the ASCII column lines up), and
+/// `dump sid=1 of=... offset=0200 not_shown=N` for what the limit left out. The logger
+/// gives each line its prefix, and the one log call keeps the rows together.
+pub struct DumpRows<'a> {
+    sid: u64,
+    of: &'static str,
+    bytes: &'a [u8],
+    limit: usize,
+}
+
+impl<'a> DumpRows<'a> {
+    /// At most `limit` bytes of `bytes`, session `sid`'s `of` (`first_bytes`, `client_hello`,
+    /// ...: a token).
+    pub fn new(sid: u64, of: &'static str, bytes: &'a [u8], limit: usize) -> Self {
+        DumpRows {
+            sid,
+            of,
+            bytes,
+            limit,
+        }
+    }
+}
+
+impl fmt::Display for DumpRows<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown = self
+            .bytes
+            .get(..self.bytes.len().min(self.limit))
+            .unwrap_or(self.bytes);
+        for (i, row) in shown.chunks(16).enumerate() {
+            write!(
+                f,
+                "\ndump sid={} of={} offset={:04x} hex=\"",
+                self.sid,
+                self.of,
+                i * 16
+            )?;
+            for j in 0..16 {
+                if j % 2 == 0 && j > 0 {
+                    f.write_str(" ")?;
+                }
+                match row.get(j) {
+                    Some(b) => write!(f, "{b:02x}")?,
+                    None => f.write_str("  ")?,
+                }
+            }
+            f.write_str("\" ascii=")?;
+            let mut ascii = [b'.'; 16];
+            for (a, &b) in ascii.iter_mut().zip(row) {
+                if b.is_ascii_graphic() || b == b' ' {
+                    *a = b;
+                }
+            }
+            crate::logfmt::write_value(f, ascii.get(..row.len()).unwrap_or_default())?;
+        }
+        let hidden = self.bytes.len() - shown.len();
+        if hidden > 0 {
+            write!(
+                f,
+                "\ndump sid={} of={} offset={:04x} not_shown={hidden}",
+                self.sid,
+                self.of,
+                shown.len()
+            )?;
         }
         Ok(())
     }
@@ -234,6 +305,23 @@ mod tests {
         assert_eq!(s.lines().count(), 3);
         assert!(s.ends_with("... 68 more bytes not shown"));
         assert_eq!(HexDump::new(&[], 16).to_string(), "");
+    }
+
+    #[test]
+    fn dump_rows_are_records_with_xxd_columns() {
+        let bytes: Vec<u8> = (0u8..20).chain(*b"A \"\\").collect();
+        let s = DumpRows::new(7, "first_bytes", &bytes, 1024).to_string();
+        assert_eq!(
+            s,
+            "\ndump sid=7 of=first_bytes offset=0000 hex=\"0001 0203 0405 0607 0809 0a0b 0c0d 0e0f\" ascii=................\
+             \ndump sid=7 of=first_bytes offset=0010 hex=\"1011 1213 4120 225c                    \" ascii=\"....A \\\"\\\\\""
+        );
+        let s = DumpRows::new(1, "x", &[0x41; 40], 32).to_string();
+        assert!(
+            s.ends_with("\ndump sid=1 of=x offset=0020 not_shown=8"),
+            "{s}"
+        );
+        assert_eq!(DumpRows::new(1, "x", &[], 16).to_string(), "");
     }
 
     #[test]

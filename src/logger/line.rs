@@ -1,4 +1,6 @@
-//! How a record becomes a log line: `2026-11-25T13:14:04.057Z INFO  [target] message\n`.
+//! How a record becomes a log line: `2026-11-25T13:14:04.057Z INFO  [target] message\n`;
+//! a message of several lines (a hex dump's rows after its line) becomes as many lines, each
+//! with the same prefix, written together.
 //! Pure and allocation-free once the caller's buffer has grown: the access log formats one
 //! line per session on the event loop, so every instruction here is paid per session.
 //! Never does I/O.
@@ -22,19 +24,44 @@ pub fn format(
     target: &str,
     args: fmt::Arguments<'_>,
 ) {
+    let start = out.len();
     out.extend_from_slice(&timestamp_cached(now));
     out.push(b' ');
     out.extend_from_slice(level_column(level));
     out.extend_from_slice(b" [");
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b"] ");
+    let message = out.len();
     match args.as_str() {
         Some(s) => out.extend_from_slice(s.as_bytes()),
         None => {
             let _ = fmt::write(&mut Bytes(out), args);
         }
     }
+    if out.get(message..).is_some_and(|m| m.contains(&b'\n')) {
+        prefix_every_line(out, start, message);
+    }
     out.push(b'\n');
+}
+
+/// Gives each line after the first of a multi-line message (a hex dump's rows) the first
+/// line's prefix, so that every physical line is a record of its own; empty lines go.
+#[cold]
+fn prefix_every_line(out: &mut Vec<u8>, start: usize, message: usize) {
+    let (Some(prefix), Some(text)) = (out.get(start..message), out.get(message..)) else {
+        return;
+    };
+    let (prefix, text) = (prefix.to_vec(), text.to_vec());
+    out.truncate(message);
+    let mut lines = text.split(|&b| b == b'\n').filter(|l| !l.is_empty());
+    if let Some(first) = lines.next() {
+        out.extend_from_slice(first);
+    }
+    for l in lines {
+        out.push(b'\n');
+        out.extend_from_slice(&prefix);
+        out.extend_from_slice(l);
+    }
 }
 
 /// Appends the line that stands where `n` lines went missing.
@@ -44,7 +71,7 @@ pub fn dropped(out: &mut Vec<u8>, now: SystemTime, n: u64) {
         now,
         log::Level::Warn,
         "sluice::logger",
-        format_args!("{n} log lines dropped"),
+        format_args!("log lines dropped lines={n}"),
     );
 }
 
@@ -245,6 +272,26 @@ mod tests {
     }
 
     #[test]
+    fn every_line_of_a_message_gets_the_prefix() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_795_612_444_057);
+        let mut out = Vec::new();
+        let rows = "\ndump sid=1 offset=0000\n\ndump sid=1 offset=0010";
+        format(
+            &mut out,
+            t,
+            log::Level::Warn,
+            "s",
+            format_args!("invalid sid={}{rows}", 1),
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "2026-11-25T13:14:04.057Z WARN  [s] invalid sid=1\n\
+             2026-11-25T13:14:04.057Z WARN  [s] dump sid=1 offset=0000\n\
+             2026-11-25T13:14:04.057Z WARN  [s] dump sid=1 offset=0010\n"
+        );
+    }
+
+    #[test]
     fn seconds_read_back_from_a_line() {
         for secs in [
             0u64,
@@ -268,7 +315,7 @@ mod tests {
         dropped(&mut out, UNIX_EPOCH, 42);
         assert_eq!(
             out,
-            b"1970-01-01T00:00:00.000Z WARN  [sluice::logger] 42 log lines dropped\n"
+            b"1970-01-01T00:00:00.000Z WARN  [sluice::logger] log lines dropped lines=42\n"
         );
         assert_eq!(level_of(b"short"), None);
     }
