@@ -68,11 +68,16 @@ impl fmt::Display for HexDump<'_> {
     }
 }
 
+/// How a log message says a new line begins: written alone (the logger notices it so,
+/// without looking through every message for one).
+pub use crate::logger::LINE_BREAK;
+
 /// A dump as log records, for a log line to end with: each row of 16 bytes on a line of its
 /// own, `dump sid=1 of=first_bytes offset=0000 hex="1603 0100 ..." ascii="......."` (xxd's
 /// columns as logfmt values, the hex padded so that the ASCII column lines up), and
-/// `dump sid=1 of=... offset=0200 not_shown=N` for what the limit left out. The logger
-/// gives each line its prefix, and the one log call keeps the rows together.
+/// `dump sid=1 of=... offset=0200 not_shown=N` for what the limit left out. Each row starts
+/// with a [`LINE_BREAK`] written alone; the logger gives each line its prefix, and the one
+/// log call keeps the rows together.
 pub struct DumpRows<'a> {
     sid: u64,
     of: &'static str,
@@ -100,9 +105,10 @@ impl fmt::Display for DumpRows<'_> {
             .get(..self.bytes.len().min(self.limit))
             .unwrap_or(self.bytes);
         for (i, row) in shown.chunks(16).enumerate() {
+            f.write_str(LINE_BREAK)?;
             write!(
                 f,
-                "\ndump sid={} of={} offset={:04x} hex=\"",
+                "dump sid={} of={} offset={:04x} hex=\"",
                 self.sid,
                 self.of,
                 i * 16
@@ -127,9 +133,10 @@ impl fmt::Display for DumpRows<'_> {
         }
         let hidden = self.bytes.len() - shown.len();
         if hidden > 0 {
+            f.write_str(LINE_BREAK)?;
             write!(
                 f,
-                "\ndump sid={} of={} offset={:04x} not_shown={hidden}",
+                "dump sid={} of={} offset={:04x} not_shown={hidden}",
                 self.sid,
                 self.of,
                 shown.len()
@@ -214,6 +221,21 @@ impl fmt::Display for Address {
     }
 }
 
+impl Address {
+    /// The same text into a logfmt line's pieces (the close line's way, without `fmt`).
+    pub fn push_to<O: crate::logfmt::Out + ?Sized>(&self, out: &mut O) -> fmt::Result {
+        match self.0 {
+            None => out.push(b"-"),
+            Some(SocketAddr::V4(a)) => {
+                let mut text = Digits::new();
+                write_v4(&mut text, &a);
+                out.push(text.buf.get(..text.len).unwrap_or_default())
+            }
+            Some(a @ SocketAddr::V6(_)) => out.push(a.to_string().as_bytes()),
+        }
+    }
+}
+
 fn write_v4(out: &mut Digits, a: &SocketAddrV4) {
     for (i, octet) in a.ip().octets().into_iter().enumerate() {
         if i > 0 {
@@ -247,15 +269,13 @@ impl Digits {
     }
 
     fn decimal(&mut self, v: u32) {
-        let mut started = false;
-        for div in [10_000, 1000, 100, 10] {
-            let d = (v / div % 10) as u8;
-            started |= d != 0;
-            if started {
-                self.push(b'0' + d);
-            }
+        let mut digits = [0u8; 20];
+        let at = crate::logfmt::decimal(u64::from(v), &mut digits);
+        let digits = digits.get(at..).unwrap_or_default();
+        if let Some(dst) = self.buf.get_mut(self.len..self.len + digits.len()) {
+            dst.copy_from_slice(digits);
+            self.len += digits.len();
         }
-        self.push(b'0' + (v % 10) as u8);
     }
 
     fn as_str(&self) -> &str {

@@ -104,6 +104,16 @@ pub enum Alert {
 }
 
 impl Alert {
+    /// The name as written in a route (`alert=`), and in log lines.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Alert::UnrecognizedName => "unrecognized_name",
+            Alert::AccessDenied => "access_denied",
+            Alert::HandshakeFailure => "handshake_failure",
+            Alert::None => "none",
+        }
+    }
+
     /// The alert description byte (RFC 8446 §6).
     pub fn code(self) -> Option<u8> {
         match self {
@@ -692,15 +702,11 @@ mod tests {
             ("allow name=default", "the default route's"),
             ("allow name=a name=b", "more than one name="),
             (
-                "allow name=first",
-                "name first is already the name of route 1",
-            ),
-            (
                 "allow name=route1",
                 "name route1 is already the name of route 1",
             ),
         ] {
-            let e = load(&format!("sni=* allow name=first; {text}")).unwrap_err();
+            let e = load(&format!("sni=* allow; {text}")).unwrap_err();
             assert_eq!(e.origin, "route 2", "{text}");
             assert!(e.reason.contains(why), "{text}: {e}");
         }
@@ -727,6 +733,12 @@ mod tests {
         .unwrap();
         let names: Vec<&str> = more.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, ["route4", "extra"]);
+        // a name that a later route's default takes is refused there
+        let e = load("allow name=route2; allow").unwrap_err();
+        assert_eq!(e.origin, "route 2");
+        assert!(e
+            .reason
+            .contains("name route2 is already the name of route 1"));
         let e = parse_routes(
             "allow name=api-2.eu",
             false,

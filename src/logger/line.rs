@@ -1,6 +1,7 @@
 //! How a record becomes a log line: `2026-11-25T13:14:04.057Z INFO  [target] message\n`;
-//! a message of several lines (a hex dump's rows after its line) becomes as many lines, each
-//! with the same prefix, written together.
+//! a message of several lines (a hex dump's rows after its line, each begun by a
+//! [`LINE_BREAK`] written alone) becomes as many lines, each with the same prefix, written
+//! together.
 //! Pure and allocation-free once the caller's buffer has grown: the access log formats one
 //! line per session on the event loop, so every instruction here is paid per session.
 //! Never does I/O.
@@ -32,17 +33,27 @@ pub fn format(
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b"] ");
     let message = out.len();
-    match args.as_str() {
-        Some(s) => out.extend_from_slice(s.as_bytes()),
-        None => {
-            let _ = fmt::write(&mut Bytes(out), args);
+    let breaks = match args.as_str() {
+        Some(s) => {
+            out.extend_from_slice(s.as_bytes());
+            s.contains('\n')
         }
-    }
-    if out.get(message..).is_some_and(|m| m.contains(&b'\n')) {
+        None => {
+            let mut w = Bytes { out, breaks: false };
+            let _ = fmt::write(&mut w, args);
+            w.breaks
+        }
+    };
+    if breaks {
         prefix_every_line(out, start, message);
     }
     out.push(b'\n');
 }
+
+/// A line break inside a message (a dump's next row), written by itself with `write_str`:
+/// the formatting then tells the logger that more lines follow, and no message has to be
+/// searched for one (the close line is formatted for every session).
+pub const LINE_BREAK: &str = "\n";
 
 /// Gives each line after the first of a multi-line message (a hex dump's rows) the first
 /// line's prefix, so that every physical line is a record of its own; empty lines go.
@@ -100,12 +111,20 @@ fn level_column(level: log::Level) -> &'static [u8; 5] {
     }
 }
 
-/// `fmt::Write` into a byte vector (a line is bytes until it is written).
-struct Bytes<'a>(&'a mut Vec<u8>);
+/// `fmt::Write` into a byte vector (a line is bytes until it is written), noting a
+/// [`LINE_BREAK`].
+struct Bytes<'a> {
+    out: &'a mut Vec<u8>,
+    breaks: bool,
+}
 
 impl fmt::Write for Bytes<'_> {
+    #[inline]
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        self.0.extend_from_slice(s.as_bytes());
+        if s.len() == 1 && s == LINE_BREAK {
+            self.breaks = true;
+        }
+        self.out.extend_from_slice(s.as_bytes());
         Ok(())
     }
 }
@@ -274,20 +293,50 @@ mod tests {
     #[test]
     fn every_line_of_a_message_gets_the_prefix() {
         let t = UNIX_EPOCH + Duration::from_millis(1_795_612_444_057);
+        struct Rows;
+        impl fmt::Display for Rows {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                for (i, row) in ["", "dump sid=1 offset=0000", "", "dump sid=1 offset=0010"]
+                    .iter()
+                    .enumerate()
+                {
+                    if i > 0 {
+                        f.write_str(LINE_BREAK)?;
+                    }
+                    f.write_str(row)?;
+                }
+                Ok(())
+            }
+        }
         let mut out = Vec::new();
-        let rows = "\ndump sid=1 offset=0000\n\ndump sid=1 offset=0010";
         format(
             &mut out,
             t,
             log::Level::Warn,
             "s",
-            format_args!("invalid sid={}{rows}", 1),
+            format_args!("invalid sid={}{}", 1, Rows),
         );
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "2026-11-25T13:14:04.057Z WARN  [s] invalid sid=1\n\
              2026-11-25T13:14:04.057Z WARN  [s] dump sid=1 offset=0000\n\
              2026-11-25T13:14:04.057Z WARN  [s] dump sid=1 offset=0010\n"
+        );
+    }
+
+    #[test]
+    fn a_message_without_arguments_is_searched_for_line_breaks() {
+        let mut out = Vec::new();
+        format(
+            &mut out,
+            UNIX_EPOCH,
+            log::Level::Info,
+            "s",
+            format_args!("one\ntwo"),
+        );
+        assert_eq!(
+            out,
+            b"1970-01-01T00:00:00.000Z INFO  [s] one\n1970-01-01T00:00:00.000Z INFO  [s] two\n"
         );
     }
 

@@ -26,6 +26,7 @@ mod sink;
 mod syslog;
 mod target;
 
+pub use line::LINE_BREAK;
 pub use sink::Sink;
 pub use target::{Facility, Target};
 

@@ -264,10 +264,11 @@ mod tests {
     /// The sink sends a record's lines one a datagram; each is a whole line with its prefix.
     #[test]
     fn each_line_of_a_multi_line_record_is_a_message() {
-        let record = line_at(
-            log::Level::Debug,
-            "ClientHello sid=1\ndump sid=1 offset=0000",
-        );
+        let record = [
+            line_at(log::Level::Debug, "ClientHello sid=1"),
+            line_at(log::Level::Debug, "dump sid=1 offset=0000"),
+        ]
+        .concat();
         let at = record.iter().position(|&b| b == b'\n').unwrap() + 1;
         let (first, second) = record.split_at(at);
         let m = msg(first, "daemon", 8192);

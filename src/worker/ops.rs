@@ -23,7 +23,7 @@ use crate::admin::report::{Gauges, Process, Report, STATES};
 use crate::admin::trace::TraceRule;
 use crate::config::{Config, Layers};
 use crate::hexdump::Address;
-use crate::logfmt::{Shown, Value};
+use crate::logfmt::{OrDash, Shown, Value};
 use crate::logger;
 use crate::net;
 use crate::worker::stats::CloseReason;
@@ -228,11 +228,13 @@ impl Worker {
             let mut row = String::new();
             let _ = write!(
                 row,
-                "{} {} {} {} {} {} {} {} {}",
+                "{} {} {} {} {} {} {} {} {} {} {}",
                 s.id(),
                 s.state(),
                 s.client_label(),
-                s.facts().asked_name(),
+                OrDash(s.facts().sni.as_bytes()),
+                OrDash(s.facts().host.as_bytes()),
+                OrDash(s.route_name().as_bytes()),
                 s.upstream_label(),
                 up,
                 down,

@@ -109,11 +109,10 @@ pub fn dial(
     }
     warn!(
         target: TARGET,
-        "no upstream accepted the connection sid={} client={} route={} reason={}",
+        "no upstream accepted the connection sid={} client={} route={}",
         core.id,
         core.client_label(),
-        core.route().name,
-        CloseReason::UpstreamRefused.as_str()
+        core.route().name
     );
     Err(CloseReason::UpstreamRefused)
 }
@@ -389,12 +388,11 @@ impl Reply {
                 *ctx.stats.connect_status.entry(reply.status).or_insert(0) += 1;
                 warn!(
                     target: TARGET,
-                    "CONNECT refused sid={} client={} name={} upstream={} reason={} status={} status_text={}{}",
+                    "CONNECT refused sid={} client={} name={} upstream={} status={} status_text={}{}",
                     core.id,
                     core.client_label(),
                     OrDash(core.facts.name().as_bytes()),
                     core.upstream_label(),
-                    CloseReason::ConnectRejected.as_str(),
                     reply.status,
                     Value(reply.reason),
                     DumpRows::new(
@@ -416,11 +414,10 @@ impl Reply {
                 ctx.stats.parse_error("connect_reply", "invalid");
                 warn!(
                     target: TARGET,
-                    "invalid CONNECT reply sid={} client={} upstream={} reason={} error={}{}",
+                    "invalid CONNECT reply sid={} client={} upstream={} error={}{}",
                     core.id,
                     core.client_label(),
                     core.upstream_label(),
-                    CloseReason::InvalidConnectReply.as_str(),
                     Value::str(&why),
                     DumpRows::new(core.id, "connect_reply", data, ERROR_DUMP_LIMIT)
                 );

@@ -281,10 +281,9 @@ impl Core {
                 ctx.stats.name_mismatches += 1;
                 warn!(
                     target: TARGET,
-                    "SNI differs from PROXY AUTHORITY sid={} client={} reason={} sni={} host={} authority={}",
+                    "SNI differs from PROXY AUTHORITY sid={} client={} sni={} host={} authority={}",
                     self.id,
                     self.client_label(),
-                    CloseReason::NameMismatch.as_str(),
                     OrDash(self.facts.sni.as_bytes()),
                     OrDash(self.facts.host.as_bytes()),
                     OrDash(self.facts.authority.as_bytes())
@@ -302,10 +301,9 @@ impl Core {
         if self.facts.ech && !self.cfg.allow_ech {
             info!(
                 target: TARGET,
-                "ECH refused sid={} client={} reason={} ech={}",
+                "ECH refused sid={} client={} ech={}",
                 self.id,
                 self.client_label(),
-                CloseReason::EchRefused.as_str(),
                 self.cfg.shown("ENVOY_ECH")
             );
             return Err(self.refuse(CloseReason::EchRefused, Alert::HandshakeFailure));
@@ -329,12 +327,12 @@ impl Core {
         if let Some((reason, alert)) = denied {
             info!(
                 target: TARGET,
-                "denied by route sid={} client={} name={} route={} reason={}",
+                "denied by route sid={} client={} name={} route={} alert={}",
                 self.id,
                 self.client_label(),
                 OrDash(name.as_bytes()),
                 self.route().name,
-                reason.as_str()
+                alert.as_str()
             );
             return Err(self.refuse(reason, alert));
         }
@@ -401,11 +399,10 @@ impl Core {
                 ctx.pool.give(pre);
                 warn!(
                     target: TARGET,
-                    "preamble failed sid={} client={} route={} reason={} error={}",
+                    "preamble failed sid={} client={} route={} error={}",
                     self.id,
                     self.client_label(),
                     route.name,
-                    CloseReason::PreambleFailed.as_str(),
                     Shown(e)
                 );
                 Err(CloseReason::PreambleFailed)

@@ -275,24 +275,25 @@ fn hello_of<'a>(first: First<'a>, data: &'a [u8]) -> Hello<'a> {
 
 /// Says why the first bytes were refused, with the offending bytes (`data`: those of the
 /// stage that refused; `received`: every byte, for a buffer filled without completing):
-/// what happened in words, the session, `reason=` (its close reason), then the dump's rows.
+/// what happened in words, the session, what is known, then the dump's rows (`reason=` is
+/// the close line's alone: one line a session to count by reason).
 fn log_refusal(r: Refusal, core: &Core, data: &[u8], received: &[u8]) {
-    let (id, peer, reason) = (core.id, Address(Some(core.peer)), r.close_reason().as_str());
+    let (id, peer) = (core.id, Address(Some(core.peer)));
     let client = core.client_label();
     let dump = DumpRows::new(id, "first_bytes", data, ERROR_DUMP_LIMIT);
     match r {
         Refusal::MissingProxyHeader => warn!(
             target: TARGET,
-            "no PROXY header sid={id} peer={peer} reason={reason} proxy_protocol={}{dump}",
+            "no PROXY header sid={id} peer={peer} proxy_protocol={}{dump}",
             core.cfg.shown("ENVOY_PROXY_PROTOCOL")
         ),
         Refusal::UntrustedProxy => warn!(
             target: TARGET,
-            "PROXY header from a source not in ENVOY_TRUSTED_PROXIES sid={id} peer={peer} reason={reason}"
+            "PROXY header from a source not in ENVOY_TRUSTED_PROXIES sid={id} peer={peer}"
         ),
         Refusal::InvalidProxy(e) => warn!(
             target: TARGET,
-            "invalid PROXY header sid={id} peer={peer} reason={reason} error={}{dump}",
+            "invalid PROXY header sid={id} peer={peer} error={}{dump}",
             Shown(e)
         ),
         Refusal::BadAuthority => {
@@ -312,31 +313,31 @@ fn log_refusal(r: Refusal, core: &Core, data: &[u8], received: &[u8]) {
             }
             warn!(
                 target: TARGET,
-                "PROXY AUTHORITY is not a host name sid={id} peer={peer} reason={reason} authority={}",
+                "PROXY AUTHORITY is not a host name sid={id} peer={peer} authority={}",
                 Value(h.tlvs.authority().unwrap_or(&[]))
             );
         }
         Refusal::HeaderInStream => warn!(
             target: TARGET,
-            "PROXY header inside the stream sid={id} client={client} reason={reason}{dump}"
+            "PROXY header inside the stream sid={id} client={client}{dump}"
         ),
         Refusal::LocalThenGarbage => warn!(
             target: TARGET,
-            "LOCAL PROXY header followed by bytes neither TLS nor HTTP sid={id} peer={peer} reason={reason}{dump}"
+            "LOCAL PROXY header followed by bytes neither TLS nor HTTP sid={id} peer={peer}{dump}"
         ),
         Refusal::InvalidTls(e) => warn!(
             target: TARGET,
-            "invalid ClientHello sid={id} client={client} reason={reason} error={}{dump}",
+            "invalid ClientHello sid={id} client={client} error={}{dump}",
             Shown(e)
         ),
         Refusal::InvalidHttp(e) => warn!(
             target: TARGET,
-            "invalid HTTP request head sid={id} client={client} reason={reason} error={}{dump}",
+            "invalid HTTP request head sid={id} client={client} error={}{dump}",
             Shown(e)
         ),
         Refusal::TooLong { .. } => warn!(
             target: TARGET,
-            "first bytes fill the buffer without completing sid={id} peer={peer} reason={reason} bytes={}{}",
+            "first bytes fill the buffer without completing sid={id} peer={peer} bytes={}{}",
             received.len(),
             DumpRows::new(id, "first_bytes", received, ERROR_DUMP_LIMIT)
         ),

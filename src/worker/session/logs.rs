@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use log::Level;
 
 use crate::hexdump::Address;
-use crate::logfmt::OrDash;
+use crate::logfmt::{push_or_dash, push_u64, Buffered, Out};
 use crate::worker::session::preamble::UNIQUE_ID_LEN;
 
 /// The target of every session line: the name it had before the session became a folder
@@ -51,8 +51,9 @@ pub fn forced(args: fmt::Arguments<'_>) {
 /// route=default upstream=127.0.0.1:43629 state=HalfClosed duration_ms=2 bytes_up=725
 /// bytes_down=6541 reason=done unique_id=-`
 ///
-/// Paid by every session: names are written bare in one `write_str` when they can be (one
-/// pass to check), addresses without a `String`, the unique id through a stack buffer.
+/// Paid by every session: its pieces are gathered on the stack (`logfmt::Buffered`) and
+/// handed to the logger in one `write_str`, numbers and addresses written without the
+/// formatting machinery, names checked for quoting in one pass.
 pub struct CloseLine<'a> {
     /// The session id.
     pub sid: u64,
@@ -84,22 +85,33 @@ pub struct CloseLine<'a> {
 
 impl fmt::Display for CloseLine<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "close sid={} client={} sni={} host={} name={} route={} upstream={} state={} duration_ms={} bytes_up={} bytes_down={} reason={} unique_id=",
-            self.sid,
-            Address(Some(self.client)),
-            OrDash(self.sni),
-            OrDash(self.host),
-            OrDash(self.name),
-            OrDash(self.route.as_bytes()),
-            Address(self.upstream),
-            self.state,
-            self.duration_ms,
-            self.bytes_up,
-            self.bytes_down,
-            self.reason,
-        )?;
+        let mut out = Buffered::new(f);
+        let o = &mut out;
+        o.put(b"close sid=")?;
+        push_u64(o, self.sid)?;
+        o.put(b" client=")?;
+        Address(Some(self.client)).push_to(o)?;
+        o.put(b" sni=")?;
+        push_or_dash(o, self.sni)?;
+        o.put(b" host=")?;
+        push_or_dash(o, self.host)?;
+        o.put(b" name=")?;
+        push_or_dash(o, self.name)?;
+        o.put(b" route=")?;
+        push_or_dash(o, self.route.as_bytes())?;
+        o.put(b" upstream=")?;
+        Address(self.upstream).push_to(o)?;
+        o.put(b" state=")?;
+        o.push(self.state.as_bytes())?;
+        o.put(b" duration_ms=")?;
+        push_u64(o, self.duration_ms)?;
+        o.put(b" bytes_up=")?;
+        push_u64(o, self.bytes_up)?;
+        o.put(b" bytes_down=")?;
+        push_u64(o, self.bytes_down)?;
+        o.put(b" reason=")?;
+        o.push(self.reason.as_bytes())?;
+        o.put(b" unique_id=")?;
         match &self.unique_id {
             Some(id) => {
                 let mut hex = [0u8; 2 * UNIQUE_ID_LEN];
@@ -109,10 +121,11 @@ impl fmt::Display for CloseLine<'_> {
                         *lo = HEX.get(usize::from(b & 0xf)).copied().unwrap_or(b'0');
                     }
                 }
-                f.write_str(std::str::from_utf8(&hex).unwrap_or("-"))
+                o.put(&hex)?;
             }
-            None => f.write_str("-"),
+            None => o.put(b"-")?,
         }
+        out.finish()
     }
 }
 

@@ -192,6 +192,11 @@ impl Session {
         self.core.client_label()
     }
 
+    /// The name of the route chosen, `default` until one is (what `show sessions` says).
+    pub fn route_name(&self) -> &str {
+        &self.core.route().name
+    }
+
     /// The upstream address as log lines show it.
     pub fn upstream_label(&self) -> Address {
         self.core.upstream_label()
@@ -419,24 +424,29 @@ impl Session {
         } else {
             Level::Info
         };
-        let line = CloseLine {
-            sid: core.id,
-            client: core.client(),
-            sni: core.facts.sni.as_bytes(),
-            host: core.facts.host.as_bytes(),
-            name: core.facts.name().as_bytes(),
-            route: &core.route().name,
-            upstream: core.upstream_addr(),
-            state: from.as_str(),
-            duration_ms,
-            bytes_up,
-            bytes_down,
-            reason: reason.as_str(),
-            unique_id: core
-                .sent_unique_id
-                .then(|| preamble::unique_id(ctx.unique_prefix, core.id)),
-        };
-        log!(target: TARGET, level, "{line}");
+        // built inside the macro: nothing of it is made when the level is off
+        log!(
+            target: TARGET,
+            level,
+            "{}",
+            CloseLine {
+                sid: core.id,
+                client: core.client(),
+                sni: core.facts.sni.as_bytes(),
+                host: core.facts.host.as_bytes(),
+                name: core.facts.name().as_bytes(),
+                route: &core.route().name,
+                upstream: core.upstream_addr(),
+                state: from.as_str(),
+                duration_ms,
+                bytes_up,
+                bytes_down,
+                reason: reason.as_str(),
+                unique_id: core
+                    .sent_unique_id
+                    .then(|| preamble::unique_id(ctx.unique_prefix, core.id)),
+            }
+        );
     }
 }
 
@@ -467,7 +477,7 @@ fn handshake_close(h: &Handshake, core: &Core, reason: CloseReason) -> CloseReas
         };
         warn!(
             target: TARGET,
-            "{} sid={} client={} reason={} after_header={}{}",
+            "{} sid={} client={} ended_by={} after_header={}{}",
             what,
             core.id,
             core.client_label(),
