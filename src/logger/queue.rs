@@ -192,8 +192,13 @@ impl Batch {
                 }
                 end = next;
             }
-        } else if let Some(within) = self.buf.get(self.pos..self.pos + max) {
-            if let Some(last) = within.iter().rposition(|&b| b == b'\n') {
+        } else if let Some(rest) = self.buf.get(self.pos..end) {
+            let within = rest.get(..max).unwrap_or(rest);
+            let line_end = match within.iter().rposition(|&b| b == b'\n') {
+                Some(last) => Some(last),
+                None => rest.iter().position(|&b| b == b'\n'), // one line over max: alone
+            };
+            if let Some(last) = line_end {
                 end = self.pos + last + 1;
             }
         }
@@ -328,6 +333,12 @@ mod tests {
         assert_eq!(b.chunk(9), b"ccc\nd\n");
         b.advance(4);
         assert_eq!(b.chunk(9), b"d\n");
+        let b = batch_of(&[b"aaaaaaaaaaaa\nbb\ncc\n"]);
+        assert_eq!(
+            b.chunk(9),
+            b"aaaaaaaaaaaa\n",
+            "a line over the limit, alone"
+        );
     }
 
     #[test]
