@@ -6,16 +6,16 @@
 //! `LOG_BENCH_MODE`:
 //! * `before` — the logger as it was before issue 20 (a copy below): a `String` per line
 //!   and one `write(2)` per line; and the close line's arguments as the session formatted
-//!   them then (a `String` per address, a `write!` per byte of a name).
+//!   them then (a `String` per address, a `write!` per byte of a name), in the form of then.
 //! * `direct` — today's logger in direct mode (the mode until the loop opts in).
 //! * `buffered` — today's logger in buffered mode, as the loop will run it: the line goes
 //!   into the buffer; `flush` is called once per line (a loop turn; cheap, rate-limited)
 //!   and really writes every 15 lines (3,000 sessions/s with a write every 5 ms).
 //! * `off` — the level at `warn`: the `info!` is filtered out (the loop's own cost).
 //!
-//! `LOG_BENCH_LINES` lines (default 100000); `LOG_BENCH_MSG=close` (default: the close
-//! line with the same arguments as the session's) or `short` (a fixed string: the
-//! logger's own cost, the message's formatting left out).
+//! `LOG_BENCH_LINES` lines (default 100000); `LOG_BENCH_MSG=close` (default: the session's
+//! close line, `worker::session::logs::CloseLine`, with a session's kind of values) or
+//! `short` (a fixed string: the logger's own cost, the message's formatting left out).
 
 use std::fmt::Write as _;
 use std::hint::black_box;
@@ -24,8 +24,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use std::{env, process};
 
-use sluice::hexdump::{Address, Escaped};
 use sluice::logger;
+use sluice::worker::session::logs::CloseLine;
 
 const LINES_PER_WRITE: u64 = 15;
 
@@ -87,21 +87,25 @@ fn main() {
                 black_box("done"),
             );
         } else {
-            // the arguments of Session::close's line, of the same types
+            // Session::close's line itself, with the same kind of values
             log::info!(
                 target: "sluice::session",
-                "sid={} close client={} sni={} name={} route={} upstream={} state={} duration_ms={} bytes_up={} bytes_down={} reason={}",
-                black_box(sid),
-                Address(Some(black_box(client))),
-                Escaped(black_box(b"example.test")),
-                Escaped(black_box(b"example.test")),
-                black_box("default"),
-                Address(Some(black_box(upstream))),
-                black_box("HalfClosed"),
-                black_box(sid % 7),
-                black_box(725u64),
-                black_box(6541u64),
-                black_box("done"),
+                "{}",
+                CloseLine {
+                    sid: black_box(sid),
+                    client: black_box(client),
+                    sni: black_box(b"example.test"),
+                    host: black_box(b""),
+                    name: black_box(b"example.test"),
+                    route: black_box("default"),
+                    upstream: Some(black_box(upstream)),
+                    state: black_box("HalfClosed"),
+                    duration_ms: black_box(sid % 7),
+                    bytes_up: black_box(725u64),
+                    bytes_down: black_box(6541u64),
+                    reason: black_box("done"),
+                    unique_id: None,
+                }
             );
         }
         if buffered {

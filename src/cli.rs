@@ -165,8 +165,12 @@ fn prepare(layers: &Layers) -> Result<Config, i32> {
             })?;
             cfg.recount_auto_max_sessions();
             init_logging(&cfg)?;
-            for w in &warnings {
-                log::warn!("{w}");
+            for (name, nearest) in layers.unknown_variables_nearest() {
+                log::warn!(
+                    "variable ignored, not a key variable={} nearest={}",
+                    crate::logfmt::Value::str(name),
+                    nearest.unwrap_or("-")
+                );
             }
             log::info!("open-file limit set {limit}");
             Ok(cfg)
@@ -250,7 +254,7 @@ fn run() -> i32 {
     let mut sup = match crate::supervisor::Supervisor::bind(cfg) {
         Ok(s) => s,
         Err(e) => {
-            log::error!("{e}");
+            log::error!("not started error={}", crate::logfmt::Shown(&e));
             return 1;
         }
     };
@@ -267,7 +271,7 @@ fn run() -> i32 {
     match sup.run() {
         Ok(()) => 0,
         Err(e) => {
-            log::error!("supervisor: {e}");
+            log::error!("supervisor failed error={}", crate::logfmt::Shown(&e));
             1
         }
     }
@@ -304,7 +308,7 @@ fn worker() -> i32 {
         match crate::worker::role::worker_role() {
             Ok(r) => r,
             Err(e) => {
-                log::error!("sluice worker: {e}");
+                log::error!("worker role refused error={}", crate::logfmt::Shown(&e));
                 return 2;
             }
         }
@@ -315,7 +319,7 @@ fn worker() -> i32 {
     let mut worker = match Worker::bound(layers, cfg, role) {
         Ok(w) => w,
         Err(e) => {
-            log::error!("worker: {e}");
+            log::error!("worker not started error={}", crate::logfmt::Shown(&e));
             return 1;
         }
     };

@@ -1,5 +1,5 @@
-//! How bytes from the wire are shown to people: an `xxd`-style dump, an escaped string, and
-//! the addresses a session learned.
+//! How bytes from the wire are shown to people: an `xxd`-style dump (and the same as log
+//! records, [`DumpRows`]), an escaped string, and the addresses a session learned.
 //!
 //! All are `Display` adapters, so nothing is formatted unless a log line is emitted, and
 //! all are bounded: a hostile peer cannot make a log line grow without limit, and no byte
@@ -63,6 +63,84 @@ impl fmt::Display for HexDump<'_> {
                 f.write_str("\n")?;
             }
             write!(f, "... {hidden} more bytes not shown")?;
+        }
+        Ok(())
+    }
+}
+
+/// How a log message says a new line begins: written alone (the logger notices it so,
+/// without looking through every message for one).
+pub use crate::logger::LINE_BREAK;
+
+/// A dump as log records, for a log line to end with: each row of 16 bytes on a line of its
+/// own, `dump sid=1 of=first_bytes offset=0000 hex="1603 0100 ..." ascii="......."` (xxd's
+/// columns as logfmt values, the hex padded so that the ASCII column lines up), and
+/// `dump sid=1 of=... offset=0200 not_shown=N` for what the limit left out. Each row starts
+/// with a [`LINE_BREAK`] written alone; the logger gives each line its prefix, and the one
+/// log call keeps the rows together.
+pub struct DumpRows<'a> {
+    sid: u64,
+    of: &'static str,
+    bytes: &'a [u8],
+    limit: usize,
+}
+
+impl<'a> DumpRows<'a> {
+    /// At most `limit` bytes of `bytes`, session `sid`'s `of` (`first_bytes`, `client_hello`,
+    /// ...: a token).
+    pub fn new(sid: u64, of: &'static str, bytes: &'a [u8], limit: usize) -> Self {
+        DumpRows {
+            sid,
+            of,
+            bytes,
+            limit,
+        }
+    }
+}
+
+impl fmt::Display for DumpRows<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown = self
+            .bytes
+            .get(..self.bytes.len().min(self.limit))
+            .unwrap_or(self.bytes);
+        for (i, row) in shown.chunks(16).enumerate() {
+            f.write_str(LINE_BREAK)?;
+            write!(
+                f,
+                "dump sid={} of={} offset={:04x} hex=\"",
+                self.sid,
+                self.of,
+                i * 16
+            )?;
+            for j in 0..16 {
+                if j % 2 == 0 && j > 0 {
+                    f.write_str(" ")?;
+                }
+                match row.get(j) {
+                    Some(b) => write!(f, "{b:02x}")?,
+                    None => f.write_str("  ")?,
+                }
+            }
+            f.write_str("\" ascii=")?;
+            let mut ascii = [b'.'; 16];
+            for (a, &b) in ascii.iter_mut().zip(row) {
+                if b.is_ascii_graphic() || b == b' ' {
+                    *a = b;
+                }
+            }
+            crate::logfmt::write_value(f, ascii.get(..row.len()).unwrap_or_default())?;
+        }
+        let hidden = self.bytes.len() - shown.len();
+        if hidden > 0 {
+            f.write_str(LINE_BREAK)?;
+            write!(
+                f,
+                "dump sid={} of={} offset={:04x} not_shown={hidden}",
+                self.sid,
+                self.of,
+                shown.len()
+            )?;
         }
         Ok(())
     }
@@ -143,6 +221,21 @@ impl fmt::Display for Address {
     }
 }
 
+impl Address {
+    /// The same text into a logfmt line's pieces (the close line's way, without `fmt`).
+    pub fn push_to<O: crate::logfmt::Out + ?Sized>(&self, out: &mut O) -> fmt::Result {
+        match self.0 {
+            None => out.push(b"-"),
+            Some(SocketAddr::V4(a)) => {
+                let mut text = Digits::new();
+                write_v4(&mut text, &a);
+                out.push(text.buf.get(..text.len).unwrap_or_default())
+            }
+            Some(a @ SocketAddr::V6(_)) => out.push(a.to_string().as_bytes()),
+        }
+    }
+}
+
 fn write_v4(out: &mut Digits, a: &SocketAddrV4) {
     for (i, octet) in a.ip().octets().into_iter().enumerate() {
         if i > 0 {
@@ -176,15 +269,13 @@ impl Digits {
     }
 
     fn decimal(&mut self, v: u32) {
-        let mut started = false;
-        for div in [10_000, 1000, 100, 10] {
-            let d = (v / div % 10) as u8;
-            started |= d != 0;
-            if started {
-                self.push(b'0' + d);
-            }
+        let mut digits = [0u8; 20];
+        let at = crate::logfmt::decimal(u64::from(v), &mut digits);
+        let digits = digits.get(at..).unwrap_or_default();
+        if let Some(dst) = self.buf.get_mut(self.len..self.len + digits.len()) {
+            dst.copy_from_slice(digits);
+            self.len += digits.len();
         }
-        self.push(b'0' + (v % 10) as u8);
     }
 
     fn as_str(&self) -> &str {
@@ -234,6 +325,23 @@ mod tests {
         assert_eq!(s.lines().count(), 3);
         assert!(s.ends_with("... 68 more bytes not shown"));
         assert_eq!(HexDump::new(&[], 16).to_string(), "");
+    }
+
+    #[test]
+    fn dump_rows_are_records_with_xxd_columns() {
+        let bytes: Vec<u8> = (0u8..20).chain(*b"A \"\\").collect();
+        let s = DumpRows::new(7, "first_bytes", &bytes, 1024).to_string();
+        assert_eq!(
+            s,
+            "\ndump sid=7 of=first_bytes offset=0000 hex=\"0001 0203 0405 0607 0809 0a0b 0c0d 0e0f\" ascii=................\
+             \ndump sid=7 of=first_bytes offset=0010 hex=\"1011 1213 4120 225c                    \" ascii=\"....A \\\"\\\\\""
+        );
+        let s = DumpRows::new(1, "x", &[0x41; 40], 32).to_string();
+        assert!(
+            s.ends_with("\ndump sid=1 of=x offset=0020 not_shown=8"),
+            "{s}"
+        );
+        assert_eq!(DumpRows::new(1, "x", &[], 16).to_string(), "");
     }
 
     #[test]

@@ -520,38 +520,47 @@ fn write_proxy_truncated(bytes: &[u8], out: &mut impl fmt::Write) -> fmt::Result
 }
 
 fn write_header(h: &ProxyHeader<'_>, out: &mut impl fmt::Write) -> fmt::Result {
-    header_facts(h, |key, value| writeln!(out, "{key}={value}"))
+    header_facts(h, |key, value| match value {
+        Fact::Shown(v) => writeln!(out, "{key}={v}"),
+        Fact::Bytes(b) => writeln!(out, "{key}={}", Escaped(b)),
+    })
 }
 
-/// A PROXY header's facts as one line of `key=value` pairs, in `inspect`'s words and order:
-/// how the session's debug line decodes the header it dumps.
+/// A PROXY header's facts as `key=value` pairs after a space each, in `inspect`'s words and
+/// order, values by the log's rule (`logfmt`): how the session's debug line decodes the
+/// header it dumps.
 pub struct HeaderSummary<'a, 'h>(pub &'a ProxyHeader<'h>);
 
 impl fmt::Display for HeaderSummary<'_, '_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut first = true;
-        header_facts(self.0, |key, value| {
-            let sep = if first { "" } else { " " };
-            first = false;
-            write!(f, "{sep}{key}={value}")
+        header_facts(self.0, |key, value| match value {
+            Fact::Shown(v) => write!(f, " {key}={}", crate::logfmt::Shown(v)),
+            Fact::Bytes(b) => write!(f, " {key}={}", crate::logfmt::Value(b)),
         })
     }
+}
+
+/// One fact's value: text already made for people, or bytes from the wire that each
+/// reader escapes its own way (inspect for a terminal, a log line by logfmt's rule).
+enum Fact<'a> {
+    Shown(&'a dyn fmt::Display),
+    Bytes(&'a [u8]),
 }
 
 /// Each fact of a parsed header, as (key, value), in the order `inspect` prints them.
 fn header_facts(
     h: &ProxyHeader<'_>,
-    mut each: impl FnMut(&str, &dyn fmt::Display) -> fmt::Result,
+    mut each: impl FnMut(&str, Fact<'_>) -> fmt::Result,
 ) -> fmt::Result {
     match h.version {
-        Version::V1 => each("proxy", &"v1")?,
+        Version::V1 => each("proxy", Fact::Shown(&"v1"))?,
         Version::V2 => {
-            each("proxy", &"v2")?;
+            each("proxy", Fact::Shown(&"v2"))?;
             let command = match h.command {
                 Command::Proxy => "PROXY",
                 Command::Local => "LOCAL",
             };
-            each("proxy.command", &command)?;
+            each("proxy.command", Fact::Shown(&command))?;
         }
     }
     let family = match h.family {
@@ -560,31 +569,31 @@ fn header_facts(
         Family::Unix => "unix",
         Family::Unspec => "unspec",
     };
-    each("proxy.family", &family)?;
+    each("proxy.family", Fact::Shown(&family))?;
     match h.addrs {
         Addresses::None => {}
         Addresses::Inet { src, dst } => {
-            each("proxy.src", &src)?;
-            each("proxy.dst", &dst)?;
+            each("proxy.src", Fact::Shown(&src))?;
+            each("proxy.dst", Fact::Shown(&dst))?;
         }
         Addresses::Unix { src, dst } => {
-            each("proxy.src", &Escaped(src))?;
-            each("proxy.dst", &Escaped(dst))?;
+            each("proxy.src", Fact::Bytes(src))?;
+            each("proxy.dst", Fact::Bytes(dst))?;
         }
     }
     let tlvs = &h.tlvs;
     if let Some(v) = tlvs.alpn() {
-        each("proxy.tlv.alpn", &Escaped(v))?;
+        each("proxy.tlv.alpn", Fact::Bytes(v))?;
     }
     if let Some(v) = tlvs.authority() {
-        each("proxy.tlv.authority", &Escaped(v))?;
+        each("proxy.tlv.authority", Fact::Bytes(v))?;
     }
     // The parser never completes a header whose checksum does not match.
     if h.crc32c.is_some() {
-        each("proxy.tlv.crc32c", &"ok")?;
+        each("proxy.tlv.crc32c", Fact::Shown(&"ok"))?;
     }
     if let Some(v) = tlvs.unique_id() {
-        each("proxy.tlv.unique_id", &Hex(v))?;
+        each("proxy.tlv.unique_id", Fact::Shown(&Hex(v)))?;
     }
     if let Some(ssl) = tlvs.ssl() {
         let sub = |want: fn(SslSub<'_>) -> Option<&[u8]>| ssl.subs().find_map(want);
@@ -609,19 +618,19 @@ fn header_facts(
         ];
         for (key, value) in fields {
             if let Some(v) = value {
-                each(key, &Escaped(v))?;
+                each(key, Fact::Bytes(v))?;
             }
         }
     }
     if let Some(v) = tlvs.netns() {
-        each("proxy.tlv.netns", &Escaped(v))?;
+        each("proxy.tlv.netns", Fact::Bytes(v))?;
     }
     for t in tlvs.iter() {
         if let Tlv::Unknown(kind, v) = t {
-            each(&format!("proxy.tlv.0x{kind:02x}"), &Hex(v))?;
+            each(&format!("proxy.tlv.0x{kind:02x}"), Fact::Shown(&Hex(v)))?;
         }
     }
-    each("proxy.length", &h.len)
+    each("proxy.length", Fact::Shown(&h.len))
 }
 
 fn write_hello(h: &ClientHello<'_>, out: &mut impl fmt::Write) -> fmt::Result {
@@ -984,7 +993,7 @@ mod tests {
         };
         assert_eq!(
             HeaderSummary(&h).to_string(),
-            "proxy=v2 proxy.command=PROXY proxy.family=inet proxy.src=192.0.2.1:1234 proxy.dst=198.51.100.7:443 proxy.length=28"
+            " proxy=v2 proxy.command=PROXY proxy.family=inet proxy.src=192.0.2.1:1234 proxy.dst=198.51.100.7:443 proxy.length=28"
         );
     }
 

@@ -69,7 +69,9 @@
 //! * `logger` — log lines: a bounded buffer the loops flush without waiting, to stderr, a
 //!   file or syslog (`logger::line` the format, `logger::queue` the buffer, `logger::sink`
 //!   the sinks, `logger::syslog` the datagrams (RFC 5424, BSD), `logger::target` the
-//!   targets' names); `hexdump` — how wire bytes are shown to people;
+//!   targets' names); `logfmt` — how a line's message is written (free words, then
+//!   `key=value` pairs; the one quoting rule for values); `hexdump` — how wire bytes are
+//!   shown to people (xxd, and as log records);
 //!   `cidr` — address blocks; `inspect` — `sluice inspect`, decoding captures.
 //!
 //! Lints are declared once, in Cargo.toml `[lints]`; no module is exempt from them. One
@@ -85,6 +87,7 @@ pub mod first_bytes;
 pub mod handoff;
 pub mod hexdump;
 pub mod inspect;
+pub mod logfmt;
 pub mod logger;
 pub mod net;
 pub mod preflight;

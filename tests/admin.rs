@@ -58,7 +58,7 @@ fn two_workers(dir: &TempDir, upstream: SocketAddr, extra: &[(&str, &str)]) -> S
     env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut s = Sluice::start(&env);
-    s.wait_for_count("listening on", 2, Duration::from_secs(10));
+    s.wait_for_count("listening addr=", 2, Duration::from_secs(10));
     s
 }
 
@@ -220,7 +220,7 @@ fn show_stats_and_metrics_agree_after_merging() {
         c.write_all(&data).unwrap();
         assert_eq!(reader.join().unwrap(), data);
     }
-    sluice.wait_for_count("reason=", n, Duration::from_secs(10));
+    sluice.wait_for_count("] close sid=", n, Duration::from_secs(10));
     let stats = show_stats(&sock);
     let body = sluice.scrape();
     let num = |k: &str| -> u64 {

@@ -46,7 +46,7 @@ fn recording_upstream() -> (SocketAddr, Arc<Mutex<Recorded>>) {
 
 /// The `reason=` of the `n`-th close line (1-based).
 fn nth_close_reason(sluice: &mut Sluice, n: usize) -> String {
-    let lines = sluice.wait_for_count(" reason=", n, Duration::from_secs(10));
+    let lines = sluice.wait_for_count("] close sid=", n, Duration::from_secs(10));
     fields(&lines[n - 1])["reason"].clone()
 }
 
@@ -418,18 +418,20 @@ fn at_debug_the_proxy_header_is_decoded_beside_its_dump() {
     .concat();
     let mut c = sluice.connect();
     c.write_all(&frame).unwrap();
-    let line = sluice.wait_for_log("PROXY header, 53 bytes", Duration::from_secs(10));
+    let line = sluice.wait_for_log("PROXY header sid=", Duration::from_secs(10));
     assert!(
         line.ends_with(
-            "PROXY header, 53 bytes, proxy=v2 proxy.command=PROXY proxy.family=inet \
+            "] PROXY header sid=1 bytes=53 proxy=v2 proxy.command=PROXY proxy.family=inet \
              proxy.src=203.0.113.9:40000 proxy.dst=192.0.2.1:443 \
-             proxy.tlv.authority=example.test proxy.tlv.0xea=01767063652d31 proxy.length=53:"
+             proxy.tlv.authority=example.test proxy.tlv.0xea=01767063652d31 proxy.length=53"
         ),
         "{line}"
     );
     let log = sluice.log();
     assert!(
-        log.contains("\n00000000: 0d0a 0d0a 000d 0a51 5549 540a 2111 0025"),
+        log.contains(
+            "] dump sid=1 of=proxy_header offset=0000 hex=\"0d0a 0d0a 000d 0a51 5549 540a 2111 0025\""
+        ),
         "{log}"
     );
 }
@@ -464,11 +466,12 @@ fn a_cidr_traced_session_shows_its_proxy_header_dump() {
         .concat(),
     )
     .unwrap();
-    let line = sluice.wait_for_log("PROXY header, 28 bytes", Duration::from_secs(10));
+    let line = sluice.wait_for_log("PROXY header sid=", Duration::from_secs(10));
+    assert!(line.contains(" bytes=28 "), "{line}");
     assert!(line.contains("proxy.src=203.0.113.9:40000"), "{line}");
-    assert!(sluice
-        .log()
-        .contains("\n00000000: 0d0a 0d0a 000d 0a51 5549 540a 2111 000c"));
+    assert!(sluice.log().contains(
+        "dump sid=1 of=proxy_header offset=0000 hex=\"0d0a 0d0a 000d 0a51 5549 540a 2111 000c\""
+    ));
 }
 
 #[test]
@@ -486,8 +489,9 @@ fn a_truncated_or_missing_client_hello_is_said_at_warn_with_its_dump() {
     c.shutdown(std::net::Shutdown::Write).unwrap();
     let line = sluice.wait_for_log("truncated ClientHello", Duration::from_secs(10));
     assert!(line.contains(" WARN "), "{line}");
-    assert!(line.contains("client_closed_early"), "{line}");
-    assert!(line.contains("100 bytes after the header"), "{line}");
+    let f = fields(&line);
+    assert_eq!(f["ended_by"], "client_closed_early", "{line}");
+    assert_eq!(f["after_header"], "100", "{line}");
     // A header, then silence until the header timeout.
     let mut d = sluice.connect();
     d.write_all(&v2_header(&[])).unwrap();
@@ -502,7 +506,9 @@ fn a_truncated_or_missing_client_hello_is_said_at_warn_with_its_dump() {
     let log = sluice.log();
     let dumps = log
         .lines()
-        .filter(|l| l.starts_with("00000000: 0d0a 0d0a 000d 0a51 5549 540a 2111 000c"))
+        .filter(|l| {
+            l.contains("of=first_bytes offset=0000 hex=\"0d0a 0d0a 000d 0a51 5549 540a 2111 000c\"")
+        })
         .count();
     assert_eq!(dumps, 2, "each with its first bytes:\n{log}");
     drop((c, d));

@@ -240,8 +240,8 @@ fn the_demo_shows_only_curls_session() {
         .split("== sluice's log")
         .nth(1)
         .unwrap_or_else(|| panic!("{stdout}"));
-    let closes: Vec<&str> = log.lines().filter(|l| l.contains(" reason=")).collect();
+    let closes: Vec<&str> = log.lines().filter(|l| l.contains("] close sid=")).collect();
     assert_eq!(closes.len(), 1, "one session, curl's:\n{log}");
-    assert!(closes[0].ends_with("reason=done"), "{}", closes[0]);
+    assert_eq!(fields(closes[0])["reason"], "done", "{}", closes[0]);
     assert!(stdout.contains("s_server"), "curl got the page:\n{stdout}");
 }

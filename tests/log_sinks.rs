@@ -75,7 +75,7 @@ fn check_sequence(text: &str) -> (u64, u64) {
     let mut gap = 0;
     for line in text.lines() {
         let m = message(line);
-        if let Some(n) = m.strip_suffix(" log lines dropped") {
+        if let Some(n) = m.strip_prefix("log lines dropped lines=") {
             let n: u64 = n.parse().unwrap();
             reported += n;
             gap += n;
@@ -162,7 +162,7 @@ fn a_pipe_nobody_reads_never_blocks_and_counts_what_it_drops() {
         "every line written or counted"
     );
     assert_eq!(reported, c.dropped, "every drop reported in a marker line");
-    assert!(text.contains(" log lines dropped\n"));
+    assert!(text.contains("] log lines dropped lines="));
     assert!(
         text.trim_end().ends_with(&format!(
             "seq={} {}",
@@ -349,19 +349,26 @@ fn syslog_on_a_local_socket_gets_the_platforms_local_layout() {
     l.record(
         log::Level::Info,
         "sluice::session",
-        format_args!("sid=1 close"),
+        format_args!("close sid=1"),
     );
-    l.record(log::Level::Error, "sluice", format_args!("bad\nthing"));
+    l.record(
+        log::Level::Error,
+        "sluice",
+        format_args!("bad thing sid=2\ndump sid=2 offset=0000"),
+    );
     assert!(l.flush_blocking(Instant::now() + LONG));
     let mut buf = vec![0; 1 << 16];
     let n = rx.recv(&mut buf).unwrap();
     let (pri, msg) = local(&buf[..n]);
     assert_eq!(pri, format!("<{}>", 19 * 8 + 6)); // local3.info
-    assert_eq!(msg, "[sluice::session] sid=1 close");
-    let n = rx.recv(&mut buf).unwrap();
-    let (pri, msg) = local(&buf[..n]);
-    assert_eq!(pri, format!("<{}>", 19 * 8 + 3)); // local3.err
-    assert_eq!(msg, "[sluice] bad\nthing", "one datagram per record");
+    assert_eq!(msg, "[sluice::session] close sid=1");
+    // a record of two lines (a dump's rows): one datagram a line, each with its prefix
+    for line in ["bad thing sid=2", "dump sid=2 offset=0000"] {
+        let n = rx.recv(&mut buf).unwrap();
+        let (pri, msg) = local(&buf[..n]);
+        assert_eq!(pri, format!("<{}>", 19 * 8 + 3)); // local3.err
+        assert_eq!(msg, format!("[sluice] {line}"), "one datagram per line");
+    }
 
     // a syslogd that stops reading: nothing blocks, datagrams are dropped and counted
     never_blocks("stalled syslogd", move || {

@@ -307,28 +307,24 @@ fn read_from_now(mut r: File) -> Arc<Mutex<Vec<u8>>> {
     text
 }
 
-/// Checks a line as the logger writes it: `2026-11-25T13:14:04.057Z LEVEL [target] ...`.
+/// Checks a line as the logger writes it: `2026-11-25T13:14:04.057Z LEVEL [target] ...`,
+/// the message logfmt (the strict reader of tests/util).
 fn well_formed(line: &str) -> bool {
-    let b = line.as_bytes();
-    b.len() > 33
-        && b[4] == b'-'
-        && b[10] == b'T'
-        && &b[23..25] == b"Z "
-        && b[31] == b'['
-        && line[..4].bytes().all(|c| c.is_ascii_digit())
+    util::logfmt::parse(line.as_bytes()).is_ok()
 }
 
 fn close_lines(text: &str) -> usize {
-    text.lines()
-        .filter(|l| l.contains(" close client="))
-        .count()
+    text.lines().filter(|l| l.contains("] close sid=")).count()
 }
 
-/// The number in every `N log lines dropped` line, added up.
+/// The marker that stands where lines were dropped.
+const DROPPED: &str = "] log lines dropped lines=";
+
+/// The number in every `log lines dropped lines=N` line, added up.
 fn reported_drops(text: &str) -> u64 {
     text.lines()
-        .filter_map(|l| l.strip_suffix(" log lines dropped"))
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .filter_map(|l| l.split(DROPPED).nth(1))
+        .map(|n| n.parse::<u64>().unwrap())
         .sum()
 }
 
@@ -376,10 +372,7 @@ fn a_stderr_nobody_reads_never_stalls_a_session() {
             .sum();
         let dropped = run.stat("log_lines_dropped");
         let seen = t.lines().count() as u64;
-        let markers = t
-            .lines()
-            .filter(|l| l.ends_with(" log lines dropped"))
-            .count() as u64;
+        let markers = t.lines().filter(|l| l.contains(DROPPED)).count() as u64;
         let ok = seen - markers + dropped == logged && reported_drops(t) == dropped;
         (ok, format!("{seen} lines seen ({markers} markers reporting {}), {dropped} dropped, {logged} logged", reported_drops(t)))
     };
@@ -399,7 +392,7 @@ fn a_stderr_nobody_reads_never_stalls_a_session() {
     let until = Instant::now() + LONG;
     loop {
         let t = String::from_utf8(text.lock().unwrap().clone()).unwrap();
-        let after_gap = t.rsplit(" log lines dropped\n").next().unwrap();
+        let after_gap = t.rsplit(DROPPED).next().unwrap();
         if close_lines(after_gap) == 20 {
             assert!(t.ends_with('\n'));
             assert!(t.lines().all(well_formed), "a cut or mixed line");
@@ -585,8 +578,12 @@ fn the_log_target_changes_live() {
     assert_eq!(close_lines(&lines_in(&file)), 20);
     // the supervisor follows the workers: its own lines went to the file meanwhile
     let text = String::from_utf8(stderr.lock().unwrap().clone()).unwrap();
-    assert!(text.contains(&format!("supervisor: log lines go to {target} from now on")));
-    assert!(lines_in(&file).contains("supervisor: log lines go to stderr from now on"));
+    assert!(text.contains(&format!(
+        "[sluice::supervisor] log lines go to a new target target={target}"
+    )));
+    assert!(
+        lines_in(&file).contains("[sluice::supervisor] log lines go to a new target target=stderr")
+    );
 }
 
 /// The processes (supervisor and workers) that still write to a file renamed to `old`.
@@ -670,9 +667,15 @@ fn a_rotated_file_is_reopened_without_losing_a_line() {
     signal(run.child.id(), "TERM");
     assert!(run.exited_within(LONG));
     let text = lines_in(&file);
-    assert_eq!(text.matches("drained: no session left, exiting").count(), 2);
+    assert_eq!(
+        text.matches("] drained, no session left, exiting").count(),
+        2
+    );
     assert!(
-        text.trim_end().ends_with("every worker is gone, exiting"),
+        text.trim_end()
+            .lines()
+            .last()
+            .is_some_and(|l| l.contains("] every worker is gone, supervisor exiting pid=")),
         "{text}"
     );
 }
@@ -716,7 +719,7 @@ fn syslog_on_a_local_socket_and_over_udp() {
     while closes < 3 {
         let n = rx.recv(&mut buf).unwrap();
         let (pri, pid, msg) = bsd(&buf[..n]);
-        if msg.starts_with("[sluice::session] sid=") && msg.contains(" close client=") {
+        if msg.starts_with("[sluice::session] close sid=") {
             assert_eq!(pri, 19 * 8 + 6, "local3.info");
             assert_eq!(workers, [pid]);
             assert!(msg.contains(" sni=example.test "), "{msg}");
@@ -741,7 +744,7 @@ fn syslog_on_a_local_socket_and_over_udp() {
         assert!(f[1].ends_with('Z') && f[1].len() == 24, "{d}");
         assert_eq!(f[3], "sluice");
         assert_eq!(&f[5..7], ["-", "-"]);
-        if f[7].contains(" close client=") {
+        if f[7].starts_with("[sluice::session] close sid=") {
             assert_eq!(f[4], workers[0].to_string());
             break;
         }
@@ -795,10 +798,10 @@ fn a_line_from_the_capture_thread_wakes_an_idle_loop() {
     std::fs::rename(&captures, dir.path("old")).unwrap();
     std::fs::write(&captures, b"not a directory").unwrap();
     garbage(&sluice);
-    sluice.wait_for_count(" close client=", 2, LONG);
+    sluice.wait_for_count("] close sid=", 2, LONG);
     let line = sluice.wait_for_log("Not a directory", LONG);
     assert!(
-        line.contains("WARN  [sluice::admin::capture] capture "),
+        line.contains("WARN  [sluice::admin::capture] capture not written path="),
         "{line}"
     );
 }

@@ -203,7 +203,10 @@ fn sighup_rereads_the_config_file_under_load() {
     assert_eq!(before_b, 0);
     std::fs::write(&file, format!("ENVOY_UPSTREAM={b}\n")).unwrap();
     signal(s.child.id(), "HUP");
-    s.wait_for_log("SIGHUP: config applied", Duration::from_secs(5));
+    s.wait_for_log(
+        "config applied to new sessions signal=SIGHUP",
+        Duration::from_secs(5),
+    );
     wait_until("load on B", || load.count(b'B') > 20);
     assert_eq!(load.finish(), 0, "sessions failed across the reloads");
     echo_check(&mut old, 64 << 10, 9);
@@ -263,7 +266,7 @@ fn trace_on_a_name_dumps_that_name_only_at_info() {
     u.write_all(&fixture("client-openssl-3.0.19-s_client-noservername.bin"))
         .unwrap();
     drop((t, u));
-    let closes = sluice.wait_for_count("reason=", 2, Duration::from_secs(10));
+    let closes = sluice.wait_for_count("] close sid=", 2, Duration::from_secs(10));
     let sid_of = |sni: &str| {
         closes
             .iter()
@@ -273,25 +276,29 @@ fn trace_on_a_name_dumps_that_name_only_at_info() {
     };
     let (traced, plain) = (sid_of("example.test"), sid_of("-"));
     let log = sluice.log();
-    let dump = format!("sid={traced} ClientHello, 517 bytes");
+    let dump = format!("INFO  [sluice::trace] ClientHello sid={traced} bytes=517 ");
     assert!(
         log.contains(&dump),
         "a hex dump at info for the traced name:\n{log}"
     );
     assert!(
-        log.contains("00000000: 1603 0102 0001 0001 fc03 03"),
+        log.contains(&format!(
+            "INFO  [sluice::trace] dump sid={traced} of=client_hello offset=0000 hex=\"1603 0102 0001 0001 fc03 03"
+        )),
         "{log}"
     );
     assert!(
-        log.contains(&format!("sid={traced} Connecting => Connected")),
+        log.contains(&format!(
+            "transition sid={traced} from=Connecting to=Connected"
+        )),
         "transitions too"
     );
     assert!(
-        !log.contains(&format!("sid={plain} ClientHello")),
+        !log.contains(&format!("ClientHello sid={plain} ")),
         "nothing for the other session"
     );
     assert!(
-        !log.contains(&format!("sid={plain} Connecting =>")),
+        !log.contains(&format!("transition sid={plain} ")),
         "nothing for the other session"
     );
     assert!(command(&mut c, "untrace all")[0].starts_with("ok: 1"));
@@ -390,9 +397,9 @@ fn a_scrape_after_known_traffic_shows_exactly_the_counts_and_passes_promtool() {
         ("ENVOY_METRICS_ADDR", "127.0.0.1:0"),
         ("ENVOY_WORKERS", "2"),
     ]);
-    sluice.wait_for_count("listening on", 2, Duration::from_secs(10));
-    let line = sluice.wait_for_log("metrics on http://", Duration::from_secs(5));
-    let url = line.split("metrics on ").nth(1).unwrap().trim().to_string();
+    sluice.wait_for_count("listening addr=", 2, Duration::from_secs(10));
+    let line = sluice.wait_for_log("metrics listening url=", Duration::from_secs(5));
+    let url = fields(&line)["url"].clone();
     for _ in 0..7 {
         assert_eq!(session_tag(sluice.addr), Ok(b'M'));
     }

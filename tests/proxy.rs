@@ -388,7 +388,7 @@ fn invalid_proxy_and_tls_bytes_close_with_a_hex_dump_at_warn() {
     assert!(warn.contains("WARN"), "{warn}");
     let log = sluice.log();
     assert!(
-        log.contains("00000000: 5052 4f58 5920 5443 5034"),
+        log.contains("WARN  [sluice::session] dump sid=1 of=first_bytes offset=0000 hex=\"5052 4f58 5920 5443 5034"),
         "hex dump of 'PROXY TCP4':\n{log}"
     );
     // A TLS record whose handshake is a ServerHello, not a ClientHello.
@@ -397,7 +397,9 @@ fn invalid_proxy_and_tls_bytes_close_with_a_hex_dump_at_warn() {
         .unwrap();
     assert!(closed_within(&mut c, Duration::from_secs(5)));
     sluice.wait_for_log("invalid ClientHello", Duration::from_secs(5));
-    assert!(sluice.log().contains("00000000: 1603 0100 0402 0000 00"));
+    assert!(sluice
+        .log()
+        .contains("dump sid=2 of=first_bytes offset=0000 hex=\"1603 0100 0402 0000 00"));
     let closes = sluice.wait_for_count("reason=", 2, Duration::from_secs(5));
     assert!(closes[0].contains("reason=invalid_proxy"), "{}", closes[0]);
     assert!(closes[1].contains("reason=invalid_tls"), "{}", closes[1]);

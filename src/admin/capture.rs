@@ -44,7 +44,11 @@ impl Capture {
                     let written =
                         std::fs::write(&tmp, &job.bytes).and_then(|_| std::fs::rename(&tmp, &path));
                     if let Err(e) = written {
-                        log::warn!("capture {}: {e}", path.display());
+                        log::warn!(
+                            "capture not written path={} error={}",
+                            crate::logfmt::Shown(path.display()),
+                            crate::logfmt::Shown(&e)
+                        );
                     }
                     prune(&dir, max_files, max_bytes);
                 }

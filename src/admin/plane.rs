@@ -137,7 +137,10 @@ impl AdminPlane {
         path: &str,
     ) -> io::Result<()> {
         registry.register(&mut l, self.tokens.control, Interest::READABLE)?;
-        info!("control socket on {path}");
+        info!(
+            "control socket listening path={}",
+            crate::logfmt::Value::str(path)
+        );
         self.control = Some((l, path.to_string()));
         Ok(())
     }
@@ -182,7 +185,10 @@ impl AdminPlane {
         asked: Option<SocketAddr>,
     ) -> io::Result<()> {
         registry.register(&mut l, self.tokens.metrics, Interest::READABLE)?;
-        info!("metrics on http://{}/metrics", l.local_addr()?);
+        info!(
+            "metrics listening url=http://{}/metrics",
+            crate::hexdump::Address(Some(l.local_addr()?))
+        );
         self.metrics = Some((l, asked));
         Ok(())
     }
@@ -277,7 +283,10 @@ impl AdminPlane {
                     } else {
                         "control"
                     };
-                    warn!("{what} accept: {e}");
+                    warn!(
+                        "accept failed listener={what} error={}",
+                        crate::logfmt::Shown(&e)
+                    );
                     return;
                 }
             }

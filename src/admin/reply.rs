@@ -14,7 +14,8 @@ use crate::admin::metrics;
 use crate::admin::report::Report;
 
 /// The header line of `show sessions`.
-pub const SESSIONS_HEADER: &str = "id state client sni upstream bytes_up bytes_down age_ms traced";
+pub const SESSIONS_HEADER: &str =
+    "id state client sni host route upstream bytes_up bytes_down age_ms traced";
 
 /// One worker's answer to one command.
 #[derive(Debug, Clone, PartialEq)]

@@ -429,6 +429,7 @@ pub const KEYS: &[Key] = &[
                 s.text,
                 true,
                 |n| format!("ENVOY_ROUTES route {n}"),
+                &[],
                 &c.upstream,
                 c.upstream_mode,
                 &Upstream::resolve,
@@ -452,6 +453,7 @@ pub const KEYS: &[Key] = &[
                 &text,
                 false,
                 |n| format!("{path} line {n}"),
+                &c.routes,
                 &c.upstream,
                 c.upstream_mode,
                 &Upstream::resolve,
@@ -747,6 +749,16 @@ impl Layers {
             .collect()
     }
 
+    /// Each of [`Layers::unknown_variables`] with the nearest key, if one is near (the
+    /// start-up log's warning, as pairs).
+    pub fn unknown_variables_nearest(&self) -> Vec<(&str, Option<&'static str>)> {
+        let names = key_names();
+        self.unknown_variables()
+            .into_iter()
+            .map(|v| (v, spelling::nearest(v, &names)))
+            .collect()
+    }
+
     /// Builds and validates a whole configuration: set > file > environment > default.
     /// Reads ENVOY_CONFIG_FILE and ENVOY_ROUTES_FILE (blocking: at start and reload only).
     /// A file that cannot be read is reported with whatever else is invalid.
@@ -903,6 +915,17 @@ impl Config {
         ]
         .into_iter()
         .find_map(|(k, changed)| changed.then_some(k))
+    }
+
+    /// `key`'s value as `show config` prints it (the text as written, or the default) and
+    /// as log lines print it: a logfmt value (`""` for an empty one).
+    pub fn shown(&self, key: &str) -> crate::logfmt::Value<'_> {
+        let text = self
+            .entries
+            .iter()
+            .find(|e| e.0 == key)
+            .map_or("", |e| e.1.as_str());
+        crate::logfmt::Value::str(text)
     }
 
     /// The listen address.

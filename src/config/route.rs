@@ -13,7 +13,9 @@
 //!            | "client=" cidr ("," cidr)*          the client (PROXY header source, else peer)
 //!            | "alpn=" proto ("," proto)*          any ALPN protocol the client offered
 //!            | "proto=" ("tls" | "http" | "other") ("," ...)*
-//! option    := "upstream=" host:port ("," host:port)*   tried in order on connect failure
+//! option    := "name=" token                        the route's name in logs and metrics
+//!                                                  (default route1, route2, ... in order)
+//!            | "upstream=" host:port ("," host:port)*   tried in order on connect failure
 //!            | "mode=" ("direct" | "proxy-v2" | "connect")
 //!            | "connect_timeout_ms=" n | "idle_timeout_ms=" n
 //!            | "tlvs=" 0xNN ("," 0xNN)*             received PROXY v2 TLVs passed on (proxy-v2);
@@ -24,6 +26,8 @@
 //!            | "alert=" ("unrecognized_name" | "access_denied" | "none")   for deny
 //! ```
 //! A `#` starts a comment. An invalid route is refused at load with its line and the reason.
+//! A name is 1 to 32 ASCII letters, digits, `_`, `-` or `.`, unique among the routes;
+//! `default` is the default route's.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -100,6 +104,16 @@ pub enum Alert {
 }
 
 impl Alert {
+    /// The name as written in a route (`alert=`), and in log lines.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Alert::UnrecognizedName => "unrecognized_name",
+            Alert::AccessDenied => "access_denied",
+            Alert::HandshakeFailure => "handshake_failure",
+            Alert::None => "none",
+        }
+    }
+
     /// The alert description byte (RFC 8446 §6).
     pub fn code(self) -> Option<u8> {
         match self {
@@ -210,11 +224,20 @@ pub struct Request<'a> {
     pub proto: Option<Proto>,
 }
 
+/// The default route's name.
+pub const DEFAULT_NAME: &str = "default";
+
+/// The longest route name.
+pub const NAME_MAX: usize = 32;
+
 /// One route.
 #[derive(Debug, Clone)]
 pub struct Route {
     /// Where it was written, e.g. `ENVOY_ROUTES route 2` or `routes.conf line 7`; `default`.
     pub origin: String,
+    /// Its name, a token (`name=`, else `routeN`, N its place among the routes; `default`):
+    /// what log lines say (`route=`) and per-route metrics are labelled with.
+    pub name: String,
     names: Vec<NamePattern>,
     ports: Vec<u16>,
     clients: Vec<Cidr>,
@@ -247,6 +270,7 @@ impl Route {
     pub fn default_route(upstream: Upstream, mode: Mode) -> Route {
         Route {
             origin: "default".to_string(),
+            name: DEFAULT_NAME.to_string(),
             names: Vec::new(),
             ports: Vec::new(),
             clients: Vec::new(),
@@ -290,8 +314,16 @@ impl Route {
 
 impl fmt::Display for Route {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.origin)
+        f.write_str(&self.name)
     }
+}
+
+/// True for a route name: 1 to [`NAME_MAX`] ASCII letters, digits, `_`, `-` or `.` (a
+/// bare logfmt value and a metric label as it is).
+pub fn is_name(s: &str) -> bool {
+    (1..=NAME_MAX).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
 }
 
 /// A route that could not be loaded.
@@ -312,17 +344,20 @@ impl fmt::Display for RouteError {
 }
 
 /// Parses the routes in `text`; `origin(n)` names route number `n` (1-based) for errors.
+/// `before` are the routes loaded ahead of these (ENVOY_ROUTES ahead of the file): the
+/// default names go on counting after them, and a name must differ from theirs too.
 /// `default_upstream` and `default_mode` fill allow routes that name no upstream / mode.
 /// `resolve` turns `host:port` into addresses (the caller's DNS, at load time only).
 pub fn parse_routes(
     text: &str,
     split_semicolons: bool,
     origin: impl Fn(usize) -> String,
+    before: &[Route],
     default_upstream: &Upstream,
     default_mode: Mode,
     resolve: &dyn Fn(&str) -> Result<Upstream, String>,
 ) -> Result<Vec<Route>, RouteError> {
-    let mut routes = Vec::new();
+    let mut routes: Vec<Route> = Vec::new();
     let lines: Vec<&str> = if split_semicolons {
         text.split(['\n', ';']).collect()
     } else {
@@ -338,10 +373,18 @@ pub fn parse_routes(
             text: line.to_string(),
             reason,
         };
-        routes.push(
-            parse_route(line, origin(i + 1), default_upstream, default_mode, resolve)
-                .map_err(err)?,
-        );
+        let mut r = parse_route(line, origin(i + 1), default_upstream, default_mode, resolve)
+            .map_err(err)?;
+        if r.name.is_empty() {
+            r.name = format!("route{}", before.len() + routes.len() + 1);
+        }
+        if let Some(other) = before.iter().chain(&routes).find(|o| o.name == r.name) {
+            return Err(err(format!(
+                "name {} is already the name of {}",
+                r.name, other.origin
+            )));
+        }
+        routes.push(r);
     }
     Ok(routes)
 }
@@ -355,6 +398,7 @@ fn parse_route(
 ) -> Result<Route, String> {
     let mut r = Route::default_route(default_upstream.clone(), default_mode);
     r.origin = origin;
+    r.name = String::new();
     let mut action = None;
     let mut upstreams = None;
     let mut alert = None;
@@ -378,6 +422,20 @@ fn parse_route(
             return Err(format!("option {key}= before allow/deny"));
         }
         match key {
+            "name" => {
+                if !r.name.is_empty() {
+                    return Err("more than one name=".into());
+                }
+                if !is_name(value) {
+                    return Err(format!(
+                        "bad name {value:?} (1 to {NAME_MAX} letters, digits, '_', '-', '.')"
+                    ));
+                }
+                if value == DEFAULT_NAME {
+                    return Err(format!("name={DEFAULT_NAME} is the default route's"));
+                }
+                r.name = value.to_string();
+            }
             "sni" => {
                 for p in list() {
                     r.names
@@ -530,6 +588,7 @@ mod tests {
             text,
             true,
             |n| format!("route {n}"),
+            &[],
             &up("127.0.0.1:10000"),
             Mode::Direct,
             &resolve,
@@ -636,11 +695,66 @@ mod tests {
             ("allow alpn_tlv=first", "bad alpn_tlv"),
             ("allow colour=blue", "unknown key"),
             ("allow connect_timeout_ms=0", "at least 1"),
+            ("allow name=", "bad name"),
+            ("allow name=a/b", "bad name"),
+            ("allow name=two\u{7f}", "bad name"),
+            ("allow name=abcdefghijabcdefghijabcdefghijabc", "bad name"),
+            ("allow name=default", "the default route's"),
+            ("allow name=a name=b", "more than one name="),
+            (
+                "allow name=route1",
+                "name route1 is already the name of route 1",
+            ),
         ] {
             let e = load(&format!("sni=* allow; {text}")).unwrap_err();
             assert_eq!(e.origin, "route 2", "{text}");
             assert!(e.reason.contains(why), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn routes_are_named_in_order_unless_they_say() {
+        let routes = load("sni=a.test allow; sni=b.test allow name=api-2.eu; deny").unwrap();
+        let names: Vec<&str> = routes.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["route1", "api-2.eu", "route3"]);
+        assert_eq!(routes[1].to_string(), "api-2.eu");
+        let default = Route::default_route(up("127.0.0.1:10000"), Mode::Direct);
+        assert_eq!(default.name, "default");
+        // the file's routes count on after ENVOY_ROUTES, and may not reuse its names
+        let more = parse_routes(
+            "allow\nallow name=extra",
+            false,
+            |n| format!("file line {n}"),
+            &routes,
+            &up("127.0.0.1:10000"),
+            Mode::Direct,
+            &resolve,
+        )
+        .unwrap();
+        let names: Vec<&str> = more.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["route4", "extra"]);
+        // a name that a later route's default takes is refused there
+        let e = load("allow name=route2; allow").unwrap_err();
+        assert_eq!(e.origin, "route 2");
+        assert!(e
+            .reason
+            .contains("name route2 is already the name of route 1"));
+        let e = parse_routes(
+            "allow name=api-2.eu",
+            false,
+            |n| format!("file line {n}"),
+            &routes,
+            &up("127.0.0.1:10000"),
+            Mode::Direct,
+            &resolve,
+        )
+        .unwrap_err();
+        assert_eq!(e.origin, "file line 1");
+        assert!(
+            e.reason
+                .contains("name api-2.eu is already the name of route 2"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -1,4 +1,7 @@
-//! How a record becomes a log line: `2026-11-25T13:14:04.057Z INFO  [target] message\n`.
+//! How a record becomes a log line: `2026-11-25T13:14:04.057Z INFO  [target] message\n`;
+//! a message of several lines (a hex dump's rows after its line, each begun by a
+//! [`LINE_BREAK`] written alone) becomes as many lines, each with the same prefix, written
+//! together.
 //! Pure and allocation-free once the caller's buffer has grown: the access log formats one
 //! line per session on the event loop, so every instruction here is paid per session.
 //! Never does I/O.
@@ -22,19 +25,54 @@ pub fn format(
     target: &str,
     args: fmt::Arguments<'_>,
 ) {
+    let start = out.len();
     out.extend_from_slice(&timestamp_cached(now));
     out.push(b' ');
     out.extend_from_slice(level_column(level));
     out.extend_from_slice(b" [");
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b"] ");
-    match args.as_str() {
-        Some(s) => out.extend_from_slice(s.as_bytes()),
-        None => {
-            let _ = fmt::write(&mut Bytes(out), args);
+    let message = out.len();
+    let breaks = match args.as_str() {
+        Some(s) => {
+            out.extend_from_slice(s.as_bytes());
+            s.contains('\n')
         }
+        None => {
+            let mut w = Bytes { out, breaks: false };
+            let _ = fmt::write(&mut w, args);
+            w.breaks
+        }
+    };
+    if breaks {
+        prefix_every_line(out, start, message);
     }
     out.push(b'\n');
+}
+
+/// A line break inside a message (a dump's next row), written by itself with `write_str`:
+/// the formatting then tells the logger that more lines follow, and no message has to be
+/// searched for one (the close line is formatted for every session).
+pub const LINE_BREAK: &str = "\n";
+
+/// Gives each line after the first of a multi-line message (a hex dump's rows) the first
+/// line's prefix, so that every physical line is a record of its own; empty lines go.
+#[cold]
+fn prefix_every_line(out: &mut Vec<u8>, start: usize, message: usize) {
+    let (Some(prefix), Some(text)) = (out.get(start..message), out.get(message..)) else {
+        return;
+    };
+    let (prefix, text) = (prefix.to_vec(), text.to_vec());
+    out.truncate(message);
+    let mut lines = text.split(|&b| b == b'\n').filter(|l| !l.is_empty());
+    if let Some(first) = lines.next() {
+        out.extend_from_slice(first);
+    }
+    for l in lines {
+        out.push(b'\n');
+        out.extend_from_slice(&prefix);
+        out.extend_from_slice(l);
+    }
 }
 
 /// Appends the line that stands where `n` lines went missing.
@@ -44,7 +82,7 @@ pub fn dropped(out: &mut Vec<u8>, now: SystemTime, n: u64) {
         now,
         log::Level::Warn,
         "sluice::logger",
-        format_args!("{n} log lines dropped"),
+        format_args!("log lines dropped lines={n}"),
     );
 }
 
@@ -73,12 +111,20 @@ fn level_column(level: log::Level) -> &'static [u8; 5] {
     }
 }
 
-/// `fmt::Write` into a byte vector (a line is bytes until it is written).
-struct Bytes<'a>(&'a mut Vec<u8>);
+/// `fmt::Write` into a byte vector (a line is bytes until it is written), noting a
+/// [`LINE_BREAK`].
+struct Bytes<'a> {
+    out: &'a mut Vec<u8>,
+    breaks: bool,
+}
 
 impl fmt::Write for Bytes<'_> {
+    #[inline]
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        self.0.extend_from_slice(s.as_bytes());
+        if s.len() == 1 && s == LINE_BREAK {
+            self.breaks = true;
+        }
+        self.out.extend_from_slice(s.as_bytes());
         Ok(())
     }
 }
@@ -245,6 +291,56 @@ mod tests {
     }
 
     #[test]
+    fn every_line_of_a_message_gets_the_prefix() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_795_612_444_057);
+        struct Rows;
+        impl fmt::Display for Rows {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                for (i, row) in ["", "dump sid=1 offset=0000", "", "dump sid=1 offset=0010"]
+                    .iter()
+                    .enumerate()
+                {
+                    if i > 0 {
+                        f.write_str(LINE_BREAK)?;
+                    }
+                    f.write_str(row)?;
+                }
+                Ok(())
+            }
+        }
+        let mut out = Vec::new();
+        format(
+            &mut out,
+            t,
+            log::Level::Warn,
+            "s",
+            format_args!("invalid sid={}{}", 1, Rows),
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "2026-11-25T13:14:04.057Z WARN  [s] invalid sid=1\n\
+             2026-11-25T13:14:04.057Z WARN  [s] dump sid=1 offset=0000\n\
+             2026-11-25T13:14:04.057Z WARN  [s] dump sid=1 offset=0010\n"
+        );
+    }
+
+    #[test]
+    fn a_message_without_arguments_is_searched_for_line_breaks() {
+        let mut out = Vec::new();
+        format(
+            &mut out,
+            UNIX_EPOCH,
+            log::Level::Info,
+            "s",
+            format_args!("one\ntwo"),
+        );
+        assert_eq!(
+            out,
+            b"1970-01-01T00:00:00.000Z INFO  [s] one\n1970-01-01T00:00:00.000Z INFO  [s] two\n"
+        );
+    }
+
+    #[test]
     fn seconds_read_back_from_a_line() {
         for secs in [
             0u64,
@@ -268,7 +364,7 @@ mod tests {
         dropped(&mut out, UNIX_EPOCH, 42);
         assert_eq!(
             out,
-            b"1970-01-01T00:00:00.000Z WARN  [sluice::logger] 42 log lines dropped\n"
+            b"1970-01-01T00:00:00.000Z WARN  [sluice::logger] log lines dropped lines=42\n"
         );
         assert_eq!(level_of(b"short"), None);
     }

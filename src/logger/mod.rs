@@ -6,12 +6,12 @@
 //! logging only formats the line into a bounded in-process buffer, and the loop writes the
 //! buffer out with [`flush`] once per turn, at most every [`FLUSH_EVERY`], without ever
 //! waiting for the sink. When the buffer is full, lines are dropped and counted, and one
-//! `N log lines dropped` line stands where they were. Exit, drain and upgrade call
+//! `log lines dropped lines=N` line stands where they were. Exit, drain and upgrade call
 //! [`flush_blocking`], bounded in time.
 //!
 //! Each write holds whole lines only, at most `PIPE_BUF` bytes on a pipe, a terminal or a
 //! stream socket (so the writes of several workers sharing one never interleave), more on a
-//! regular file; syslog gets one datagram per record. Lines by level and dropped lines are
+//! regular file; syslog gets one datagram per line. Lines by level and dropped lines are
 //! counted ([`counters`]).
 //!
 //! The logger passes every record; the level is `log::max_level`, which reload and
@@ -26,6 +26,7 @@ mod sink;
 mod syslog;
 mod target;
 
+pub use line::LINE_BREAK;
 pub use sink::Sink;
 pub use target::{Facility, Target};
 
@@ -537,7 +538,7 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 29 + 2);
         assert!(lines[29].ends_with(&format!(
-            "WARN  [sluice::logger] {} log lines dropped",
+            "WARN  [sluice::logger] log lines dropped lines={}",
             c.dropped
         )));
         assert!(lines[30].ends_with("[test] after"));

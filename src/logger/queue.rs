@@ -3,8 +3,8 @@
 //! [`Pending`] takes lines (any thread, under the logger's lock: a bounds check and a copy);
 //! a line that does not fit whole is dropped and counted, never cut. The flush swaps the
 //! pending lines into a [`Batch`] and writes it in chunks of whole records. A record is what
-//! one log call produced; it may hold several `\n` (hex dumps), and it is never split
-//! between writes unless it alone is larger than a write may be.
+//! one log call produced; it may hold several lines (a hex dump's rows), and it is never
+//! split between writes unless it alone is larger than a write may be (then at a line's end).
 //!
 //! Never does I/O, never allocates once both buffers have their capacity.
 
@@ -93,7 +93,7 @@ impl Pending {
 }
 
 /// Records on their way to the sink: written front to back, a write at a time. Some of them
-/// may be markers (`N log lines dropped`): a marker given up on is not a lost line; the
+/// may be markers (`log lines dropped lines=N`): a marker given up on is not a lost line; the
 /// lines it reported are handed back to be reported again.
 #[derive(Default)]
 pub struct Batch {
@@ -180,7 +180,9 @@ impl Batch {
     }
 
     /// The next write: whole records from the current position (or the rest of one a short
-    /// write cut), at most `max` bytes; a record larger than `max` alone.
+    /// write cut), at most `max` bytes; of a record larger than `max` (a long dump), its
+    /// whole lines up to `max` (a line larger than `max` alone), so that writers sharing a
+    /// pipe interleave whole lines at worst.
     pub fn chunk(&self, max: usize) -> &[u8] {
         let mut end = self.ends.get(self.rec).copied().unwrap_or(self.pos);
         if end - self.pos <= max {
@@ -190,11 +192,20 @@ impl Batch {
                 }
                 end = next;
             }
+        } else if let Some(rest) = self.buf.get(self.pos..end) {
+            let within = rest.get(..max).unwrap_or(rest);
+            let line_end = match within.iter().rposition(|&b| b == b'\n') {
+                Some(last) => Some(last),
+                None => rest.iter().position(|&b| b == b'\n'), // one line over max: alone
+            };
+            if let Some(last) = line_end {
+                end = self.pos + last + 1;
+            }
         }
         self.buf.get(self.pos..end).unwrap_or_default()
     }
 
-    /// The rest of the current record (one datagram).
+    /// The rest of the current record.
     pub fn record(&self) -> Option<&[u8]> {
         let end = *self.ends.get(self.rec)?;
         self.buf.get(self.pos..end)
@@ -301,7 +312,7 @@ mod tests {
         b.advance(8);
         assert_eq!(b.chunk(9), b"cc\ncc\n");
         b.advance(6);
-        // larger than the limit: alone
+        // a line larger than the limit: alone
         assert_eq!(b.chunk(9), b"dddddddddddd\n");
         b.advance(5); // a short write
         assert_eq!(b.chunk(9), b"ddddddd\n");
@@ -311,6 +322,23 @@ mod tests {
         b.advance(2);
         assert!(b.is_empty());
         assert_eq!(b.chunk(9), b"");
+    }
+
+    #[test]
+    fn a_record_larger_than_the_limit_goes_out_in_whole_lines() {
+        let mut b = batch_of(&[b"aaa\nbbb\nccc\n", b"d\n"]);
+        assert_eq!(b.chunk(9), b"aaa\nbbb\n");
+        b.advance(8);
+        assert_eq!(b.records_left(), 2);
+        assert_eq!(b.chunk(9), b"ccc\nd\n");
+        b.advance(4);
+        assert_eq!(b.chunk(9), b"d\n");
+        let b = batch_of(&[b"aaaaaaaaaaaa\nbb\ncc\n"]);
+        assert_eq!(
+            b.chunk(9),
+            b"aaaaaaaaaaaa\n",
+            "a line over the limit, alone"
+        );
     }
 
     #[test]

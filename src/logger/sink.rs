@@ -1,5 +1,5 @@
 //! The places log lines are written to, opened from a [`Target`]: a stream (stderr, a file,
-//! a pipe) written in chunks of whole lines, or syslog, one datagram per record (RFC 5424,
+//! a pipe) written in chunks of whole lines, or syslog, one datagram per line (RFC 5424,
 //! or the BSD layout on Linux's local socket: `logger::syslog`). Opening never resolves a
 //! name (the configuration did, at load).
 //!
@@ -255,14 +255,19 @@ impl Syslog {
         if self.broken && self.reconnect().is_err() {
             return Outcome::Blocked;
         }
-        while let Some(record) = batch.record() {
-            syslog::message(&mut self.message, record, &self.header, self.max);
+        while let Some(rest) = batch.record() {
+            // one datagram a line: a dump's rows are records of their own for the collector too
+            let line = match rest.iter().position(|&b| b == b'\n') {
+                Some(end) => rest.get(..=end).unwrap_or(rest),
+                None => rest,
+            };
+            syslog::message(&mut self.message, line, &self.header, self.max);
             let sent = match &self.socket {
                 Socket::Local(s, _) => s.send(&self.message),
                 Socket::Udp(s, _) => s.send(&self.message),
             };
             match sent {
-                Ok(_) => batch.advance(record.len()),
+                Ok(_) => batch.advance(line.len()),
                 Err(e) => match (e.kind(), e.raw_os_error(), &self.socket) {
                     (io::ErrorKind::WouldBlock, ..) => return Outcome::Blocked,
                     (_, Some(libc::ENOBUFS), _) => return Outcome::Blocked,

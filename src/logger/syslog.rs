@@ -1,4 +1,4 @@
-//! Syslog messages made from log lines, one datagram per record, in one of two layouts:
+//! Syslog messages made from log lines, one datagram per line, in one of two layouts:
 //!
 //! * RFC 5424, `<PRI>1 TIMESTAMP HOSTNAME sluice PID - - [target] message`: over UDP
 //!   (`syslog:HOST:PORT`), and to FreeBSD's local socket, whose syslogd parses it.
@@ -261,15 +261,23 @@ mod tests {
         }
     }
 
+    /// The sink sends a record's lines one a datagram; each is a whole line with its prefix.
     #[test]
-    fn multi_line_records_keep_their_inner_newlines() {
-        let m = msg(
-            &line_at(log::Level::Debug, "dump\n00000000: 16 03"),
-            "daemon",
-            8192,
-        );
+    fn each_line_of_a_multi_line_record_is_a_message() {
+        let record = [
+            line_at(log::Level::Debug, "ClientHello sid=1"),
+            line_at(log::Level::Debug, "dump sid=1 offset=0000"),
+        ]
+        .concat();
+        let at = record.iter().position(|&b| b == b'\n').unwrap() + 1;
+        let (first, second) = record.split_at(at);
+        let m = msg(first, "daemon", 8192);
+        assert!(m.starts_with("<31>1 2026-11-25T"), "{m}");
+        assert!(m.ends_with("[sluice::session] ClientHello sid=1"), "{m}");
+        let m = msg(second, "daemon", 8192);
+        assert!(m.starts_with("<31>1 2026-11-25T"), "{m}");
         assert!(
-            m.ends_with("[sluice::session] dump\n00000000: 16 03"),
+            m.ends_with("[sluice::session] dump sid=1 offset=0000"),
             "{m}"
         );
     }

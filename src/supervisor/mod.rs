@@ -39,6 +39,8 @@ use crate::admin::reply::Reply;
 use crate::admin::report::{Process, Report, Supervision};
 use crate::config::{Config, Layers};
 use crate::handoff as env;
+use crate::hexdump::Address;
+use crate::logfmt::{Shown, Value};
 use crate::logger;
 use crate::sys::fd::adopt_inherited;
 use crate::sys::signals::SignalPipe;
@@ -158,10 +160,10 @@ impl Supervisor {
             .map(upgrade::local_addr)
             .ok_or_else(|| io::Error::other("no worker to start (ENVOY_WORKERS)"))??;
         info!(
-            "supervisor pid={} starting {} worker(s) on {}",
+            "supervisor starting pid={} workers={} addr={}",
             std::process::id(),
             cfg.workers,
-            addr
+            Address(Some(addr))
         );
         let mut layers = Layers::from_process_env();
         for line in &replay {
@@ -229,7 +231,7 @@ impl Supervisor {
             self.poll.registry(),
             Token(WORKER_BASE + i),
         )?;
-        info!("worker {i} started, pid {}", child.id());
+        info!("worker started worker={i} pid={}", child.id());
         let now = self.now_ms();
         if let Some(slot) = self.workers.get_mut(i) {
             slot.started(child, chan, now);
@@ -256,7 +258,10 @@ impl Supervisor {
     /// [`logger::EXIT_FLUSH`] at most, and logging is direct again.
     pub fn run(&mut self) -> io::Result<()> {
         if let Err(e) = logger::set_buffered(true) {
-            warn!("supervisor: log lines are written as they come, waiting for stderr: {e}");
+            warn!(
+                "log lines are written as they come, waiting for stderr error={}",
+                Shown(&e)
+            );
         }
         let result = self.supervise();
         logger::flush_blocking(Instant::now() + logger::EXIT_FLUSH);
@@ -291,7 +296,7 @@ impl Supervisor {
             flush_in = logger::flush(Instant::now());
             if self.stopping && self.workers.iter().all(|w| w.child.is_none()) {
                 info!(
-                    "supervisor pid={}: every worker is gone, exiting",
+                    "every worker is gone, supervisor exiting pid={}",
                     std::process::id()
                 );
                 if !self.retired {
@@ -317,14 +322,15 @@ impl Supervisor {
                     self.signal_workers(libc::SIGUSR1);
                     if let Err(e) = logger::reopen() {
                         warn!(
-                            "supervisor: SIGUSR1: {} not reopened: {e}",
-                            self.cfg.log_target
+                            "log not reopened signal=SIGUSR1 target={} error={}",
+                            Shown(&self.cfg.log_target),
+                            Shown(&e)
                         );
                     }
                 }
                 libc::SIGTERM | libc::SIGINT => {
                     info!(
-                        "supervisor: {} received: workers drain, then exit",
+                        "stopping, workers drain then exit signal={}",
                         if s == libc::SIGTERM {
                             "SIGTERM"
                         } else {
@@ -336,10 +342,10 @@ impl Supervisor {
                 }
                 libc::SIGUSR2 => {
                     if let Err(e) = self.start_upgrade() {
-                        error!("upgrade not started: {e}; still serving");
+                        error!("upgrade not started, still serving error={}", Shown(&e));
                     }
                 }
-                other => warn!("supervisor: signal {other} ignored"),
+                other => warn!("signal ignored signal={other}"),
             }
         }
     }
@@ -373,7 +379,10 @@ impl Supervisor {
             let pid = child.id();
             let pending = slot.gone(self.poll.registry());
             if self.stopping || status.success() {
-                info!("worker {i} (pid {pid}) exited: {status}");
+                info!(
+                    "worker exited worker={i} pid={pid} status={}",
+                    Shown(&status)
+                );
             } else {
                 slot.failures = if now.saturating_sub(slot.started_ms) > HEALTHY_MS {
                     0
@@ -384,7 +393,8 @@ impl Supervisor {
                 slot.respawn_at = Some(now + delay);
                 self.restarts += 1;
                 warn!(
-                    "worker {i} (pid {pid}) died: {status}; respawning in {delay} ms (restart {} so far)",
+                    "worker died, respawning worker={i} pid={pid} status={} respawn_in_ms={delay} restarts={}",
+                    Shown(&status),
                     self.restarts
                 );
             }
@@ -407,7 +417,7 @@ impl Supervisor {
                 .is_some_and(|t| now >= t);
             if due {
                 if let Err(e) = self.spawn(i) {
-                    error!("worker {i} could not be started: {e}");
+                    error!("worker not started worker={i} error={}", Shown(&e));
                     if let Some(w) = self.workers.get_mut(i) {
                         w.respawn_at = Some(now + BACKOFF_MS.1);
                     }
@@ -439,7 +449,10 @@ impl Supervisor {
                     }
                 }
                 Err(e) => {
-                    warn!("worker {i}: unreadable message: {e}");
+                    warn!(
+                        "unreadable message from a worker worker={i} error={}",
+                        Shown(&e)
+                    );
                     if let Some(r) = waiting {
                         let e = Reply::Error(format!("unreadable reply: {e}"));
                         self.answer(r, i, Some(e));
@@ -458,7 +471,11 @@ impl Supervisor {
                 let written = std::fs::write(&tmp, format!("{pid}\n"))
                     .and_then(|_| std::fs::rename(&tmp, &self.cfg.pid_file));
                 if let Err(e) = written {
-                    warn!("ENVOY_PID_FILE {}: {e}", self.cfg.pid_file);
+                    warn!(
+                        "pid file not written path={} error={}",
+                        Value::str(&self.cfg.pid_file),
+                        Shown(&e)
+                    );
                 }
             }
             if let Some(mut f) = self.tell_ready.take() {
@@ -466,7 +483,7 @@ impl Supervisor {
                 // supervisor names this one as the new main process.
                 let _ = f.write_all(b"ready\n");
                 info!(
-                    "supervisor pid={}: every worker is ready; told the old supervisor",
+                    "every worker is ready, told the old supervisor pid={}",
                     std::process::id()
                 );
             } else {
@@ -587,7 +604,7 @@ impl Supervisor {
     fn follow_log_keys(&mut self, layers: Layers) {
         let cfg = match layers.load() {
             Ok(c) => c,
-            Err(e) => return warn!("supervisor: the log keys stay as they were: {e}"),
+            Err(e) => return warn!("the log keys stay as they were error={}", Shown(&e)),
         };
         self.layers = layers;
         log::set_max_level(cfg.log_level);
@@ -597,14 +614,19 @@ impl Supervisor {
         }
         match logger::Sink::open(&cfg.log_target, cfg.log_facility) {
             Ok(sink) => {
-                info!("supervisor: log lines go to {} from now on", cfg.log_target);
+                info!(
+                    "log lines go to a new target target={}",
+                    Shown(&cfg.log_target)
+                );
                 logger::global().set_sink(sink);
                 self.cfg.log_target = cfg.log_target;
                 self.cfg.log_facility = cfg.log_facility;
             }
             Err(e) => error!(
-                "supervisor: ENVOY_LOG_TARGET {}: {e}; logging to {} still",
-                cfg.log_target, self.cfg.log_target
+                "log target refused, logging to the old one still target={} error={} old={}",
+                Shown(&cfg.log_target),
+                Shown(&e),
+                Shown(&self.cfg.log_target)
             ),
         }
     }
@@ -626,8 +648,8 @@ impl Supervisor {
         let up = Upgrade::start(&handoff, self.poll.registry(), UPGRADE, deadline)?;
         let pid = up.pid();
         info!(
-            "upgrade: started {} as pid {pid}; waiting for its workers",
-            self.exe.display()
+            "upgrade started, waiting for its workers exe={} pid={pid}",
+            Shown(self.exe.display())
         );
         self.upgrade = Some(up);
         Ok(pid)
@@ -639,7 +661,7 @@ impl Supervisor {
         };
         if up.on_pipe(self.poll.registry()) == PipeNews::Ready {
             info!(
-                "upgrade: new supervisor pid {} is serving; old workers stop accepting and drain",
+                "upgrade done, old workers stop accepting and drain new_pid={}",
                 up.pid()
             );
             notify::sd_notify(&format!("MAINPID={}", up.pid()));
@@ -654,7 +676,10 @@ impl Supervisor {
         };
         if let Some(up) = self.upgrade.take() {
             up.abandon(self.poll.registry());
-            error!("upgrade failed: {why}; the old binary keeps serving");
+            error!(
+                "upgrade failed, the old binary keeps serving error={}",
+                Shown(&why)
+            );
         }
     }
 

@@ -154,7 +154,11 @@ pub(super) fn bind_listeners(cfg: &Config) -> io::Result<Vec<OwnedFd>> {
         if moved {
             // An upgrade is how the listen address changes: bind the new one; the old
             // sockets close when the old supervisor and its workers are gone.
-            info!("listen address {inherited} -> {addr}: binding the new one");
+            info!(
+                "listen address changed, binding the new one was={} addr={}",
+                crate::hexdump::Address(Some(inherited)),
+                crate::hexdump::Address(Some(addr))
+            );
             out.clear();
         } else {
             addr = inherited;

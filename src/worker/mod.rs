@@ -37,6 +37,8 @@ use crate::admin::conn::{AdminStream, Peer};
 use crate::admin::plane::{AdminPlane, Tokens};
 use crate::admin::trace::TraceRule;
 use crate::config::{Config, Layers};
+use crate::hexdump::Address;
+use crate::logfmt::Shown;
 use crate::logger;
 use crate::net;
 use crate::sys::signals::SignalPipe;
@@ -143,7 +145,10 @@ fn unique_prefix() -> u64 {
             let nanos = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as u64);
-            warn!("no random bytes for UNIQUE_IDs ({e}); using the pid and the clock");
+            warn!(
+                "no random bytes for UNIQUE_IDs, using the pid and the clock error={}",
+                Shown(&e)
+            );
             (u64::from(std::process::id()) << 32) ^ nanos
         }
     }
@@ -279,8 +284,14 @@ impl Worker {
         let waker = mio::Waker::new(self.poll.registry(), LOG_WAKER).map(std::sync::Arc::new);
         match (logger::set_buffered(true), waker) {
             (Ok(()), Ok(w)) => logger::set_waker(Some(w)),
-            (Ok(()), Err(e)) => warn!("log lines of other threads wait for the next event: {e}"),
-            (Err(e), _) => warn!("log lines are written as they come, waiting for stderr: {e}"),
+            (Ok(()), Err(e)) => warn!(
+                "log lines of other threads wait for the next event error={}",
+                Shown(&e)
+            ),
+            (Err(e), _) => warn!(
+                "log lines are written as they come, waiting for stderr error={}",
+                Shown(&e)
+            ),
         }
         let result = self.serve();
         logger::set_waker(None);
@@ -290,16 +301,17 @@ impl Worker {
     }
 
     fn serve(&mut self) -> io::Result<()> {
+        let c = &self.cfg;
         info!(
-            "listening on {} upstream={} ({}) mode={} routes={} max_sessions={} buffer_size={} proxy_protocol={:?}",
-            self.local_addr()?,
-            self.cfg.upstream.name,
-            self.cfg.upstream.addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(","),
-            self.cfg.default_route.mode.as_str(),
-            self.cfg.routes.len(),
-            self.cfg.max_sessions,
-            self.cfg.buffer_size,
-            self.cfg.proxy_protocol
+            "listening addr={} upstream={} upstream_addrs={} mode={} routes={} max_sessions={} buffer_size={} proxy_protocol={}",
+            Address(Some(self.local_addr()?)),
+            c.shown("ENVOY_UPSTREAM"),
+            Shown(c.upstream.addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",")),
+            c.shown("ENVOY_UPSTREAM_MODE"),
+            c.routes.len(),
+            c.max_sessions,
+            c.buffer_size,
+            c.shown("ENVOY_PROXY_PROTOCOL")
         );
         let mut events = Events::with_capacity(EVENTS);
         self.log_flush_in = logger::flush(Instant::now());
@@ -320,7 +332,7 @@ impl Worker {
             if e.kind() == io::ErrorKind::Interrupted {
                 return Ok(true);
             }
-            error!("poll failed: {e}");
+            error!("poll failed error={}", Shown(&e));
             return Err(e);
         }
         let now = Instant::now();
@@ -361,7 +373,7 @@ impl Worker {
         if let Some(deadline) = self.drain_deadline {
             if self.now_ms >= deadline && !self.sessions.is_empty() {
                 warn!(
-                    "drain deadline reached: closing {} session(s)",
+                    "drain deadline reached, closing what is left sessions={}",
                     self.sessions.len()
                 );
                 let keys: Vec<usize> = self.sessions.iter().map(|(k, _)| k).collect();
@@ -370,7 +382,7 @@ impl Worker {
                 }
             }
             if self.sessions.is_empty() {
-                info!("drained: no session left, exiting");
+                info!("drained, no session left, exiting");
                 self.plane.close_control(self.poll.registry(), true);
                 return Ok(false);
             }
@@ -475,7 +487,7 @@ impl Worker {
         let deadline = self.now_ms + timeout_ms;
         self.drain_deadline = Some(self.drain_deadline.map_or(deadline, |d| d.min(deadline)));
         info!(
-            "draining: {} session(s) may finish within {timeout_ms} ms",
+            "draining sessions={} timeout_ms={timeout_ms}",
             self.sessions.len()
         );
     }
@@ -492,7 +504,8 @@ impl Worker {
                     if self.sessions.len() >= self.cfg.max_sessions {
                         self.stats.refused_max_sessions += 1;
                         debug!(
-                            "refused {peer}: ENVOY_MAX_SESSIONS={} reached",
+                            "refused at accept, ENVOY_MAX_SESSIONS reached peer={} max_sessions={}",
+                            Address(Some(peer)),
                             self.cfg.max_sessions
                         );
                         drop(stream);
@@ -511,7 +524,11 @@ impl Worker {
                             // Its first bytes are usually there already: no wakeup waited for.
                             self.drive(key);
                         }
-                        Err(e) => warn!("sid={id} peer={peer} could not be set up: {e}"),
+                        Err(e) => warn!(
+                            "session not set up sid={id} peer={} error={}",
+                            Address(Some(peer)),
+                            Shown(&e)
+                        ),
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -527,7 +544,8 @@ impl Worker {
                     if !quiet {
                         self.exhausted_logged_ms = Some(self.now_ms);
                         warn!(
-                            "accept: {e}; pausing accepts for {ACCEPT_BACKOFF_MS} ms ({} times so far, {} sessions open)",
+                            "accept failed, pausing accepts error={} pause_ms={ACCEPT_BACKOFF_MS} times={} sessions={}",
+                            Shown(&e),
                             self.stats.accept_exhausted,
                             self.sessions.len()
                         );
@@ -536,7 +554,7 @@ impl Worker {
                 }
                 Err(e) => {
                     // ECONNABORTED and friends concern one connection only.
-                    debug!("accept: {e}");
+                    debug!("accept failed error={}", Shown(&e));
                 }
             }
         }

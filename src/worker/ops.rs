@@ -22,6 +22,8 @@ use crate::admin::reply::{Applied, Reply};
 use crate::admin::report::{Gauges, Process, Report, STATES};
 use crate::admin::trace::TraceRule;
 use crate::config::{Config, Layers};
+use crate::hexdump::Address;
+use crate::logfmt::{OrDash, Shown, Value};
 use crate::logger;
 use crate::net;
 use crate::worker::stats::CloseReason;
@@ -33,17 +35,29 @@ impl Worker {
         for s in self.signals.drain() {
             match s {
                 libc::SIGHUP => match self.reload(self.layers.clone()) {
-                    Ok(applied) => info!("SIGHUP: {applied}"),
-                    Err(e) => warn!("SIGHUP: reload refused, the old config stays: {e}"),
+                    Ok(a) => info!(
+                        "config applied to new sessions signal=SIGHUP routes={} upstream={} running_sessions={}",
+                        a.routes,
+                        Value::str(&a.upstream),
+                        a.running
+                    ),
+                    Err(e) => warn!(
+                        "reload refused, the old config stays signal=SIGHUP error={}",
+                        Value::str(&e)
+                    ),
                 },
                 libc::SIGUSR1 => {
                     if let Err(e) = logger::reopen() {
-                        warn!("SIGUSR1: {} not reopened: {e}", self.cfg.log_target);
+                        warn!(
+                            "log not reopened signal=SIGUSR1 target={} error={}",
+                            Shown(&self.cfg.log_target),
+                            Shown(&e)
+                        );
                     }
                 }
                 libc::SIGTERM => self.start_drain(self.cfg.drain_timeout_ms),
                 libc::SIGINT => self.start_drain(self.cfg.drain_timeout_ms.min(1000)),
-                other => warn!("signal {other} ignored"),
+                other => warn!("signal ignored signal={other}"),
             }
         }
     }
@@ -102,9 +116,9 @@ impl Worker {
                 let _ = self.poll.registry().deregister(&mut old_l);
             }
             info!(
-                "now listening on {} (was {})",
-                cfg.listen_addr(),
-                old.listen_addr()
+                "listen address changed addr={} was={}",
+                Address(Some(cfg.listen_addr())),
+                Address(Some(old.listen_addr()))
             );
         }
         self.open_admin_listeners(&cfg).map_err(|e| e.to_string())?;
@@ -115,7 +129,10 @@ impl Worker {
         self.pipes.set_limit(cfg.splice_pipes);
         log::set_max_level(cfg.log_level);
         if let Some(sink) = log_sink {
-            info!("log lines go to {} from now on", cfg.log_target);
+            info!(
+                "log lines go to a new target target={}",
+                Shown(&cfg.log_target)
+            );
             logger::global().set_sink(sink);
         }
         self.cfg = Rc::new(cfg);
@@ -218,11 +235,13 @@ impl Worker {
             let mut row = String::new();
             let _ = write!(
                 row,
-                "{} {} {} {} {} {} {} {} {}",
+                "{} {} {} {} {} {} {} {} {} {} {}",
                 s.id(),
                 s.state(),
                 s.client_label(),
-                s.facts().asked_name(),
+                OrDash(s.facts().sni.as_bytes()),
+                OrDash(s.facts().host.as_bytes()),
+                OrDash(s.route_name().as_bytes()),
                 s.upstream_label(),
                 up,
                 down,

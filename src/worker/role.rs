@@ -39,6 +39,9 @@ pub fn worker_role() -> io::Result<crate::worker::Role> {
 /// supervisor is respected): the `index % n`-th allowed one. A failure only logs.
 fn pin_to_core(index: usize) {
     if let Err(e) = crate::sys::cpu::pin_to_allowed(index) {
-        warn!("worker {index}: {e}");
+        warn!(
+            "not pinned to a core worker={index} error={}",
+            crate::logfmt::Shown(&e)
+        );
     }
 }

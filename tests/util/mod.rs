@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod logfmt;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -37,6 +39,9 @@ pub struct Sluice {
     pub log: Arc<Mutex<String>>,
     /// The same log as raw bytes.
     pub raw_log: Arc<Mutex<Vec<u8>>>,
+    /// Lines holding any of these are another program's (a test's stand-in binary), not
+    /// held to logfmt by the check at the end.
+    pub foreign_lines: Vec<&'static str>,
 }
 
 impl Sluice {
@@ -114,17 +119,39 @@ impl Sluice {
             may_exit: false,
             log,
             raw_log,
+            foreign_lines: Vec::new(),
         };
-        let line = s.wait_for_log("listening on ", Duration::from_secs(10));
-        let addr = line
-            .split("listening on ")
-            .nth(1)
-            .unwrap()
-            .split_whitespace()
-            .next()
-            .unwrap();
+        // `listening on ` is the form before issue 14 (so that the check at the end can be
+        // shown to fail against an older binary)
+        let line = s.wait_for_log_any(
+            &["listening addr=", "listening on "],
+            Duration::from_secs(10),
+        );
+        let addr = match logfmt::parse(line.as_bytes()) {
+            Ok(r) => r.get("addr").expect("addr= on the listening line"),
+            Err(_) => line
+                .split("listening on ")
+                .nth(1)
+                .and_then(|l| l.split_whitespace().next())
+                .unwrap_or_else(|| panic!("no address on {line:?}"))
+                .to_string(),
+        };
         s.addr = addr.parse().unwrap();
         s
+    }
+
+    /// Every line logged so far, parsed (panics, naming the line, on one that is not
+    /// logfmt).
+    pub fn records(&self) -> Vec<logfmt::Record> {
+        logfmt::parse_all(&self.raw_log()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The lines whose free words are `message`, parsed.
+    pub fn records_of(&self, message: &str) -> Vec<logfmt::Record> {
+        self.records()
+            .into_iter()
+            .filter(|r| r.message() == message)
+            .collect()
     }
 
     /// Every byte logged so far, exactly as written to stderr.
@@ -134,8 +161,9 @@ impl Sluice {
 
     /// One scrape of `/metrics` (needs ENVOY_METRICS_ADDR), without curl: the body.
     pub fn scrape(&mut self) -> String {
-        let line = self.wait_for_log("metrics on http://", Duration::from_secs(5));
-        let url = line.split("metrics on http://").nth(1).unwrap().trim();
+        let line = self.wait_for_log("metrics listening url=http://", Duration::from_secs(5));
+        let url = fields(&line)["url"].clone();
+        let url = url.strip_prefix("http://").unwrap();
         let (addr, path) = url.split_once('/').unwrap();
         let mut c = TcpStream::connect(addr).expect("connect to the metrics address");
         c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -184,6 +212,34 @@ impl Sluice {
             if Instant::now() > until {
                 panic!(
                     "no log line with {needle:?} within {timeout:?}; log:\n{}",
+                    self.log()
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for a log line containing any of `needles`; returns it.
+    pub fn wait_for_log_any(&mut self, needles: &[&str], timeout: Duration) -> String {
+        let until = Instant::now() + timeout;
+        loop {
+            let found = self
+                .log()
+                .lines()
+                .find(|l| needles.iter().any(|n| l.contains(n)))
+                .map(String::from);
+            if let Some(l) = found {
+                return l;
+            }
+            if let Ok(Some(status)) = self.child.try_wait().map(|s| s.filter(|_| !self.may_exit)) {
+                panic!(
+                    "sluice exited ({status}) before logging {needles:?}; log:\n{}",
+                    self.log()
+                );
+            }
+            if Instant::now() > until {
+                panic!(
+                    "no log line with {needles:?} within {timeout:?}; log:\n{}",
                     self.log()
                 );
             }
@@ -240,9 +296,26 @@ impl Sluice {
 }
 
 impl Drop for Sluice {
+    /// Stops sluice, then holds every line it logged to the strict logfmt reader: each test
+    /// that starts sluice checks the lines it made it write (unless it failed already).
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if !thread::panicking() {
+            let raw = self.raw_log();
+            let ours: Vec<&[u8]> = raw
+                .split(|&b| b == b'\n')
+                .filter(|l| {
+                    !self
+                        .foreign_lines
+                        .iter()
+                        .any(|f| l.windows(f.len()).any(|w| w == f.as_bytes()))
+                })
+                .collect();
+            if let Err(e) = logfmt::parse_all(&ours.join(&b'\n')) {
+                panic!("{e}");
+            }
+        }
     }
 }
 
@@ -277,11 +350,13 @@ pub fn tail(s: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-/// The `key=value` fields of a log line.
+/// The `key=value` fields of a log line, values unquoted (panics on a line that is not
+/// logfmt).
 pub fn fields(line: &str) -> HashMap<String, String> {
-    line.split_whitespace()
-        .filter_map(|w| w.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
+    let r = logfmt::parse(line.as_bytes()).unwrap_or_else(|e| panic!("{e}: {line}"));
+    r.pairs
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
         .collect()
 }
 
@@ -613,7 +688,8 @@ impl Drop for StopGenerations {
         let log = self.0.lock().map(|l| l.clone()).unwrap_or_default();
         for pid in log
             .lines()
-            .filter_map(|l| l.split("supervisor pid=").nth(1))
+            .filter(|l| l.contains("supervisor starting pid="))
+            .filter_map(|l| l.split("pid=").nth(1))
             .filter_map(|l| l.split_whitespace().next()?.parse::<u32>().ok())
         {
             let _ = Command::new("kill")

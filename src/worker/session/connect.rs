@@ -14,7 +14,8 @@ use mio::net::TcpStream;
 use mio::Interest;
 
 use crate::config::route::Mode;
-use crate::hexdump::{Escaped, HexDump, ERROR_DUMP_LIMIT};
+use crate::hexdump::{Address, DumpRows, ERROR_DUMP_LIMIT};
+use crate::logfmt::{OrDash, Shown, Value};
 use crate::net::{self, Io};
 use crate::wire::http;
 use crate::wire::Parsed;
@@ -97,10 +98,10 @@ pub fn dial(
                 ctx.stats.connect_failures += 1;
                 sdebug!(
                     core,
-                    "sid={} connect to {} failed at once: {}",
+                    "connect failed at once sid={} upstream={} error={}",
                     core.id,
-                    addr,
-                    e
+                    Address(Some(addr)),
+                    Shown(&e)
                 );
                 attempt += 1;
             }
@@ -108,10 +109,10 @@ pub fn dial(
     }
     warn!(
         target: TARGET,
-        "sid={} client={} no upstream of {} accepted the connection",
+        "no upstream accepted the connection sid={} client={} route={}",
         core.id,
         core.client_label(),
-        core.route()
+        core.route().name
     );
     Err(CloseReason::UpstreamRefused)
 }
@@ -252,10 +253,11 @@ impl Connecting {
                 ctx.stats.connect_latency_ms(took);
                 sdebug!(
                     core,
-                    "sid={} upstream client={} name={} upstream={} mode={} connect_ms={}",
+                    "upstream connected sid={} client={} name={} route={} upstream={} mode={} connect_ms={}",
                     core.id,
                     core.client_label(),
-                    core.facts.name(),
+                    OrDash(core.facts.name().as_bytes()),
+                    core.route().name,
                     core.upstream_label(),
                     core.route().mode.as_str(),
                     took
@@ -270,10 +272,10 @@ impl Connecting {
                 ctx.stats.connect_failures += 1;
                 sdebug!(
                     core,
-                    "sid={} connect to {} failed: {}",
+                    "connect failed sid={} upstream={} error={}",
                     core.id,
                     core.upstream_label(),
-                    e
+                    Shown(&e)
                 );
                 match self.redial(core, ctx) {
                     Ok(()) => Dialed::Continue,
@@ -374,10 +376,10 @@ impl Reply {
             Parsed::Complete(reply, n) if (200..300).contains(&reply.status) => {
                 sdebug!(
                     core,
-                    "sid={} CONNECT {} via {}",
+                    "CONNECT accepted sid={} upstream={} status={}",
                     core.id,
-                    reply.status,
-                    core.upstream_label()
+                    core.upstream_label(),
+                    reply.status
                 );
                 buf.consume(n);
                 Dialed::Connected
@@ -386,14 +388,19 @@ impl Reply {
                 *ctx.stats.connect_status.entry(reply.status).or_insert(0) += 1;
                 warn!(
                     target: TARGET,
-                    "sid={} client={} name={} CONNECT refused by {}: status {} {}; reply:\n{}",
+                    "CONNECT refused sid={} client={} name={} upstream={} status={} status_text={}{}",
                     core.id,
                     core.client_label(),
-                    core.facts.name(),
+                    OrDash(core.facts.name().as_bytes()),
                     core.upstream_label(),
                     reply.status,
-                    Escaped(reply.reason),
-                    HexDump::new(data.get(..n).unwrap_or(data), ERROR_DUMP_LIMIT)
+                    Value(reply.reason),
+                    DumpRows::new(
+                        core.id,
+                        "connect_reply",
+                        data.get(..n).unwrap_or(data),
+                        ERROR_DUMP_LIMIT
+                    )
                 );
                 Dialed::Close(CloseReason::ConnectRejected)
             }
@@ -407,12 +414,12 @@ impl Reply {
                 ctx.stats.parse_error("connect_reply", "invalid");
                 warn!(
                     target: TARGET,
-                    "sid={} client={} invalid CONNECT reply from {}: {}; reply:\n{}",
+                    "invalid CONNECT reply sid={} client={} upstream={} error={}{}",
                     core.id,
                     core.client_label(),
                     core.upstream_label(),
-                    why,
-                    HexDump::new(data, ERROR_DUMP_LIMIT)
+                    Value::str(&why),
+                    DumpRows::new(core.id, "connect_reply", data, ERROR_DUMP_LIMIT)
                 );
                 Dialed::Close(CloseReason::InvalidConnectReply)
             }

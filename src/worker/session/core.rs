@@ -16,8 +16,9 @@ use mio::net::TcpStream;
 use crate::admin::trace::TraceRule;
 use crate::config::route::{self, Alert, AlpnTlv, Mode, Route};
 use crate::config::Config;
-use crate::hexdump::{Address, Hex, HexDump};
+use crate::hexdump::{Address, DumpRows, Hex};
 use crate::inspect::HeaderSummary;
+use crate::logfmt::{OrDash, Shown};
 use crate::net;
 use crate::wire::{proxy, tls, Parsed};
 use crate::worker::buffer::Buffer;
@@ -33,15 +34,15 @@ use crate::worker::timer::{Entry, Wheel};
 /// Bytes of a PROXY header, ClientHello or preamble dumped at debug level.
 pub const DEBUG_DUMP_LIMIT: usize = 2048;
 
-/// ` unique_id=<32 hex digits>` when there is one, else nothing: the UNIQUE_ID a session sent
-/// upstream, on the lines that name it (logs keep the short `sid` everywhere).
+/// `<32 hex digits>` when there is one, else `-`: the UNIQUE_ID a session sent upstream, on
+/// the lines that name it (logs keep the short `sid` everywhere).
 pub struct UniqueIdField(pub Option<[u8; preamble::UNIQUE_ID_LEN]>);
 
 impl std::fmt::Display for UniqueIdField {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.0 {
-            Some(id) => write!(f, " unique_id={}", Hex(id)),
-            None => Ok(()),
+            Some(id) => write!(f, "{}", Hex(id)),
+            None => f.write_str("-"),
         }
     }
 }
@@ -186,6 +187,16 @@ impl Core {
         Address(self.upstream_addr)
     }
 
+    /// The client: the PROXY source, else the peer.
+    pub fn client(&self) -> SocketAddr {
+        self.facts.src.unwrap_or(self.peer)
+    }
+
+    /// The upstream address connected to (or being tried), if any.
+    pub fn upstream_addr(&self) -> Option<SocketAddr> {
+        self.upstream_addr
+    }
+
     /// True when `rule` selects this session.
     pub fn selected_by(&self, rule: &TraceRule) -> bool {
         rule.selects(
@@ -198,7 +209,7 @@ impl Core {
     fn check_traced(&mut self, traces: &[TraceRule]) {
         if !self.traced && traces.iter().any(|t| self.selected_by(t)) {
             self.traced = true;
-            sdebug!(self, "sid={} traced from here on", self.id);
+            sdebug!(self, "traced from here on sid={}", self.id);
         }
     }
 
@@ -213,11 +224,11 @@ impl Core {
             if let Parsed::Complete(parsed, _) = proxy::parse(h.bytes) {
                 sdebug!(
                     self,
-                    "sid={} PROXY header, {} bytes, {}:\n{}",
+                    "PROXY header sid={} bytes={}{}{}",
                     self.id,
                     h.bytes.len(),
                     HeaderSummary(&parsed),
-                    HexDump::new(h.bytes, DEBUG_DUMP_LIMIT)
+                    DumpRows::new(self.id, "proxy_header", h.bytes, DEBUG_DUMP_LIMIT)
                 );
             }
         }
@@ -241,14 +252,14 @@ impl Core {
         if self.traced || log_enabled!(Level::Debug) {
             sdebug!(
                 self,
-                "sid={} ClientHello, {} bytes, {} record(s), sni={} alpn={} ech={}:\n{}",
+                "ClientHello sid={} bytes={} records={} sni={} alpn={} ech={}{}",
                 self.id,
                 bytes.len(),
                 records,
-                self.facts.sni,
-                self.facts.alpn,
+                OrDash(self.facts.sni.as_bytes()),
+                OrDash(self.facts.alpn.as_bytes()),
                 self.facts.ech,
-                HexDump::new(bytes, DEBUG_DUMP_LIMIT)
+                DumpRows::new(self.id, "client_hello", bytes, DEBUG_DUMP_LIMIT)
             );
         }
     }
@@ -270,11 +281,12 @@ impl Core {
                 ctx.stats.name_mismatches += 1;
                 warn!(
                     target: TARGET,
-                    "sid={} client={} refused: SNI {} differs from PROXY AUTHORITY {}",
+                    "SNI differs from PROXY AUTHORITY sid={} client={} sni={} host={} authority={}",
                     self.id,
                     self.client_label(),
-                    self.facts.asked_name(),
-                    self.facts.authority
+                    OrDash(self.facts.sni.as_bytes()),
+                    OrDash(self.facts.host.as_bytes()),
+                    OrDash(self.facts.authority.as_bytes())
                 );
                 return Err(self.refuse(CloseReason::NameMismatch, Alert::UnrecognizedName));
             }
@@ -289,9 +301,10 @@ impl Core {
         if self.facts.ech && !self.cfg.allow_ech {
             info!(
                 target: TARGET,
-                "sid={} client={} refused: ECH (ENVOY_ECH=refuse)",
+                "ECH refused sid={} client={} ech={}",
                 self.id,
-                self.client_label()
+                self.client_label(),
+                self.cfg.shown("ENVOY_ECH")
             );
             return Err(self.refuse(CloseReason::EchRefused, Alert::HandshakeFailure));
         }
@@ -314,11 +327,12 @@ impl Core {
         if let Some((reason, alert)) = denied {
             info!(
                 target: TARGET,
-                "sid={} client={} name={} refused by {}",
+                "denied by route sid={} client={} name={} route={} alert={}",
                 self.id,
                 self.client_label(),
-                name,
-                self.route()
+                OrDash(name.as_bytes()),
+                self.route().name,
+                alert.as_str()
             );
             return Err(self.refuse(reason, alert));
         }
@@ -370,12 +384,12 @@ impl Core {
                 if self.traced || log_enabled!(Level::Debug) {
                     sdebug!(
                         self,
-                        "sid={} {} preamble, {} bytes{}:\n{}",
+                        "preamble sid={} mode={} bytes={} unique_id={}{}",
                         self.id,
                         route.mode.as_str(),
                         n,
                         UniqueIdField(proxy_v2.then_some(unique_id)),
-                        HexDump::new(pre.data(), DEBUG_DUMP_LIMIT)
+                        DumpRows::new(self.id, "preamble", pre.data(), DEBUG_DUMP_LIMIT)
                     );
                 }
                 self.sent_unique_id = proxy_v2;
@@ -385,11 +399,11 @@ impl Core {
                 ctx.pool.give(pre);
                 warn!(
                     target: TARGET,
-                    "sid={} client={} refused: {} ({})",
+                    "preamble failed sid={} client={} route={} error={}",
                     self.id,
                     self.client_label(),
-                    e,
-                    route
+                    route.name,
+                    Shown(e)
                 );
                 Err(CloseReason::PreambleFailed)
             }

@@ -239,8 +239,8 @@ impl Facts {
         }
     }
 
-    /// The name the client itself asked for: the SNI, or a plain HTTP request's Host. What the
-    /// close line and `show sessions` print as `sni` (one column for both, as before).
+    /// The name the client itself asked for: the SNI, or a plain HTTP request's Host (the
+    /// close line and `show sessions` print each under its own key, `sni` and `host`).
     pub fn asked_name(&self) -> &HostName {
         if self.sni.is_empty() {
             &self.host

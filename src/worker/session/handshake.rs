@@ -13,8 +13,9 @@ use log::{log_enabled, warn, Level};
 use mio::net::TcpStream;
 
 use crate::first_bytes::{self, First, HeaderStep, HelloStep, Refusal};
-use crate::hexdump::{Escaped, HexDump, ERROR_DUMP_LIMIT};
+use crate::hexdump::{Address, DumpRows, ERROR_DUMP_LIMIT};
 use crate::inspect::HeaderSummary;
+use crate::logfmt::{Shown, Value};
 use crate::net::{self, Io};
 use crate::wire::proxy::{self, Addresses, ProxyHeader};
 use crate::wire::Parsed;
@@ -273,21 +274,27 @@ fn hello_of<'a>(first: First<'a>, data: &'a [u8]) -> Hello<'a> {
 }
 
 /// Says why the first bytes were refused, with the offending bytes (`data`: those of the
-/// stage that refused; `received`: every byte, for a buffer filled without completing).
+/// stage that refused; `received`: every byte, for a buffer filled without completing):
+/// what happened in words, the session, what is known, then the dump's rows (`reason=` is
+/// the close line's alone: one line a session to count by reason).
 fn log_refusal(r: Refusal, core: &Core, data: &[u8], received: &[u8]) {
-    let (id, peer, dump) = (core.id, core.peer, HexDump::new(data, ERROR_DUMP_LIMIT));
+    let (id, peer) = (core.id, Address(Some(core.peer)));
+    let client = core.client_label();
+    let dump = DumpRows::new(id, "first_bytes", data, ERROR_DUMP_LIMIT);
     match r {
         Refusal::MissingProxyHeader => warn!(
             target: TARGET,
-            "sid={id} peer={peer} refused: no PROXY header (ENVOY_PROXY_PROTOCOL=required); first bytes:\n{dump}"
+            "no PROXY header sid={id} peer={peer} proxy_protocol={}{dump}",
+            core.cfg.shown("ENVOY_PROXY_PROTOCOL")
         ),
         Refusal::UntrustedProxy => warn!(
             target: TARGET,
-            "sid={id} peer={peer} refused: PROXY header from a source not in ENVOY_TRUSTED_PROXIES"
+            "PROXY header from a source not in ENVOY_TRUSTED_PROXIES sid={id} peer={peer}"
         ),
         Refusal::InvalidProxy(e) => warn!(
             target: TARGET,
-            "sid={id} peer={peer} invalid PROXY header: {e}; first bytes:\n{dump}"
+            "invalid PROXY header sid={id} peer={peer} error={}{dump}",
+            Shown(e)
         ),
         Refusal::BadAuthority => {
             let Parsed::Complete(h, n) = proxy::parse(data) else {
@@ -297,45 +304,42 @@ fn log_refusal(r: Refusal, core: &Core, data: &[u8], received: &[u8]) {
                 let bytes = data.get(..n).unwrap_or(data);
                 sdebug!(
                     core,
-                    "sid={} PROXY header, {} bytes, {}:\n{}",
+                    "PROXY header sid={} bytes={}{}{}",
                     id,
                     n,
                     HeaderSummary(&h),
-                    HexDump::new(bytes, DEBUG_DUMP_LIMIT)
+                    DumpRows::new(id, "proxy_header", bytes, DEBUG_DUMP_LIMIT)
                 );
             }
-            let authority = h.tlvs.authority().unwrap_or(&[]);
             warn!(
                 target: TARGET,
-                "sid={} peer={} refused: PROXY AUTHORITY {:?} is not a host name",
-                id,
-                peer,
-                Escaped(authority).to_string()
+                "PROXY AUTHORITY is not a host name sid={id} peer={peer} authority={}",
+                Value(h.tlvs.authority().unwrap_or(&[]))
             );
         }
         Refusal::HeaderInStream => warn!(
             target: TARGET,
-            "sid={id} client={} refused: a PROXY header inside the stream; first bytes:\n{dump}",
-            core.client_label()
+            "PROXY header inside the stream sid={id} client={client}{dump}"
         ),
         Refusal::LocalThenGarbage => warn!(
             target: TARGET,
-            "sid={id} peer={peer} refused: a LOCAL PROXY header followed by bytes that are neither TLS nor HTTP; first bytes:\n{dump}"
+            "LOCAL PROXY header followed by bytes neither TLS nor HTTP sid={id} peer={peer}{dump}"
         ),
         Refusal::InvalidTls(e) => warn!(
             target: TARGET,
-            "sid={id} client={} invalid ClientHello: {e}; first bytes:\n{dump}",
-            core.client_label()
+            "invalid ClientHello sid={id} client={client} error={}{dump}",
+            Shown(e)
         ),
         Refusal::InvalidHttp(e) => warn!(
             target: TARGET,
-            "sid={id} client={} invalid HTTP request head: {e}; first bytes:\n{dump}",
-            core.client_label()
+            "invalid HTTP request head sid={id} client={client} error={}{dump}",
+            Shown(e)
         ),
         Refusal::TooLong { .. } => warn!(
             target: TARGET,
-            "sid={id} peer={peer} refused: first bytes fill the buffer without completing; first bytes:\n{}",
-            HexDump::new(received, ERROR_DUMP_LIMIT)
+            "first bytes fill the buffer without completing sid={id} peer={peer} bytes={}{}",
+            received.len(),
+            DumpRows::new(id, "first_bytes", received, ERROR_DUMP_LIMIT)
         ),
     }
 }

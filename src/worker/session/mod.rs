@@ -4,7 +4,7 @@
 //! socket, the preamble, in CONNECT mode the proxy's reply) → `Shuffling` (both flows) →
 //! closed. A transition hands the old phase's buffers on to the next. [`State`] is the label
 //! of where a session stands, derived from its phase, for logs, metrics and `show sessions`;
-//! every change of it is logged `A => B` at debug. See LIFECYCLE.md beside this file.
+//! every change of it is logged (`transition sid=3 from=A to=B`) at debug. See LIFECYCLE.md beside this file.
 //!
 //! The steps live beside: `handshake` reads and parses, `core` learns, decides and builds
 //! the preamble, `connect` connects, `worker::pipe` shuffles; `decide` holds the pure
@@ -32,7 +32,7 @@ use mio::Interest;
 use crate::admin::trace::TraceRule;
 use crate::config::{Config, ProxyPolicy};
 use crate::first_bytes::{self, CutShort};
-use crate::hexdump::{Address, HexDump, ERROR_DUMP_LIMIT};
+use crate::hexdump::{Address, DumpRows, ERROR_DUMP_LIMIT};
 use crate::net;
 use crate::wire::tls;
 use crate::worker::pipe::{Reported, Shuffled, Shuffling};
@@ -41,11 +41,10 @@ use crate::worker::token::{token, Leg};
 use connect::{Connecting, Dialed};
 use facts::Facts;
 use handshake::{Handshake, Handshaking};
-use logs::{sdebug, TARGET};
+use logs::{sdebug, CloseLine, TARGET};
 use refusing::Refusing;
 
 pub use self::core::Core;
-use self::core::UniqueIdField;
 pub use ctx::{Ctx, Next};
 
 /// Where a session stands: the label of its phase.
@@ -65,9 +64,23 @@ pub enum State {
     Closed,
 }
 
+impl State {
+    /// The label, as logs and `show sessions` print it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Opened => "Opened",
+            State::HeaderParsed => "HeaderParsed",
+            State::Connecting => "Connecting",
+            State::Connected => "Connected",
+            State::HalfClosed => "HalfClosed",
+            State::Closed => "Closed",
+        }
+    }
+}
+
 impl fmt::Display for State {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self, f)
+        f.write_str(self.as_str())
     }
 }
 
@@ -116,9 +129,9 @@ impl Session {
         };
         sdebug!(
             s.core,
-            "sid={} accept peer={} state={}",
+            "accept sid={} peer={} state={}",
             id,
-            peer,
+            Address(Some(peer)),
             s.state()
         );
         let t = s.core.cfg.header_timeout_ms;
@@ -179,6 +192,11 @@ impl Session {
         self.core.client_label()
     }
 
+    /// The name of the route chosen, `default` until one is (what `show sessions` says).
+    pub fn route_name(&self) -> &str {
+        &self.core.route().name
+    }
+
     /// The upstream address as log lines show it.
     pub fn upstream_label(&self) -> Address {
         self.core.upstream_label()
@@ -189,12 +207,18 @@ impl Session {
         self.core.selected_by(rule)
     }
 
-    /// Logs the change of label since `from`, if any: the one place `A => B` is said.
+    /// Logs the change of label since `from`, if any: the one place a transition is said.
     #[inline]
     fn transition(&self, from: State) {
         let to = self.state();
         if to != from {
-            sdebug!(self.core, "sid={} {} => {}", self.core.id, from, to);
+            sdebug!(
+                self.core,
+                "transition sid={} from={} to={}",
+                self.core.id,
+                from,
+                to
+            );
         }
     }
 
@@ -336,7 +360,7 @@ impl Session {
                 ctx.stats.connect_failures += 1;
                 sdebug!(
                     self.core,
-                    "sid={} connect to {} timed out",
+                    "connect timed out sid={} upstream={}",
                     self.core.id,
                     self.core.upstream_label()
                 );
@@ -384,7 +408,7 @@ impl Session {
         if from != State::Closed {
             sdebug!(
                 self.core,
-                "sid={} {} => {}",
+                "transition sid={} from={} to={}",
                 self.core.id,
                 from,
                 State::Closed
@@ -400,25 +424,28 @@ impl Session {
         } else {
             Level::Info
         };
+        // built inside the macro: nothing of it is made when the level is off
         log!(
             target: TARGET,
             level,
-            "sid={} close client={} sni={} name={} route={} upstream={} state={} duration_ms={} bytes_up={} bytes_down={} reason={}{}",
-            core.id,
-            core.client_label(),
-            core.facts.asked_name(),
-            core.facts.name(),
-            core.route(),
-            core.upstream_label(),
-            from,
-            duration_ms,
-            bytes_up,
-            bytes_down,
-            reason.as_str(),
-            UniqueIdField(
-                core.sent_unique_id
-                    .then(|| preamble::unique_id(ctx.unique_prefix, core.id))
-            )
+            "{}",
+            CloseLine {
+                sid: core.id,
+                client: core.client(),
+                sni: core.facts.sni.as_bytes(),
+                host: core.facts.host.as_bytes(),
+                name: core.facts.name().as_bytes(),
+                route: &core.route().name,
+                upstream: core.upstream_addr(),
+                state: from.as_str(),
+                duration_ms,
+                bytes_up,
+                bytes_down,
+                reason: reason.as_str(),
+                unique_id: core
+                    .sent_unique_id
+                    .then(|| preamble::unique_id(ctx.unique_prefix, core.id)),
+            }
         );
     }
 }
@@ -450,13 +477,13 @@ fn handshake_close(h: &Handshake, core: &Core, reason: CloseReason) -> CloseReas
         };
         warn!(
             target: TARGET,
-            "sid={} client={} {}: {}, {} bytes after the header; first bytes:\n{}",
+            "{} sid={} client={} ended_by={} after_header={}{}",
+            what,
             core.id,
             core.client_label(),
             reason.as_str(),
-            what,
             rest.len(),
-            HexDump::new(h.received(), ERROR_DUMP_LIMIT)
+            DumpRows::new(core.id, "first_bytes", h.received(), ERROR_DUMP_LIMIT)
         );
     }
     reason
