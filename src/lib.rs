@@ -8,7 +8,9 @@
 //! * `config` — every `ENVOY_*` key (one table), loaded and validated whole; `config::route`
 //!   the routes; `config::upstream` a configured `host:port` and its addresses;
 //!   `config::file` the KEY=VALUE file's syntax; `config::spelling` the nearest key to a typo;
-//!   `config::connect` the CONNECT header keys' rules; `config::error` a refused value.
+//!   `config::connect` the CONNECT header keys' rules; `config::error` a refused value;
+//!   `config::keys` the key table; `config::model` the `Config` values; `config::setting` one
+//!   key's value as a layer gave it.
 //! * `wire` — pure parsers and emitters of what crosses the wire (PROXY v1/v2, TLS
 //!   ClientHello, HTTP heads, CRC32C); no I/O.
 //!   * `wire::proxy` — PROXY headers: detection; `wire::proxy::v1`, `wire::proxy::v2` the two

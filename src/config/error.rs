@@ -55,3 +55,12 @@ impl fmt::Display for ConfigErrors {
 }
 
 impl std::error::Error for ConfigErrors {}
+
+/// A refusal of `value` for `key`.
+pub(super) fn error(key: &'static str, value: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key,
+        value: value.to_string(),
+        reason: reason.into(),
+    }
+}
