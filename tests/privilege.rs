@@ -255,7 +255,7 @@ fn workers_are_nobody_without_capabilities_and_traffic_and_captures_still_work()
         ("ENVOY_CAPTURE_DIR", cap.to_str().unwrap()),
         ("ENVOY_CONTROL_SOCKET", sock.to_str().unwrap()),
     ]);
-    sluice.wait_for_count("listening on", 2, Duration::from_secs(10));
+    sluice.wait_for_count("listening addr=", 2, Duration::from_secs(10));
     let workers = sluice.workers();
     assert_eq!(workers.len(), 2, "{}", sluice.log());
     for &w in &workers {
@@ -333,8 +333,7 @@ fn free_privileged_port() -> u16 {
 
 fn supervisor_pids(log: &str) -> Vec<u32> {
     log.lines()
-        .filter_map(|l| l.split("supervisor pid=").nth(1))
-        .filter(|l| l.contains("starting"))
+        .filter_map(|l| l.split("supervisor starting pid=").nth(1))
         .filter_map(|l| l.split_whitespace().next()?.parse().ok())
         .collect()
 }
@@ -366,13 +365,13 @@ fn reload_respawn_and_upgrade_keep_every_process_unprivileged() {
     );
     sluice.may_exit = true;
     let _stop = sluice.stop_all_generations();
-    sluice.wait_for_count("listening on", 2, Duration::from_secs(10));
+    sluice.wait_for_count("listening addr=", 2, Duration::from_secs(10));
     let first = sluice.child.id();
     assert_binding_only_supervisor(first);
 
     // Reload: the workers read the file again (as nobody) and keep serving.
     signal(first, "HUP");
-    sluice.wait_for_count("SIGHUP: ", 2, Duration::from_secs(10));
+    sluice.wait_for_count("signal=SIGHUP", 2, Duration::from_secs(10));
     assert_eq!(session(sluice.addr), b'U');
 
     // Respawn: a killed worker's replacement is started by the supervisor as it is now.
@@ -382,7 +381,7 @@ fn reload_respawn_and_upgrade_keep_every_process_unprivileged() {
         let now = children(first);
         now.len() == 2 && !now.contains(&old[0])
     });
-    sluice.wait_for_count("listening on", 3, Duration::from_secs(10));
+    sluice.wait_for_count("listening addr=", 3, Duration::from_secs(10));
     for w in children(first) {
         assert_unprivileged_worker(w);
     }
@@ -392,7 +391,7 @@ fn reload_respawn_and_upgrade_keep_every_process_unprivileged() {
     let port = free_privileged_port();
     std::fs::write(&config, format!("ENVOY_IP=127.0.0.1\nENVOY_PORT={port}\n")).unwrap();
     signal(first, "USR2");
-    sluice.wait_for_log("is serving; old workers", Duration::from_secs(20));
+    sluice.wait_for_log("upgrade done, old workers", Duration::from_secs(20));
     let second = *supervisor_pids(&sluice.log()).last().unwrap();
     assert_ne!(second, first);
     assert_binding_only_supervisor(second);
@@ -573,7 +572,7 @@ fn the_open_file_limit_is_raised_to_the_hard_limit_and_said() {
         Duration::from_secs(5),
     );
     // ENVOY_MAX_SESSIONS=auto counts on the raised limit, and the worker inherits it.
-    let line = sluice.wait_for_log("listening on", Duration::from_secs(5));
+    let line = sluice.wait_for_log("listening addr=", Duration::from_secs(5));
     assert!(
         line.contains(&format!("max_sessions={}", (hard - 64) / 2)),
         "{line}"
@@ -739,7 +738,7 @@ fn systemd_hears_the_main_process_only_across_an_upgrade() {
     assert_eq!(&buf[..n], format!("READY=1\nMAINPID={first}").as_bytes());
     signal(first, "USR2");
     let n = rx.recv(&mut buf).expect("the new main pid");
-    sluice.wait_for_log("is serving; old workers", Duration::from_secs(20));
+    sluice.wait_for_log("upgrade done, old workers", Duration::from_secs(20));
     let second = *supervisor_pids(&sluice.log()).last().unwrap();
     assert_ne!(second, first);
     assert_eq!(
