@@ -44,6 +44,9 @@
 //!     `/metrics` both come from it); `admin::metrics` — the Prometheus text of a report.
 //!   * `admin::channel` — the line format workers answer the supervisor in.
 //!   * `admin::capture` — first bytes of failed and traced sessions to disk.
+//! * `limits` — per-client abuse limits held across every worker of a machine:
+//!   `limits::policy` what a client is and may do, `limits::table` the counters in memory
+//!   shared by every process (lock-free), ledgers that give back what a dead worker held.
 //! * `supervisor` — one worker per core, respawn, signals; `supervisor::spawn` starts a
 //!   worker and holds the supervisor's end of its channel, `supervisor::fanout` collects and
 //!   merges the workers' replies to admin requests, `supervisor::upgrade` hands over to a new
@@ -51,7 +54,8 @@
 //! * `handoff` — the environment variables a supervisor hands its workers and successor.
 //! * `sys` — every FFI call (`libc`) behind a safe function, the crate's only `unsafe`:
 //!   `sys::fd` (pipes, descriptor flags, adoption, umask), `sys::process` (spawning with
-//!   inherited descriptors, kill), `sys::rlimit` (resource limits), `sys::cpu` (pinning),
+//!   inherited descriptors, kill, liveness), `sys::shm` (memory shared between processes),
+//!   `sys::clock` (the machine's monotonic clock), `sys::rlimit` (resource limits), `sys::cpu` (pinning),
 //!   `sys::signals` (the signal self-pipe), `sys::splice` (Linux splice(2)), `sys::random`
 //!   (kernel random bytes, read once at start), `sys::log_sink` (writing a log descriptor
 //!   without waiting).
@@ -78,6 +82,7 @@ pub mod first_bytes;
 pub mod handoff;
 pub mod hexdump;
 pub mod inspect;
+pub mod limits;
 pub mod logger;
 pub mod net;
 pub mod preflight;
