@@ -7,7 +7,9 @@
 //! * `cli` — the command line: `run`, `worker`, `ctl`, `inspect`, `check-config`.
 //! * `config` — every `ENVOY_*` key (one table), loaded and validated whole; `config::route`
 //!   the routes; `config::upstream` a configured `host:port` and its addresses;
-//!   `config::file` the KEY=VALUE file's syntax; `config::spelling` the nearest key to a typo.
+//!   `config::file` the KEY=VALUE file's syntax; `config::spelling` the nearest key to a typo;
+//!   `config::clients` the per-client limits' keys and how they settle onto the routes;
+//!   `config::connect` the CONNECT headers' rules; `config::error` a refused value.
 //! * `wire` — pure parsers and emitters of what crosses the wire (PROXY v1/v2, TLS
 //!   ClientHello, HTTP heads, CRC32C); no I/O.
 //!   * `wire::proxy` — PROXY headers: detection; `wire::proxy::v1`, `wire::proxy::v2` the two

@@ -18,13 +18,19 @@ use std::str::FromStr;
 
 use crate::cidr::Cidr;
 use crate::logger::{Facility, Target};
-use crate::wire::http::{is_sendable_field_byte, is_tchar};
+pub mod clients;
+mod connect;
+mod error;
 mod file;
 pub mod route;
 mod spelling;
 pub mod upstream;
 
-use route::{Mode, Route};
+use crate::limits::policy::{Rate, MAX_PREFIX_V6, MAX_RATE};
+pub use connect::ConnectHeader;
+use error::error;
+pub use error::{ConfigError, ConfigErrors};
+use route::{Alert, Mode, Route};
 use upstream::Upstream;
 
 /// Where an effective value came from.
@@ -51,58 +57,6 @@ impl fmt::Display for Source {
     }
 }
 
-/// A key and value that failed validation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// The key, e.g. `ENVOY_PORT`.
-    pub key: &'static str,
-    /// The value as given.
-    pub value: String,
-    /// Why it was refused.
-    pub reason: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid {}={:?}: {}",
-            self.key,
-            crate::hexdump::Escaped(self.value.as_bytes()).to_string(),
-            self.reason
-        )
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-/// Every value one load refused: the config file's lines first, then the keys in table
-/// order. Shown on one line, `; `-separated (a control reply, a log line); start-up prints
-/// them one a line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigErrors(pub Vec<ConfigError>);
-
-impl ConfigErrors {
-    /// Each error, in the order found.
-    pub fn iter(&self) -> std::slice::Iter<'_, ConfigError> {
-        self.0.iter()
-    }
-}
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str("; ")?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ConfigErrors {}
-
 /// What to do with a PROXY protocol header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProxyPolicy {
@@ -123,15 +77,6 @@ pub enum NameMismatch {
     PreferSni,
     /// Route on the AUTHORITY.
     PreferAuthority,
-}
-
-/// One extra header sent on CONNECT (`ENVOY_HEADERS`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConnectHeader {
-    /// A token, as in RFC 9110 §5.1.
-    pub name: String,
-    /// Visible ASCII, spaces and tabs; never CR, LF or NUL.
-    pub value: String,
 }
 
 /// The whole, validated configuration of one worker. Each field is written by the key its
@@ -206,6 +151,8 @@ pub struct Config {
     pub splice: bool,
     /// ENVOY_SPLICE_PIPES: splice pipes per worker at most; 0 when `splice` is false.
     pub splice_pipes: usize,
+    /// The ENVOY_CLIENT_* keys: per-client limits.
+    pub clients: clients::Settings,
     /// Each key's effective value as text and its source, in table order.
     pub entries: Vec<(&'static str, String, Source)>,
 }
@@ -290,7 +237,7 @@ pub const KEYS: &[Key] = &[
         "",
         "extra CONNECT headers: 'Name: value' pairs separated by ';'",
         |c, s| {
-            c.headers = connect_headers(s)?;
+            c.headers = connect::headers(s.text).map_err(|e| s.refuse(e))?;
             Ok(())
         },
     ),
@@ -299,7 +246,7 @@ pub const KEYS: &[Key] = &[
         "x-region-key",
         "region header name in CONNECT mode",
         |c, s| {
-            c.region_key = s.parse("not an HTTP header name", token)?;
+            c.region_key = s.parse("not an HTTP header name", connect::token)?;
             Ok(())
         },
     ),
@@ -308,7 +255,7 @@ pub const KEYS: &[Key] = &[
         "x-session-key",
         "session header name in CONNECT mode",
         |c, s| {
-            c.session_key = s.parse("not an HTTP header name", token)?;
+            c.session_key = s.parse("not an HTTP header name", connect::token)?;
             Ok(())
         },
     ),
@@ -410,16 +357,7 @@ pub const KEYS: &[Key] = &[
         "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,fc00::/7",
         "CIDRs allowed to send a PROXY header",
         |c, s| {
-            c.trusted_proxies = s.parse(
-                "expected comma-separated CIDRs such as 10.0.0.0/8,::1/128",
-                |v| {
-                    v.split(',')
-                        .map(str::trim)
-                        .filter(|b| !b.is_empty())
-                        .map(|b| b.parse::<Cidr>().ok())
-                        .collect::<Option<Vec<_>>>()
-                },
-            )?;
+            c.trusted_proxies = s.parse(CIDRS, Cidr::parse_list)?;
             Ok(())
         },
     ),
@@ -621,7 +559,89 @@ pub const KEYS: &[Key] = &[
             Ok(())
         },
     ),
+    key(
+        "ENVOY_CLIENT_MAX_SESSIONS",
+        "0",
+        "sessions at once per client (address or prefix), every worker together; 0: no limit",
+        |c, s| {
+            c.clients.max_sessions = s.whole_number(0, u64::from(MAX_RATE))? as u32;
+            Ok(())
+        },
+    ),
+    key(
+        "ENVOY_CLIENT_RATE",
+        "off",
+        "new sessions per client per second, every worker together: N/s, or off",
+        |c, s| {
+            c.clients.rate = s.parse("expected N/s (1 to 1000000) or off", Rate::parse)?;
+            Ok(())
+        },
+    ),
+    key(
+        "ENVOY_CLIENT_BURST",
+        "auto",
+        "sessions a client may start at once within its rate; auto: the rate's N",
+        |c, s| {
+            let auto = s.text.trim() == "auto";
+            c.clients.burst = if auto {
+                None
+            } else {
+                Some(s.whole_number(1, u64::from(MAX_RATE))? as u32)
+            };
+            Ok(())
+        },
+    ),
+    key(
+        "ENVOY_CLIENT_PREFIX_V4",
+        "32",
+        "IPv4 clients are counted per block of this prefix length (1-32)",
+        |c, s| {
+            c.clients.prefixes.v4 = s.whole_number(1, 32)? as u8;
+            Ok(())
+        },
+    ),
+    key(
+        "ENVOY_CLIENT_PREFIX_V6",
+        "64",
+        "IPv6 clients are counted per block of this prefix length (1-64: one host owns a /64)",
+        |c, s| {
+            c.clients.prefixes.v6 = s.whole_number(1, u64::from(MAX_PREFIX_V6))? as u8;
+            Ok(())
+        },
+    ),
+    key(
+        "ENVOY_CLIENT_ALLOW",
+        "",
+        "CIDRs never limited nor counted (monitoring, the load balancer's own checks)",
+        |c, s| {
+            c.clients.allow = s.parse(CIDRS, Cidr::parse_list)?;
+            Ok(())
+        },
+    ),
+    key(
+        "ENVOY_CLIENT_ALERT",
+        "access_denied",
+        "the TLS alert a limited client gets: access_denied, unrecognized_name or none",
+        |c, s| {
+            c.clients.alert = s.parse(
+                "expected access_denied, unrecognized_name or none",
+                Alert::parse,
+            )?;
+            Ok(())
+        },
+    ),
+    key(
+        "ENVOY_CLIENT_TABLE_SIZE",
+        "65536",
+        "clients the machine's shared table holds (16-4194304); a new size takes an upgrade",
+        |c, s| {
+            c.clients.table_size = s.whole_number(16, 1 << 22)? as usize;
+            Ok(())
+        },
+    ),
 ];
+
+const CIDRS: &str = "expected comma-separated CIDRs such as 10.0.0.0/8,::1/128";
 
 /// The key named `name`, if there is one.
 pub fn key_named(name: &str) -> Option<&'static Key> {
@@ -818,6 +838,7 @@ impl Config {
             }
             c.entries.push((k.name, text, source));
         }
+        clients::settle(&c.clients, &mut c.routes, &mut c.default_route);
         if errors.is_empty() {
             Ok(c)
         } else {
@@ -866,6 +887,7 @@ impl Config {
             pid_file: String::new(),
             splice: false,
             splice_pipes: 0,
+            clients: clients::Settings::unset(),
             entries: Vec::new(),
         }
     }
@@ -886,45 +908,6 @@ impl Config {
     }
 }
 
-fn error(key: &'static str, value: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError {
-        key,
-        value: value.to_string(),
-        reason: reason.into(),
-    }
-}
-
-/// An HTTP header name (the same token rule the CONNECT emitter enforces).
-fn token(v: &str) -> Option<String> {
-    let ok = !v.is_empty() && v.bytes().all(is_tchar);
-    ok.then(|| v.to_string())
-}
-
-/// ENVOY_HEADERS: `Name: value` pairs separated by `;`, each as the CONNECT emitter will
-/// accept it (a token name; a value of visible ASCII, spaces and tabs).
-fn connect_headers(s: Setting<'_>) -> Result<Vec<ConnectHeader>, ConfigError> {
-    let mut out = Vec::new();
-    for part in s.text.split(';').map(str::trim).filter(|p| !p.is_empty()) {
-        let Some((name, val)) = part.split_once(':') else {
-            return Err(s.refuse(format!("{part:?} is not 'Name: value'")));
-        };
-        let (name, val) = (name.trim(), val.trim());
-        if token(name).is_none() {
-            return Err(s.refuse(format!("{name:?} is not an HTTP header name")));
-        }
-        if !val.bytes().all(is_sendable_field_byte) {
-            return Err(s.refuse(format!(
-                "the value of {name} holds a control or non-ASCII byte"
-            )));
-        }
-        out.push(ConnectHeader {
-            name: name.to_string(),
-            value: val.to_string(),
-        });
-    }
-    Ok(out)
-}
-
 /// Two descriptors per session plus a margin for listeners, logs and control sockets.
 fn auto_max_sessions() -> usize {
     let nofile = crate::sys::rlimit::open_files().unwrap_or(1024);
@@ -934,6 +917,7 @@ fn auto_max_sessions() -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits::policy::EVERY_ROUTE;
     use std::collections::HashMap;
 
     fn load_all(pairs: &[(&str, &str)]) -> Result<Config, ConfigErrors> {
@@ -1283,6 +1267,32 @@ mod tests {
                             .iter()
                             .any(|e| e.0 == "ENVOY_SPLICE_PIPES" && e.1 == "5"))
             }),
+            ("ENVOY_CLIENT_MAX_SESSIONS", "5", |c| {
+                c.clients.max_sessions == 5
+                    && c.default_route
+                        .limited
+                        .is_some_and(|l| l.limit.max_sessions == 5)
+            }),
+            ("ENVOY_CLIENT_RATE", "10/s", |c| {
+                let pace = c.default_route.limited.and_then(|l| l.limit.pace);
+                c.clients.rate.is_some() && pace.is_some_and(|p| p.burst == 10)
+            }),
+            ("ENVOY_CLIENT_BURST", "3", |c| c.clients.burst == Some(3)),
+            ("ENVOY_CLIENT_PREFIX_V4", "24", |c| {
+                c.clients.prefixes.v4 == 24
+            }),
+            ("ENVOY_CLIENT_PREFIX_V6", "48", |c| {
+                c.clients.prefixes.v6 == 48
+            }),
+            ("ENVOY_CLIENT_ALLOW", "192.0.2.0/24", |c| {
+                c.clients.allows("192.0.2.9".parse().unwrap())
+            }),
+            ("ENVOY_CLIENT_ALERT", "none", |c| {
+                c.clients.alert == route::Alert::None
+            }),
+            ("ENVOY_CLIENT_TABLE_SIZE", "1024", |c| {
+                c.clients.table_size == 1024
+            }),
         ];
         let covered: Vec<&str> = cases.iter().map(|c| c.0).collect();
         let table: Vec<&str> = KEYS.iter().map(|k| k.name).collect();
@@ -1307,6 +1317,46 @@ mod tests {
             );
         }
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn routes_with_client_options_count_apart_and_inherit_the_rest() {
+        let c = load(&[
+            ("ENVOY_UPSTREAM", "127.0.0.1:10000"),
+            ("ENVOY_CLIENT_MAX_SESSIONS", "5"),
+            ("ENVOY_CLIENT_RATE", "20/s"),
+            ("ENVOY_CLIENT_ALERT", "unrecognized_name"),
+            (
+                "ENVOY_ROUTES",
+                "sni=api.test allow client_max_sessions=2 client_alert=none; sni=free.test allow client_max_sessions=0 client_rate=off; sni=b.test allow",
+            ),
+        ])
+        .unwrap();
+        let api = c.routes[0].limited.unwrap();
+        assert_eq!(api.limit.max_sessions, 2);
+        assert_eq!(api.limit.pace.unwrap().rate.per_second, 20, "inherited");
+        assert_eq!(api.alert, route::Alert::None);
+        assert_ne!(api.limit.scope, EVERY_ROUTE, "its own counters");
+        assert_eq!(c.routes[1].limited, None, "limits off for this route");
+        let b = c.routes[2].limited.unwrap();
+        assert_eq!(b, c.default_route.limited.unwrap(), "counted together");
+        assert_eq!(
+            (b.limit.scope, b.alert),
+            (EVERY_ROUTE, route::Alert::UnrecognizedName)
+        );
+        // Nothing set: no route is limited.
+        let off = load(&[("ENVOY_UPSTREAM", "127.0.0.1:10000")]).unwrap();
+        assert_eq!(off.default_route.limited, None);
+        for (v, why) in [
+            ("ENVOY_CLIENT_RATE", "10/m"),
+            ("ENVOY_CLIENT_PREFIX_V6", "65"),
+            ("ENVOY_CLIENT_TABLE_SIZE", "15"),
+            ("ENVOY_CLIENT_ALLOW", "10.0.0.0/33"),
+            ("ENVOY_CLIENT_ALERT", "internal_error"),
+            ("ENVOY_CLIENT_BURST", "0"),
+        ] {
+            assert_eq!(load(&[(v, why)]).unwrap_err().key, v);
+        }
     }
 
     #[test]
