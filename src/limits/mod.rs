@@ -94,6 +94,11 @@ impl ClientTable {
         self.lay.ledgers()
     }
 
+    /// Ledgers held by a process `alive` says is there.
+    pub fn ledgers_held(&self, alive: impl Fn(u32) -> bool) -> usize {
+        self.table().ledgers_held(alive)
+    }
+
     /// Entries holding a client now.
     pub fn entries(&self) -> u64 {
         self.table().entries()
@@ -161,6 +166,45 @@ impl ClientTable {
         let freed = stuck.map_or(0, |s| t.free_stuck_claims(s));
         (given, freed)
     }
+}
+
+/// How many clients each list of `show clients` names.
+pub const SHOW_TOP: usize = 10;
+
+/// The header of a list of `show clients`.
+pub const CLIENTS_HEADER: &str = "client route sessions rate_per_s";
+
+/// `show clients`: the [`SHOW_TOP`] clients with the most sessions now, then those starting
+/// the most sessions a second (refused ones included); `route` is the scope's name (`all`:
+/// counted on every route without limits of its own).
+pub fn show_clients(
+    mut rows: Vec<Row>,
+    route: impl Fn(u64) -> String,
+    entries: u64,
+    capacity: usize,
+) -> String {
+    use std::fmt::Write as _;
+    let mut o = format!("clients in the table: {entries} of {capacity} entries\n");
+    let list = |o: &mut String, title: &str, rows: &[Row]| {
+        let _ = writeln!(o, "{title}:\n{CLIENTS_HEADER}");
+        for r in rows.iter().take(SHOW_TOP) {
+            let _ = writeln!(
+                o,
+                "{} {} {} {}",
+                r.block,
+                route(r.scope),
+                r.sessions,
+                r.rate
+            );
+        }
+    };
+    rows.sort_by(|a, b| b.sessions.cmp(&a.sessions).then(b.rate.cmp(&a.rate)));
+    let busy: Vec<Row> = rows.iter().filter(|r| r.sessions > 0).cloned().collect();
+    list(&mut o, "by sessions", &busy);
+    rows.sort_by(|a, b| b.rate.cmp(&a.rate).then(b.sessions.cmp(&a.sessions)));
+    let fast: Vec<Row> = rows.into_iter().filter(|r| r.rate > 0).collect();
+    list(&mut o, "by rate", &fast);
+    o
 }
 
 impl Drop for ClientTable {

@@ -647,6 +647,16 @@ impl<'w> Table<'w> {
         None
     }
 
+    /// Ledgers held by a process `alive` says is there.
+    pub fn ledgers_held(&self, alive: impl Fn(u32) -> bool) -> usize {
+        (0..self.lay.ledgers)
+            .filter(|&l| {
+                let o = self.owner(l).load(Acquire);
+                o != 0 && alive(o as u32)
+            })
+            .count()
+    }
+
     /// Frees ledger `l` of process `pid` (giving back anything it still lists).
     pub fn leave_ledger(&self, l: usize, pid: u32) -> u64 {
         let n = self.give_back(l);
