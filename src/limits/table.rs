@@ -431,6 +431,8 @@ impl<'w> Table<'w> {
     /// write the key, then look at the window again (after a full fence: at least one sees
     /// the other): a process gives way to a live twin, or to a claim nearer the home; it
     /// waits for a claim further along, which gives way to it.
+    #[cold]
+    #[inline(never)]
     fn claim(
         &self,
         (slot, old): (usize, u64),
@@ -569,6 +571,8 @@ impl<'w> Table<'w> {
 
     /// One more refusal (or unlimited admission) in a throttle word, (second + 1) << 32 |
     /// count since the last line; `Some(count)` when a line is due.
+    #[cold]
+    #[inline(never)]
     fn throttle(&self, cell: &AtomicU64, now_ms: u64) -> Option<u64> {
         let sec = now_ms / 1000 + 1;
         let mut w = cell.load(Relaxed);

@@ -325,7 +325,7 @@ impl Core {
             (
                 self.cfg.routes.iter().position(|r| std::ptr::eq(r, route)),
                 decide::denial(route.action, route.matches_on_client()),
-                route.limited,
+                route.limited.is_some(),
             )
         };
         self.route = index;
@@ -340,10 +340,13 @@ impl Core {
             );
             return Err(self.refuse(reason, alert));
         }
-        match limited {
-            None => Ok(()),
-            Some(l) => self.hold_to_limits(&l, ctx),
+        // Limits off: this one branch is all they cost.
+        if limited {
+            if let Some(l) = self.route().limited {
+                return self.hold_to_limits(&l, ctx);
+            }
         }
+        Ok(())
     }
 
     /// Counts the session against its client's limits in the machine's table, before any
@@ -353,13 +356,34 @@ impl Core {
     fn hold_to_limits(&mut self, l: &Limited, ctx: &mut Ctx<'_>) -> Result<(), CloseReason> {
         let ip = self.facts.src.unwrap_or(self.peer).ip();
         let settings = &self.cfg.clients;
-        if settings.allows(ip) {
+        if !settings.allow.is_empty() && settings.allows(ip) {
             return Ok(());
         }
         let client = Client::of(ip, settings.prefixes, l.limit.scope);
-        let (why, log) = match ctx.clients.admit(&client, &l.limit, ctx.now_ms) {
+        match ctx.clients.admit(&client, &l.limit, ctx.now_ms) {
             Admission::Admitted(t) => {
                 self.ticket = Some(t);
+                Ok(())
+            }
+            other => self.not_counted(other, &client, l, ctx),
+        }
+    }
+
+    /// A session the table did not count: refused (logged at most once per client per
+    /// interval), or admitted without a limit for want of room (counted, logged likewise).
+    #[cold]
+    #[inline(never)]
+    fn not_counted(
+        &mut self,
+        a: Admission,
+        client: &Client,
+        l: &Limited,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(), CloseReason> {
+        let (why, log) = match a {
+            Admission::Refused { why, log } => (why, log),
+            Admission::Admitted(t) => {
+                self.ticket = Some(t); // not here: `hold_to_limits` keeps the ticket itself
                 return Ok(());
             }
             Admission::Unlimited { log } => {
@@ -377,7 +401,6 @@ impl Core {
                 }
                 return Ok(());
             }
-            Admission::Refused { why, log } => (why, log),
         };
         let reason = match why {
             Refusal::Sessions => CloseReason::ClientLimit,
