@@ -35,7 +35,7 @@ pub const LOG_INTERVAL_S: u64 = 10;
 /// Spins waiting for another process's claim to finish before giving up (admitting
 /// unlimited): a claim is a few stores, so only a process stopped in the middle of one
 /// (preempted, or killed: the sweeper then frees the slot) is waited for this long.
-const SPIN: u32 = 4096;
+const SPIN: u32 = 1024;
 /// Attempts when the window changes under us.
 const RETRIES: u32 = 8;
 
@@ -431,7 +431,6 @@ impl<'w> Table<'w> {
     /// write the key, then look at the window again (after a full fence: at least one sees
     /// the other): a process gives way to a live twin, or to a claim nearer the home; it
     /// waits for a claim further along, which gives way to it.
-    #[cold]
     #[inline(never)]
     fn claim(
         &self,

@@ -353,6 +353,8 @@ impl Core {
     /// upstream is opened; refuses it (with the route's alert) when the client is over one.
     /// A client on the allow list is neither limited nor counted. Refusals are logged once
     /// per client every `table::LOG_INTERVAL_S` with their count since the last line.
+    // Out of line: inlined, it would make `decide` dearer with every limit off too.
+    #[inline(never)]
     fn hold_to_limits(&mut self, l: &Limited, ctx: &mut Ctx<'_>) -> Result<(), CloseReason> {
         let ip = self.facts.src.unwrap_or(self.peer).ip();
         let settings = &self.cfg.clients;
