@@ -120,7 +120,7 @@ fn start(dir: &TempDir, bin: Option<&Path>, extra: &[(&str, &str)]) -> (Sluice, 
         Some(b) => Sluice::start_bin(b, &env),
         None => Sluice::start(&env),
     };
-    s.wait_for_count("listening on", 2, Duration::from_secs(10));
+    s.wait_for_count("listening addr=", 2, Duration::from_secs(10));
     (s, sock)
 }
 
@@ -413,8 +413,8 @@ fn a_worker_killed_with_sessions_open_leaks_no_count() {
     let pid: u32 = sluice
         .log()
         .lines()
-        .filter(|l| l.contains(&format!("worker {victim} started, pid ")))
-        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .filter(|l| l.contains(&format!("worker started worker={victim} pid=")))
+        .filter_map(|l| l.rsplit("pid=").next()?.parse().ok())
         .next_back()
         .unwrap();
     let killed: Vec<String> = ids
@@ -423,8 +423,8 @@ fn a_worker_killed_with_sessions_open_leaks_no_count() {
         .map(|(_, a)| a.clone())
         .collect();
     signal(pid, "KILL");
-    sluice.wait_for_log("respawning in", Duration::from_secs(10));
-    sluice.wait_for_count("listening on", 3, Duration::from_secs(10));
+    sluice.wait_for_log("worker died, respawning", Duration::from_secs(10));
+    sluice.wait_for_count("listening addr=", 3, Duration::from_secs(10));
     // What the dead worker held is given back; the survivors' sessions stay counted.
     let survivors: Vec<TcpStream> = held
         .into_iter()
@@ -476,10 +476,13 @@ fn an_upgrade_hands_the_table_on() {
     let (ok, out) = ctl(&sock, &["upgrade"]);
     assert!(ok, "{out}");
     sluice.wait_for_log(
-        "every worker is ready; told the old supervisor",
+        "every worker is ready, told the old supervisor",
         Duration::from_secs(20),
     );
-    sluice.wait_for_log("client table: the predecessor's", Duration::from_secs(5));
+    sluice.wait_for_log(
+        "client table kept from the predecessor",
+        Duration::from_secs(5),
+    );
     // The new generation sees the old one's three sessions: a fourth is refused.
     thread::sleep(Duration::from_millis(300));
     let mut fourth = open(sluice.addr, "192.0.2.1", &hello());
@@ -488,11 +491,18 @@ fn an_upgrade_hands_the_table_on() {
     // One old session ends on the old generation: the new one admits one more.
     close(old.remove(0));
     wait_counted(&sock, "192.0.2.1/32", 2);
+    // Two at once: which one a worker takes first is the scheduler's choice, not the order
+    // of the connects, so only the count is certain.
     let mut more: Vec<TcpStream> = (0..2)
         .map(|_| open(sluice.addr, "192.0.2.1", &hello()))
         .collect();
-    assert_eq!(outcome(&mut more[0]), Outcome::Established);
-    assert_eq!(outcome(&mut more[1]), Outcome::Alert(ACCESS_DENIED));
+    let mut outcomes: Vec<Outcome> = more.iter_mut().map(outcome).collect();
+    outcomes.sort_by_key(|o| *o == Outcome::Established);
+    assert_eq!(
+        outcomes,
+        [Outcome::Alert(ACCESS_DENIED), Outcome::Established],
+        "one more is admitted, the next refused"
+    );
 }
 
 #[test]
@@ -605,9 +615,6 @@ fn a_route_with_limits_of_its_own_counts_apart_and_closes_plain_http() {
     let (ok, out) = ctl(&sock, &["show", "clients"]);
     assert!(ok, "{out}");
     assert!(out.contains("\n192.0.2.1/32 all 3 "), "{out}");
-    assert!(
-        out.contains("\n192.0.2.1/32 ENVOY_ROUTES route 1 1 "),
-        "{out}"
-    );
+    assert!(out.contains("\n192.0.2.1/32 route1 1 "), "{out}");
     sluice.wait_for_count("reason=client_limit", 2, Duration::from_secs(5));
 }

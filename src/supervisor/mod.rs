@@ -393,7 +393,7 @@ impl Supervisor {
             let pending = slot.gone(self.poll.registry());
             let (given, _) = self.clients.sweep(Some(pid), None);
             if given > 0 {
-                info!("client table: {given} session(s) worker {i} (pid {pid}) held given back");
+                info!("client table given back sessions={given} worker={i} pid={pid}");
             }
             if self.stopping || status.success() {
                 info!(
@@ -431,7 +431,7 @@ impl Supervisor {
         self.swept_ms = now;
         let (given, freed) = self.clients.sweep(None, Some(&mut self.stuck_claims));
         if given > 0 || freed > 0 {
-            info!("client table: {given} session(s) of gone workers given back, {freed} unfinished claim(s) freed");
+            info!("client table swept sessions_given_back={given} claims_freed={freed}");
         }
     }
 
@@ -770,11 +770,15 @@ fn client_table(cfg: &Config) -> io::Result<ClientTable> {
             .and_then(|t| fits(&t).map(|()| t))
         {
             Ok(t) => {
-                info!("client table: the predecessor's, {} entries", t.capacity());
+                info!(
+                    "client table kept from the predecessor entries={}",
+                    t.capacity()
+                );
                 return Ok(t);
             }
             Err(e) => info!(
-                "client table: the predecessor's cannot be kept ({e}); a new one, counting afresh"
+                "client table from the predecessor not kept, counting afresh reason={}",
+                Value::str(&e)
             ),
         }
     }

@@ -203,9 +203,14 @@ impl Worker {
         .map_err(|e| io::Error::new(e.kind(), format!("client table: {e}")))?;
         match clients.join() {
             Ok(0) => {}
-            Ok(n) => info!("client table: {n} session(s) a dead worker held given back"),
+            Ok(n) => {
+                info!("client table ledger of a dead worker taken over sessions_given_back={n}")
+            }
             Err(e) => {
-                warn!("client table: {e}; were this worker killed, its sessions would stay counted")
+                warn!(
+                    "client table ledger unavailable, were this worker killed its sessions would stay counted error={}",
+                    Shown(&e)
+                )
             }
         }
         let clock = Instant::now();
