@@ -16,7 +16,6 @@ mod util;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -99,19 +98,6 @@ fn outcomes_of(conns: &mut [TcpStream]) -> Vec<Outcome> {
     let mut outcomes: Vec<Outcome> = conns.iter_mut().map(outcome).collect();
     outcomes.sort_by_key(|o| *o == Outcome::Established);
     outcomes
-}
-
-fn ctl(sock: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new(sluice_bin())
-        .arg("ctl")
-        .args(args)
-        .env("ENVOY_CONTROL_SOCKET", sock)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
 }
 
 /// `sluice run` with two workers, a control socket and a metrics address.
