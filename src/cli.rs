@@ -209,7 +209,8 @@ fn check_config() -> i32 {
     }
     println!(
         "# effective: upstream {} -> {:?}",
-        cfg.upstream.name, cfg.upstream.addrs
+        cfg.upstream_names(),
+        cfg.upstream_addrs()
     );
     println!(
         "# effective: max_sessions={} workers={}",

@@ -69,14 +69,14 @@ impl Worker {
         self.layers = layers;
         Ok(Applied {
             routes: self.cfg.routes.len() as u64,
-            upstream: self.cfg.upstream.name.clone(),
+            upstream: self.cfg.upstream_names(),
             running: self.sessions.len() as u64,
         })
     }
 
     /// Switches to `cfg`: rebinds what moved, resizes the pool, sets the log level and
     /// target.
-    fn apply(&mut self, cfg: Config) -> Result<(), String> {
+    fn apply(&mut self, mut cfg: Config) -> Result<(), String> {
         let old = Rc::clone(&self.cfg);
         if let Some(key) = old.start_only_change(&cfg) {
             // Who the processes are and their limits were set before they served.
@@ -135,6 +135,7 @@ impl Worker {
             );
             logger::global().set_sink(sink);
         }
+        self.upstreams.take(&mut cfg);
         self.cfg = Rc::new(cfg);
         Ok(())
     }
@@ -215,6 +216,8 @@ impl Worker {
                 .collect::<Vec<_>>()
                 .join(", "),
             process: Process::this(self.clock),
+            upstreams: self.upstreams.members().to_vec(),
+            now_ms: self.now_ms,
             ..Gauges::default()
         };
         for (_, s) in self.sessions.iter() {
