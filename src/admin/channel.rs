@@ -15,7 +15,7 @@
 //! killed ID F              `kill`: F is 1 if this worker held session ID, else 0
 //! draining N MS            `drain`: N sessions left, MS until the deadline
 //! reopened N TARGET        `reopen-logs`: N processes reopened TARGET
-//! stats | metrics          a report; then one line per family present (report::TABLE):
+//! stats | metrics | upstreams   a report; then one line per family present (report::TABLE):
 //!   KEY VALUE                      a family of one series
 //!   KEY L=VALUE L=VALUE ...        by label values (several joined by '/')
 //!   KEY B=N ... inf=N sum=MS       a histogram: count per bucket bound (ms), sum in ms
@@ -84,6 +84,7 @@ pub fn encode(reply: &Reply) -> String {
         }
         Reply::Stats(r) => report(&mut o, "stats", r),
         Reply::Metrics(r) => report(&mut o, "metrics", r),
+        Reply::Upstreams(r) => report(&mut o, "upstreams", r),
         Reply::Traced { rule, sessions } => o = format!("traced {sessions} {}", one_line(rule)),
         Reply::Killed { id, found } => o = format!("killed {id} {}", u8::from(*found)),
         Reply::Draining {
@@ -209,6 +210,7 @@ pub fn decode(message: &str) -> Result<Message, String> {
         }
         "stats" => Reply::Stats(decode_report(lines)?),
         "metrics" => Reply::Metrics(decode_report(lines)?),
+        "upstreams" => Reply::Upstreams(decode_report(lines)?),
         _ => return Err(format!("unknown message {head:?}")),
     };
     Ok(Message::Reply(reply))

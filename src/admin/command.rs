@@ -2,6 +2,7 @@
 //! the loop that received it executes it. Pure: no I/O, no state.
 
 use crate::admin::trace::TraceRule;
+use crate::worker::upstreams::Admin;
 
 /// The text of `help`.
 pub const HELP: &str = "\
@@ -12,6 +13,8 @@ set log-level <level>         off, error, warn, info, debug, trace
 reload                        re-read ENVOY_CONFIG_FILE and the routes, apply for new sessions
 show sessions                 id state client sni upstream bytes_up bytes_down age_ms
 show stats                    counters
+show upstreams                per upstream: state, health, sessions, failures, ejections, connect p50/p99
+upstream <HOST:PORT> <state>  ready, drain (no new sessions) or maint (drain, and no health checks)
 trace <sid|name|cidr>         log hex dumps and transitions of matching sessions at any level
 untrace <sid|name|cidr|all>   stop tracing
 kill <sid>                    close a session
@@ -36,6 +39,11 @@ pub enum Command {
     ShowSessions,
     /// `show stats`
     ShowStats,
+    /// `show upstreams`
+    ShowUpstreams,
+    /// `upstream HOST:PORT ready|drain|maint`: the operator's state of an upstream, by its
+    /// name as configured.
+    SetUpstream(String, Admin),
     /// `trace RULE`
     Trace(TraceRule),
     /// `untrace RULE`, or all with `None`
@@ -68,7 +76,13 @@ pub fn parse(line: &str) -> Result<Command, String> {
         ("show", ["config"]) => Ok(Command::ShowConfig),
         ("show", ["sessions"]) => Ok(Command::ShowSessions),
         ("show", ["stats"]) => Ok(Command::ShowStats),
-        ("show", _) => Err("usage: show config|sessions|stats".into()),
+        ("show", ["upstreams"]) => Ok(Command::ShowUpstreams),
+        ("show", _) => Err("usage: show config|sessions|stats|upstreams".into()),
+        ("upstream", [name, state]) => match Admin::parse(state) {
+            Some(a) => Ok(Command::SetUpstream(name.to_string(), a)),
+            None => Err(format!("unknown state {state:?}: ready, drain, maint")),
+        },
+        ("upstream", _) => Err("usage: upstream <HOST:PORT> ready|drain|maint".into()),
         ("set", ["log-level", level]) => level.parse().map(Command::SetLogLevel).map_err(|_| {
             format!("unknown log level {level:?}: off, error, warn, info, debug, trace")
         }),
@@ -143,6 +157,12 @@ mod tests {
         assert_eq!(parse("untrace all"), Ok(Command::Untrace(None)));
         assert_eq!(parse("kill 7"), Ok(Command::Kill(7)));
         assert_eq!(parse("drain"), Ok(Command::Drain));
+        assert_eq!(parse("show upstreams"), Ok(Command::ShowUpstreams));
+        assert_eq!(
+            parse("upstream 10.0.0.1:443 maint"),
+            Ok(Command::SetUpstream("10.0.0.1:443".into(), Admin::Maint))
+        );
+        assert!(parse("upstream 10.0.0.1:443 down").is_err());
         assert_eq!(parse("reopen-logs"), Ok(Command::ReopenLogs));
     }
 

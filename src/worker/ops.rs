@@ -294,6 +294,16 @@ impl Worker {
             Command::ShowSessions => Reply::Sessions(self.session_rows()),
             Command::ShowStats => Reply::Stats(self.report()),
             Command::Metrics => Reply::Metrics(self.report()),
+            Command::ShowUpstreams => Reply::Upstreams(self.report()),
+            Command::SetUpstream(name, state) => {
+                if self.upstreams.set_admin(&name, state) {
+                    Reply::Text(format!("ok: upstream {name} {}", state.as_str()))
+                } else {
+                    Reply::Error(format!(
+                        "no upstream {name} in the configuration (show upstreams lists them)"
+                    ))
+                }
+            }
             Command::Trace(rule) => {
                 let mut n = 0;
                 for (_, s) in self.sessions.iter_mut() {
