@@ -465,3 +465,192 @@ fn configuration_errors_exit_2_naming_the_route_and_the_option() {
         );
     }
 }
+
+/// An upstream that can be closed and opened again on the same port: counts what it
+/// accepted, answers with its tag, and echoes.
+struct Switchable {
+    addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    open: Arc<AtomicUsize>,
+}
+
+fn switchable(tag: u8) -> Switchable {
+    let (l, addr) = listener();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let open = Arc::new(AtomicUsize::new(1));
+    let (count, flag) = (Arc::clone(&accepted), Arc::clone(&open));
+    thread::spawn(move || {
+        let mut l = Some(l);
+        loop {
+            match (flag.load(Ordering::SeqCst), l.is_some()) {
+                (0, true) => l = None,
+                (1, false) => l = TcpListener::bind(addr).ok(),
+                _ => {}
+            }
+            let Some(lis) = l.as_ref() else {
+                thread::sleep(Duration::from_millis(5));
+                continue;
+            };
+            lis.set_nonblocking(true).unwrap();
+            match lis.accept() {
+                Ok((mut c, _)) => {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    c.set_nonblocking(false).unwrap();
+                    thread::spawn(move || {
+                        let _ = c.write_all(&[tag]);
+                        let mut buf = [0u8; 4096];
+                        while let Ok(n) = c.read(&mut buf) {
+                            if n == 0 || c.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                    });
+                }
+                Err(_) => thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    });
+    Switchable {
+        addr,
+        accepted,
+        open,
+    }
+}
+
+/// Waits until `show upstreams` says `health` of `name` (every worker agreeing).
+fn wait_health(sock: &Path, name: &str, health: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let rows = show_upstreams(sock);
+        if rows.get(name).is_some_and(|r| r[1] == health) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{name} never {health}: {rows:?}");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn one_health_checker_for_two_workers_and_both_follow_its_verdicts() {
+    let a = switchable(b'a');
+    let b = tagged(b'b');
+    let dir = TempDir::new("check");
+    let list = format!("{},{}", a.addr, b.addr);
+    let (s, sock) = start(
+        &dir,
+        &[
+            ("ENVOY_WORKERS", "2"),
+            ("ENVOY_UPSTREAM", &list),
+            ("ENVOY_EJECT_AFTER", "0"),
+            ("ENVOY_CHECK", "check=tcp check_interval_ms=3600000"),
+        ],
+    );
+    let mut s = s;
+    s.wait_for_count("listening addr=", 2, Duration::from_secs(10));
+    // one check of a at start, from one checker: not one per worker
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while a.accepted.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "no check came");
+        thread::sleep(Duration::from_millis(10));
+    }
+    thread::sleep(Duration::from_millis(1000));
+    assert_eq!(
+        a.accepted.load(Ordering::SeqCst),
+        1,
+        "one checker, one check"
+    );
+    ctl(
+        &sock,
+        &[
+            "set",
+            "ENVOY_CHECK",
+            "check=tcp check_interval_ms=100 rise=2 fall=2",
+        ],
+    );
+    // a goes away: the checker marks it down and neither worker tries it any more
+    a.open.store(0, Ordering::SeqCst);
+    let name = a.addr.to_string();
+    wait_health(&sock, &name, "down");
+    for _ in 0..30 {
+        assert_eq!(session(s.addr).1, b'b');
+    }
+    assert_eq!(
+        s.metric(&format!(
+            "sluice_upstream_connect_failures_total{{upstream=\"{name}\",reason=\"refused\"}}"
+        )),
+        0,
+        "no worker tried the upstream its checker said was down"
+    );
+    // a comes back: up after `rise` passes, first again for both workers
+    a.open.store(1, Ordering::SeqCst);
+    wait_health(&sock, &name, "up");
+    for _ in 0..10 {
+        assert_eq!(session(s.addr).1, b'a');
+    }
+}
+
+/// An upstream that records the first bytes of each connection and answers `reply`.
+fn recording(reply: &'static [u8]) -> (SocketAddr, Arc<Mutex<Vec<Vec<u8>>>>) {
+    let (l, addr) = listener();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { continue };
+            let log = Arc::clone(&log);
+            thread::spawn(move || {
+                c.set_read_timeout(Some(Duration::from_millis(300)))
+                    .unwrap();
+                let mut got = Vec::new();
+                let mut buf = [0u8; 512];
+                while let Ok(n) = c.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                    if got.ends_with(b"\r\n\r\n") {
+                        let _ = c.write_all(reply);
+                    }
+                }
+                log.lock().unwrap().push(got);
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[test]
+fn proxy_v2_local_and_connect_checks_send_what_haproxy_would_and_judge_the_reply() {
+    let (local, local_seen) = recording(b"");
+    let (refusing, refusing_seen) = recording(b"HTTP/1.1 503 Service Unavailable\r\n\r\n");
+    let (accepting, _) = recording(b"HTTP/1.1 200 Connection established\r\n\r\n");
+    let dir = TempDir::new("kinds");
+    let routes = format!(
+        "sni=a.test allow upstream={refusing},{accepting} check=connect check_host=health.test:443 check_interval_ms=100 fall=1"
+    );
+    let (_s, sock) = start(
+        &dir,
+        &[
+            ("ENVOY_UPSTREAM", &local.to_string()),
+            ("ENVOY_CHECK", "check=proxy-v2-local check_interval_ms=100"),
+            ("ENVOY_ROUTES", &routes),
+        ],
+    );
+    wait_health(&sock, &refusing.to_string(), "down");
+    thread::sleep(Duration::from_millis(500));
+    assert_eq!(show_upstreams(&sock)[&accepting.to_string()][1], "up");
+    let connects = refusing_seen.lock().unwrap().clone();
+    assert!(!connects.is_empty());
+    assert!(
+        connects[0].starts_with(b"CONNECT health.test:443 HTTP/1.1\r\n"),
+        "{:?}",
+        String::from_utf8_lossy(&connects[0])
+    );
+    let locals = local_seen.lock().unwrap().clone();
+    assert!(!locals.is_empty());
+    assert_eq!(
+        locals[0], b"\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00",
+        "a PROXY v2 LOCAL header, nothing else"
+    );
+    assert_eq!(show_upstreams(&sock)[&local.to_string()][1], "up");
+}

@@ -15,6 +15,7 @@ show sessions                 id state client sni upstream bytes_up bytes_down a
 show stats                    counters
 show upstreams                per upstream: state, health, sessions, failures, ejections, connect p50/p99
 upstream <HOST:PORT> <state>  ready, drain (no new sessions) or maint (drain, and no health checks)
+health <HOST:PORT> up|down    an active check's verdict (the supervisor sends it; until the next one)
 trace <sid|name|cidr>         log hex dumps and transitions of matching sessions at any level
 untrace <sid|name|cidr|all>   stop tracing
 kill <sid>                    close a session
@@ -44,6 +45,9 @@ pub enum Command {
     /// `upstream HOST:PORT ready|drain|maint`: the operator's state of an upstream, by its
     /// name as configured.
     SetUpstream(String, Admin),
+    /// `health HOST:PORT up|down`: an active check's verdict (the supervisor's checker
+    /// sends it to every worker).
+    Health(String, bool),
     /// `trace RULE`
     Trace(TraceRule),
     /// `untrace RULE`, or all with `None`
@@ -83,6 +87,9 @@ pub fn parse(line: &str) -> Result<Command, String> {
             None => Err(format!("unknown state {state:?}: ready, drain, maint")),
         },
         ("upstream", _) => Err("usage: upstream <HOST:PORT> ready|drain|maint".into()),
+        ("health", [name, "up"]) => Ok(Command::Health(name.to_string(), true)),
+        ("health", [name, "down"]) => Ok(Command::Health(name.to_string(), false)),
+        ("health", _) => Err("usage: health <HOST:PORT> up|down".into()),
         ("set", ["log-level", level]) => level.parse().map(Command::SetLogLevel).map_err(|_| {
             format!("unknown log level {level:?}: off, error, warn, info, debug, trace")
         }),

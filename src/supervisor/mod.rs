@@ -28,6 +28,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
 mod fanout;
+mod health;
 mod notify;
 mod spawn;
 mod upgrade;
@@ -52,6 +53,7 @@ const SIGNALS: Token = Token(usize::MAX - 1);
 const CONTROL: Token = Token(usize::MAX - 2);
 const METRICS: Token = Token(usize::MAX - 3);
 const UPGRADE: Token = Token(usize::MAX - 4);
+const HEALTH_BASE: usize = 1 << 30;
 const WORKER_BASE: usize = 1 << 40;
 const CLIENT_BASE: usize = 1 << 50;
 const ADMIN_TOKENS: Tokens = Tokens {
@@ -96,6 +98,8 @@ pub struct Supervisor {
     retired: bool,
     /// Every worker reported ready once (pid file written, systemd told).
     serving: bool,
+    /// The active health checks, one per checked upstream for every worker.
+    health: health::Checker,
 }
 
 impl Supervisor {
@@ -188,8 +192,13 @@ impl Supervisor {
             restarts: 0,
             retired: false,
             serving: false,
+            health: health::Checker::new(HEALTH_BASE),
             cfg,
         };
+        s.health.configure(&s.cfg, s.poll.registry(), 0);
+        for line in s.replay.clone() {
+            s.follow_upstream_state(&command::parse(&line));
+        }
         if !s.layers.set.is_empty() {
             // an upgrade: the old generation's `set`s, log keys included, hold here too
             s.follow_log_keys(s.layers.clone());
@@ -237,6 +246,15 @@ impl Supervisor {
             slot.started(child, chan, now);
         }
         for line in self.replay.clone() {
+            self.send(i, &line, None);
+        }
+        let down: Vec<String> = self
+            .health
+            .verdicts()
+            .filter(|(_, up)| !up)
+            .map(|(name, _)| format!("health {name} down"))
+            .collect();
+        for line in down {
             self.send(i, &line, None);
         }
         Ok(())
@@ -287,9 +305,11 @@ impl Supervisor {
                     t @ (CONTROL | METRICS) => self.on_admin(t),
                     Token(t) if t >= CLIENT_BASE => self.on_admin(Token(t)),
                     Token(t) if t >= WORKER_BASE => self.on_worker(t - WORKER_BASE),
+                    t if self.health.owns(t) => self.on_health(Some(t)),
                     _ => {}
                 }
             }
+            self.on_health(None);
             self.reap();
             self.respawn_due();
             self.check_upgrade();
@@ -317,6 +337,7 @@ impl Supervisor {
                 libc::SIGHUP => {
                     self.signal_workers(libc::SIGHUP);
                     self.follow_log_keys(self.layers.clone());
+                    self.configure_checks();
                 }
                 libc::SIGUSR1 => {
                     self.signal_workers(libc::SIGUSR1);
@@ -564,6 +585,7 @@ impl Supervisor {
             self.plane.reply_scrape(client, &text);
         } else {
             if merged.is_ok() {
+                self.follow_upstream_state(&command);
                 self.follow(command);
             }
             if merged.is_ok() && is_replayed(&line) {
@@ -584,7 +606,10 @@ impl Supervisor {
                 "ENVOY_LOG_LEVEL".to_string(),
                 level.to_string().to_ascii_lowercase(),
             ),
-            Ok(Command::Reload) => return self.follow_log_keys(self.layers.clone()),
+            Ok(Command::Reload) => {
+                self.follow_log_keys(self.layers.clone());
+                return self.configure_checks();
+            }
             _ => return,
         };
         let Ok(layers) = self.layers.with_set(&key, &value) else {
@@ -595,6 +620,44 @@ impl Supervisor {
                 self.follow_log_keys(layers)
             }
             _ => self.layers = layers,
+        }
+        self.configure_checks();
+    }
+
+    /// `upstream NAME maint` stops its checks; any other state starts them again.
+    fn follow_upstream_state(&mut self, command: &Result<Command, String>) {
+        if let Ok(Command::SetUpstream(name, state)) = command {
+            let maint = *state == crate::worker::upstreams::Admin::Maint;
+            self.health.set_maint(name, maint, self.poll.registry());
+        }
+    }
+
+    /// The checks of the configuration the workers now have (loaded again here: the
+    /// supervisor keeps only the layers).
+    fn configure_checks(&mut self) {
+        match self.layers.load() {
+            Ok(cfg) => {
+                let now = self.now_ms();
+                self.health.configure(&cfg, self.poll.registry(), now);
+            }
+            Err(e) => warn!("health checks stay as they were error={}", Shown(&e)),
+        }
+    }
+
+    /// Moves the health checks on (`token`: a probe's readiness); a changed verdict goes to
+    /// every worker.
+    fn on_health(&mut self, token: Option<Token>) {
+        let now = self.now_ms();
+        for (name, up) in self.health.run(self.poll.registry(), token, now) {
+            let health = if up { "up" } else { "down" };
+            info!(
+                "upstream health changed upstream={} health={health}",
+                Value::str(&name)
+            );
+            let line = format!("health {name} {health}");
+            for i in 0..self.workers.len() {
+                self.send(i, &line, None);
+            }
         }
     }
 

@@ -295,6 +295,16 @@ impl Worker {
             Command::ShowStats => Reply::Stats(self.report()),
             Command::Metrics => Reply::Metrics(self.report()),
             Command::ShowUpstreams => Reply::Upstreams(self.report()),
+            Command::Health(name, up) => {
+                if self.upstreams.set_check(&name, up) {
+                    Reply::Text(format!(
+                        "ok: upstream {name} {}",
+                        if up { "up" } else { "down" }
+                    ))
+                } else {
+                    Reply::Error(format!("no upstream {name} in the configuration"))
+                }
+            }
             Command::SetUpstream(name, state) => {
                 if self.upstreams.set_admin(&name, state) {
                     Reply::Text(format!("ok: upstream {name} {}", state.as_str()))
