@@ -2,6 +2,7 @@
 //! the loop that received it executes it. Pure: no I/O, no state.
 
 use crate::admin::trace::TraceRule;
+use crate::config::names::Names;
 use crate::worker::upstreams::Admin;
 
 /// The text of `help`.
@@ -16,6 +17,7 @@ show stats                    counters
 show upstreams                per upstream: state, health, sessions, failures, ejections, connect p50/p99
 upstream <HOST:PORT> <state>  ready, drain (no new sessions) or maint (drain, and no health checks)
 health <HOST:PORT> up|down    an active check's verdict (the supervisor sends it; until the next one)
+names <HOST:PORT=ADDR,...>    addresses of names (the supervisor's resolver sends them)
 trace <sid|name|cidr>         log hex dumps and transitions of matching sessions at any level
 untrace <sid|name|cidr|all>   stop tracing
 kill <sid>                    close a session
@@ -48,6 +50,9 @@ pub enum Command {
     /// `health HOST:PORT up|down`: an active check's verdict (the supervisor's checker
     /// sends it to every worker).
     Health(String, bool),
+    /// `names HOST:PORT=ADDR,... ...`: addresses the supervisor resolved (workers never
+    /// resolve); running configurations take changed ones for new sessions.
+    Names(Names),
     /// `trace RULE`
     Trace(TraceRule),
     /// `untrace RULE`, or all with `None`
@@ -90,6 +95,7 @@ pub fn parse(line: &str) -> Result<Command, String> {
         ("health", [name, "up"]) => Ok(Command::Health(name.to_string(), true)),
         ("health", [name, "down"]) => Ok(Command::Health(name.to_string(), false)),
         ("health", _) => Err("usage: health <HOST:PORT> up|down".into()),
+        ("names", entries) => Names::decode(&entries.join(" ")).map(Command::Names),
         ("set", ["log-level", level]) => level.parse().map(Command::SetLogLevel).map_err(|_| {
             format!("unknown log level {level:?}: off, error, warn, info, debug, trace")
         }),

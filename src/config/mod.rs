@@ -17,6 +17,7 @@ mod error;
 mod file;
 mod keys;
 mod model;
+pub mod names;
 pub mod pool;
 pub mod route;
 mod setting;

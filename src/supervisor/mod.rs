@@ -30,6 +30,7 @@ use mio::{Events, Interest, Poll, Token};
 mod fanout;
 mod health;
 mod notify;
+mod resolve;
 mod spawn;
 mod upgrade;
 
@@ -53,6 +54,7 @@ const SIGNALS: Token = Token(usize::MAX - 1);
 const CONTROL: Token = Token(usize::MAX - 2);
 const METRICS: Token = Token(usize::MAX - 3);
 const UPGRADE: Token = Token(usize::MAX - 4);
+const RESOLVED: Token = Token(usize::MAX - 5);
 const HEALTH_BASE: usize = 1 << 30;
 const WORKER_BASE: usize = 1 << 40;
 const CLIENT_BASE: usize = 1 << 50;
@@ -100,6 +102,12 @@ pub struct Supervisor {
     serving: bool,
     /// The active health checks, one per checked upstream for every worker.
     health: health::Checker,
+    /// Names resolved off the loop, for the supervisor and its workers.
+    resolver: resolve::Resolver,
+    /// ENVOY_RESOLVE_INTERVAL_MS of the configuration the workers have, and when the next
+    /// periodic resolution is due.
+    resolve_every_ms: u64,
+    resolve_due_ms: u64,
 }
 
 impl Supervisor {
@@ -175,6 +183,11 @@ impl Supervisor {
                 layers = layers.with_set(&k, &v).unwrap_or(layers);
             }
         }
+        let mut resolver = resolve::Resolver::start(poll.registry(), RESOLVED)?;
+        // At start, before any loop: the names of the configuration, resolved here once
+        // and handed to every worker.
+        resolver.resolve_now(&resolve::Resolver::names_of(&layers));
+        let resolve_every_ms = cfg.resolve_interval_ms;
         let mut s = Supervisor {
             poll,
             layers,
@@ -193,6 +206,9 @@ impl Supervisor {
             retired: false,
             serving: false,
             health: health::Checker::new(HEALTH_BASE),
+            resolver,
+            resolve_every_ms,
+            resolve_due_ms: resolve_every_ms,
             cfg,
         };
         s.health.configure(&s.cfg, s.poll.registry(), 0);
@@ -239,6 +255,7 @@ impl Supervisor {
             listener,
             self.poll.registry(),
             Token(WORKER_BASE + i),
+            &self.resolver.cache.encode(),
         )?;
         info!("worker started worker={i} pid={}", child.id());
         let now = self.now_ms();
@@ -301,6 +318,7 @@ impl Supervisor {
             for ev in events.iter() {
                 match ev.token() {
                     SIGNALS => self.on_signals(),
+                    RESOLVED => self.on_resolved(),
                     UPGRADE => self.on_upgrade_pipe(),
                     t @ (CONTROL | METRICS) => self.on_admin(t),
                     Token(t) if t >= CLIENT_BASE => self.on_admin(Token(t)),
@@ -310,6 +328,7 @@ impl Supervisor {
                 }
             }
             self.on_health(None);
+            self.refresh_names_due();
             self.reap();
             self.respawn_due();
             self.check_upgrade();
@@ -335,9 +354,12 @@ impl Supervisor {
             match s {
                 libc::SIGCHLD => {}
                 libc::SIGHUP => {
-                    self.signal_workers(libc::SIGHUP);
-                    self.follow_log_keys(self.layers.clone());
-                    self.configure_checks();
+                    let names = resolve::Resolver::names_of(&self.layers);
+                    if names.is_empty() {
+                        self.on_sighup();
+                    } else {
+                        self.resolver.request(names, resolve::After::Sighup);
+                    }
                 }
                 libc::SIGUSR1 => {
                     self.signal_workers(libc::SIGUSR1);
@@ -538,14 +560,79 @@ impl Supervisor {
                             if cmd == Command::Drain {
                                 self.stop();
                             }
-                            self.fan_out(conn, &line, false);
+                            // The names a new configuration needs are resolved off the
+                            // loop first; the workers then load it without resolving.
+                            let names = match &cmd {
+                                Command::Set(k, v) => self
+                                    .layers
+                                    .with_set(k, v)
+                                    .map(|l| resolve::Resolver::names_of(&l))
+                                    .unwrap_or_default(),
+                                Command::Reload => resolve::Resolver::names_of(&self.layers),
+                                _ => Vec::new(),
+                            };
+                            if names.is_empty() {
+                                self.fan_out(conn, &line, false);
+                            } else {
+                                let after = resolve::After::Command { conn, line };
+                                self.resolver.request(names, after);
+                            }
                         }
                     }
                 }
             }
         }
-        let busy = self.fanout.busy(conn);
+        let busy = self.fanout.busy(conn) || self.resolver.holds(conn);
         self.plane.flush(self.poll.registry(), conn, busy);
+    }
+
+    /// SIGHUP, its names known: the workers reload, the supervisor follows.
+    fn on_sighup(&mut self) {
+        self.signal_workers(libc::SIGHUP);
+        self.follow_log_keys(self.layers.clone());
+        self.configure_checks();
+    }
+
+    /// The resolver thread answered: the workers get the addresses first, then what
+    /// waited for them goes on.
+    fn on_resolved(&mut self) {
+        for done in self.resolver.finished() {
+            if !done.changed.is_empty() {
+                let line = format!("names {}", done.changed.encode());
+                for i in 0..self.workers.len() {
+                    self.send(i, &line, None);
+                }
+            }
+            match done.after {
+                resolve::After::Command { conn, line } => {
+                    self.fan_out(conn, &line, false);
+                    let busy = self.fanout.busy(conn) || self.resolver.holds(conn);
+                    self.plane.flush(self.poll.registry(), conn, busy);
+                }
+                resolve::After::Sighup => self.on_sighup(),
+                resolve::After::Refresh if !done.changed.is_empty() => {
+                    info!(
+                        "upstream addresses changed, for new sessions names={}",
+                        Value::str(&done.changed.encode())
+                    );
+                    self.configure_checks();
+                }
+                resolve::After::Refresh => {}
+            }
+        }
+    }
+
+    /// Every ENVOY_RESOLVE_INTERVAL_MS, the configuration's names again.
+    fn refresh_names_due(&mut self) {
+        let now = self.now_ms();
+        if self.resolve_every_ms == 0 || now < self.resolve_due_ms || self.resolver.refreshing() {
+            return;
+        }
+        self.resolve_due_ms = now + self.resolve_every_ms;
+        let names = resolve::Resolver::names_of(&self.layers);
+        if !names.is_empty() {
+            self.resolver.request(names, resolve::After::Refresh);
+        }
     }
 
     fn fan_out(&mut self, client: ConnId, line: &str, scrape: bool) {
@@ -635,10 +722,12 @@ impl Supervisor {
     /// The checks of the configuration the workers now have (loaded again here: the
     /// supervisor keeps only the layers).
     fn configure_checks(&mut self) {
-        match self.layers.load() {
+        match self.layers.load_with(&self.resolver.cache) {
             Ok(cfg) => {
                 let now = self.now_ms();
                 self.health.configure(&cfg, self.poll.registry(), now);
+                self.resolve_every_ms = cfg.resolve_interval_ms;
+                self.resolve_due_ms = now + cfg.resolve_interval_ms;
             }
             Err(e) => warn!("health checks stay as they were error={}", Shown(&e)),
         }
@@ -665,7 +754,7 @@ impl Supervisor {
     /// the supervisor itself: level, target, facility. A new target is opened before the old
     /// one is let go; if it cannot be, the supervisor keeps logging where it did.
     fn follow_log_keys(&mut self, layers: Layers) {
-        let cfg = match layers.load() {
+        let cfg = match layers.load_with(&self.resolver.cache) {
             Ok(c) => c,
             Err(e) => return warn!("the log keys stay as they were error={}", Shown(&e)),
         };

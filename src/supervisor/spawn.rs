@@ -122,6 +122,7 @@ pub(super) fn start(
     listener: RawFd,
     registry: &Registry,
     token: Token,
+    names: &str,
 ) -> io::Result<(Child, Channel)> {
     let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
     let chan_fd = theirs.as_raw_fd();
@@ -129,7 +130,8 @@ pub(super) fn start(
     cmd.arg("worker")
         .env(env::WORKER, format!("{index}/{count}"))
         .env(env::LISTEN_FD, listener.to_string())
-        .env(env::CHANNEL_FD, chan_fd.to_string());
+        .env(env::CHANNEL_FD, chan_fd.to_string())
+        .env(env::NAMES, names);
     let child = spawn_inheriting(&mut cmd, &[listener, chan_fd], Some(libc::SIGTERM))?;
     drop(theirs);
     ours.set_nonblocking(true)?;

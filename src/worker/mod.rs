@@ -37,6 +37,7 @@ use crate::admin::channel;
 use crate::admin::conn::{AdminStream, Peer};
 use crate::admin::plane::{AdminPlane, Tokens};
 use crate::admin::trace::TraceRule;
+use crate::config::names::Names;
 use crate::config::{Config, Layers};
 use crate::hexdump::Address;
 use crate::logfmt::Shown;
@@ -104,6 +105,8 @@ pub struct Worker {
     pub(crate) stats: Stats,
     /// Every configured upstream: state, health, counters (kept across reloads).
     pub(crate) upstreams: Upstreams,
+    /// The addresses of names, as the supervisor resolved them: loads read them here.
+    pub(crate) names: Names,
     pub(crate) cfg: Rc<Config>,
     pub(crate) layers: Layers,
     scratch: Box<[u8]>,
@@ -206,6 +209,7 @@ impl Worker {
             wheel: Wheel::new(WHEEL_SLOTS, TICK_MS, 0),
             stats: Stats::default(),
             upstreams,
+            names: Names::default(),
             cfg: Rc::new(cfg),
             layers,
             scratch: vec![0u8; MAX_HELLO_LEN].into_boxed_slice(),
@@ -255,6 +259,12 @@ impl Worker {
         let cfg = Rc::clone(&self.cfg);
         self.capture = self.start_capture(&cfg)?;
         Ok(())
+    }
+
+    /// The worker, knowing the addresses the supervisor resolved.
+    pub fn with_names(mut self, names: Names) -> Worker {
+        self.names = names;
+        self
     }
 
     /// The configuration in force.

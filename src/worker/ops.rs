@@ -21,6 +21,8 @@ use crate::admin::plane::{Request, Requests};
 use crate::admin::reply::{Applied, Reply};
 use crate::admin::report::{Gauges, Process, Report, STATES};
 use crate::admin::trace::TraceRule;
+use crate::config::names::Known;
+use crate::config::upstream::{Resolve, SystemResolver};
 use crate::config::{Config, Layers};
 use crate::hexdump::Address;
 use crate::logfmt::{OrDash, Shown, Value};
@@ -64,7 +66,16 @@ impl Worker {
 
     /// Loads `layers` whole and applies the result to new sessions, or changes nothing.
     pub(crate) fn reload(&mut self, layers: Layers) -> Result<Applied, String> {
-        let cfg = layers.load().map_err(|e| e.to_string())?;
+        // Supervised, the supervisor resolved every name first: nothing blocks here. A lone
+        // worker has no one to resolve for it: a name it does not know yet is asked of the
+        // system resolver (the one place a loop may wait on one; see README, Upstreams).
+        let system = SystemResolver;
+        let lone = Known {
+            names: &self.names,
+            fallback: &system,
+        };
+        let names: &dyn Resolve = if self.supervised { &self.names } else { &lone };
+        let cfg = layers.load_with(names).map_err(|e| e.to_string())?;
         self.apply(cfg)?;
         self.layers = layers;
         Ok(Applied {
@@ -72,6 +83,31 @@ impl Worker {
             upstream: self.cfg.upstream_names(),
             running: self.sessions.len() as u64,
         })
+    }
+
+    /// The configuration again with the addresses `names` now holds for its upstreams'
+    /// names, for new sessions (running ones keep theirs); how many upstreams changed.
+    fn take_new_addresses(&mut self) -> Result<usize, String> {
+        let mut cfg = (*self.cfg).clone();
+        let mut changed = 0;
+        let members = cfg
+            .routes
+            .iter_mut()
+            .flat_map(|r| r.pool.members.iter_mut())
+            .chain(cfg.default_route.pool.members.iter_mut())
+            .chain(cfg.upstream.iter_mut());
+        for u in members {
+            if let Some(addrs) = self.names.get(&u.name).filter(|_| u.is_name()) {
+                if addrs != u.addrs.as_slice() {
+                    u.addrs = addrs.to_vec();
+                    changed += 1;
+                }
+            }
+        }
+        if changed > 0 {
+            self.apply(cfg)?;
+        }
+        Ok(changed)
     }
 
     /// Switches to `cfg`: rebinds what moved, resizes the pool, sets the log level and
@@ -295,6 +331,13 @@ impl Worker {
             Command::ShowStats => Reply::Stats(self.report()),
             Command::Metrics => Reply::Metrics(self.report()),
             Command::ShowUpstreams => Reply::Upstreams(self.report()),
+            Command::Names(names) => {
+                self.names.merge(&names);
+                match self.take_new_addresses() {
+                    Ok(n) => Reply::Text(format!("ok: {n} upstream(s) with new addresses")),
+                    Err(e) => Reply::Error(e),
+                }
+            }
             Command::Health(name, up) => {
                 if self.upstreams.set_check(&name, up) {
                     Reply::Text(format!(
