@@ -442,7 +442,9 @@ fn a_scrape_after_known_traffic_shows_exactly_the_counts_and_passes_promtool() {
     );
     // per upstream since issue 15 (the label is the upstream as configured)
     assert_eq!(
-        value(&format!("sluice_upstream_connect_seconds_count{{upstream=\"{up}\"}}")),
+        value(&format!(
+            "sluice_upstream_connect_seconds_count{{upstream=\"{up}\"}}"
+        )),
         "7"
     );
     assert_eq!(value("sluice_session_duration_seconds_count"), "10");

@@ -95,22 +95,10 @@ fn session(addr: SocketAddr) -> (TcpStream, u8) {
     session_from(addr, "10.0.0.1")
 }
 
-fn ctl(sock: &Path, args: &[&str]) -> String {
-    let out = Command::new(sluice_bin())
-        .arg("ctl")
-        .args(args)
-        .env("ENVOY_CONTROL_SOCKET", sock)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "ctl {args:?}: {text}");
-    text
-}
-
 /// `show upstreams` as rows by upstream: (state, health, sessions, total, failures,
 /// ejections).
 fn show_upstreams(sock: &Path) -> HashMap<String, Vec<String>> {
-    ctl(sock, &["show", "upstreams"])
+    ctl_ok(sock, &["show", "upstreams"])
         .lines()
         .skip(1)
         .filter_map(|l| {
@@ -233,7 +221,7 @@ fn client_hash_keeps_clients_and_moves_only_the_removed_upstreams_clients() {
     }
     // c leaves the pool (a reload without it): only c's clients move
     let two = format!("{},{}", ups[0].addr, ups[1].addr);
-    ctl(&sock, &["set", "ENVOY_UPSTREAM", &two]);
+    ctl_ok(&sock, &["set", "ENVOY_UPSTREAM", &two]);
     for (c, before) in clients.iter().zip(&first) {
         let now = session_from(s.addr, c).1;
         if *before == b'c' {
@@ -379,7 +367,7 @@ fn drain_and_maint_under_load_fail_no_session_and_survive_a_reload() {
         .collect();
     thread::sleep(Duration::from_millis(200));
     for state in ["drain", "maint"] {
-        assert!(ctl(&sock, &["upstream", &a.addr.to_string(), state]).starts_with("ok"));
+        assert!(ctl_ok(&sock, &["upstream", &a.addr.to_string(), state]).starts_with("ok"));
         let mark = results.lock().unwrap().2.len();
         thread::sleep(Duration::from_millis(300));
         let r = results.lock().unwrap();
@@ -391,9 +379,9 @@ fn drain_and_maint_under_load_fail_no_session_and_survive_a_reload() {
         );
     }
     // the state survives a reload
-    ctl(&sock, &["reload"]);
+    ctl_ok(&sock, &["reload"]);
     assert_eq!(show_upstreams(&sock)[&a.addr.to_string()][0], "maint");
-    assert!(ctl(&sock, &["upstream", &a.addr.to_string(), "ready"]).starts_with("ok"));
+    assert!(ctl_ok(&sock, &["upstream", &a.addr.to_string(), "ready"]).starts_with("ok"));
     thread::sleep(Duration::from_millis(300));
     stop.store(1, Ordering::SeqCst);
     for t in load {
@@ -410,18 +398,10 @@ fn drain_and_maint_under_load_fail_no_session_and_survive_a_reload() {
     assert!(read_exact(&mut long, hello().len() + 10).ends_with(b"still here"));
     let rows = show_upstreams(&sock);
     assert_eq!(rows[&a.addr.to_string()][0], "ready");
-    assert!(ctl_fails(&sock, &["upstream", "127.0.0.1:1", "drain"]).contains("no upstream"));
-}
-
-fn ctl_fails(sock: &Path, args: &[&str]) -> String {
-    let out = Command::new(sluice_bin())
-        .arg("ctl")
-        .args(args)
-        .env("ENVOY_CONTROL_SOCKET", sock)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    assert!({
+        let (ok, text) = ctl(&sock, &["upstream", "127.0.0.1:1", "drain"]);
+        !ok && text.contains("no upstream")
+    });
 }
 
 #[test]
@@ -559,7 +539,7 @@ fn one_health_checker_for_two_workers_and_both_follow_its_verdicts() {
         1,
         "one checker, one check"
     );
-    ctl(
+    ctl_ok(
         &sock,
         &[
             "set",

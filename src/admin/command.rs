@@ -2,6 +2,7 @@
 //! the loop that received it executes it. Pure: no I/O, no state.
 
 use crate::admin::trace::TraceRule;
+use crate::cidr::Cidr;
 use crate::config::names::Names;
 use crate::worker::upstreams::Admin;
 
@@ -18,6 +19,8 @@ show upstreams                per upstream: state, health, sessions, failures, e
 upstream <HOST:PORT> <state>  ready, drain (no new sessions) or maint (drain, and no health checks)
 health <HOST:PORT> up|down    an active check's verdict (the supervisor sends it; until the next one)
 names <HOST:PORT=ADDR,...>    addresses of names (the supervisor's resolver sends them)
+show clients                  top clients by sessions and by rate (the machine's client table)
+forget <cidr>                 reset those clients' rate and refusals; idle entries dropped
 trace <sid|name|cidr>         log hex dumps and transitions of matching sessions at any level
 untrace <sid|name|cidr|all>   stop tracing
 kill <sid>                    close a session
@@ -53,6 +56,10 @@ pub enum Command {
     /// `names HOST:PORT=ADDR,... ...`: addresses the supervisor resolved (workers never
     /// resolve); running configurations take changed ones for new sessions.
     Names(Names),
+    /// `show clients`: the top clients of the machine's client table.
+    ShowClients,
+    /// `forget CIDR`: reset the counters of the clients in the block.
+    Forget(Cidr),
     /// `trace RULE`
     Trace(TraceRule),
     /// `untrace RULE`, or all with `None`
@@ -86,7 +93,6 @@ pub fn parse(line: &str) -> Result<Command, String> {
         ("show", ["sessions"]) => Ok(Command::ShowSessions),
         ("show", ["stats"]) => Ok(Command::ShowStats),
         ("show", ["upstreams"]) => Ok(Command::ShowUpstreams),
-        ("show", _) => Err("usage: show config|sessions|stats|upstreams".into()),
         ("upstream", [name, state]) => match Admin::parse(state) {
             Some(a) => Ok(Command::SetUpstream(name.to_string(), a)),
             None => Err(format!("unknown state {state:?}: ready, drain, maint")),
@@ -96,6 +102,14 @@ pub fn parse(line: &str) -> Result<Command, String> {
         ("health", [name, "down"]) => Ok(Command::Health(name.to_string(), false)),
         ("health", _) => Err("usage: health <HOST:PORT> up|down".into()),
         ("names", entries) => Names::decode(&entries.join(" ")).map(Command::Names),
+        ("show", ["clients"]) => Ok(Command::ShowClients),
+        ("show", _) => Err("usage: show config|sessions|stats|upstreams|clients".into()),
+        ("forget", _) => {
+            let a = one("cidr")?;
+            a.parse()
+                .map(Command::Forget)
+                .map_err(|()| format!("not an address or CIDR: {a:?}"))
+        }
         ("set", ["log-level", level]) => level.parse().map(Command::SetLogLevel).map_err(|_| {
             format!("unknown log level {level:?}: off, error, warn, info, debug, trace")
         }),
@@ -177,6 +191,11 @@ mod tests {
         );
         assert!(parse("upstream 10.0.0.1:443 down").is_err());
         assert_eq!(parse("reopen-logs"), Ok(Command::ReopenLogs));
+        assert_eq!(parse("show clients"), Ok(Command::ShowClients));
+        assert_eq!(
+            parse("forget 192.0.2.0/24"),
+            Ok(Command::Forget("192.0.2.0/24".parse().unwrap()))
+        );
     }
 
     #[test]
@@ -188,6 +207,8 @@ mod tests {
             ("set log-level loud", "unknown log level"),
             ("set ENVOY_PORT", "usage: set"),
             ("kill x", "not a session id"),
+            ("forget", "usage: forget <cidr>"),
+            ("forget 300.1.1.1", "not an address or CIDR"),
             ("trace", "usage: trace"),
             ("trace bad\u{1}name", "not a session id, name or CIDR"),
         ] {

@@ -14,12 +14,14 @@ use std::net::SocketAddr;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
+use crate::admin::command::Command;
 use crate::config::pool::{Check, CheckKind};
 use crate::config::Config;
 use crate::net::{self, Io};
 use crate::wire::proxy::v2::{self as proxy_v2, V2Out};
 use crate::wire::proxy::Command as PpCommand;
 use crate::wire::{http, Parsed};
+use crate::worker::upstreams::Admin;
 
 /// The most bytes of a CONNECT reply head read.
 const MAX_REPLY: usize = 4096;
@@ -110,6 +112,22 @@ impl Checker {
             p.maint = maint;
             p.stop(registry);
         }
+    }
+
+    /// Follows the operator: `upstream NAME maint` stops its checks, another state starts
+    /// them again.
+    pub fn follow(&mut self, command: &Result<Command, String>, registry: &Registry) {
+        if let Ok(Command::SetUpstream(name, state)) = command {
+            self.set_maint(name, *state == Admin::Maint, registry);
+        }
+    }
+
+    /// The commands that tell a new worker the upstreams down now.
+    pub fn down_lines(&self) -> Vec<String> {
+        self.verdicts()
+            .filter(|(_, up)| !up)
+            .map(|(name, _)| format!("health {name} down"))
+            .collect()
     }
 
     /// True when `token` is one of the probes'.

@@ -42,6 +42,7 @@ use crate::admin::report::{Process, Report, Supervision};
 use crate::config::{Config, Layers};
 use crate::handoff as env;
 use crate::hexdump::Address;
+use crate::limits::{self, ClientTable};
 use crate::logfmt::{Shown, Value};
 use crate::logger;
 use crate::sys::fd::adopt_inherited;
@@ -72,6 +73,8 @@ const HEALTHY_MS: u64 = 10_000;
 const UPGRADE_TIMEOUT_MS: u64 = 15_000;
 /// The longest the loop sleeps (respawns and upgrade deadlines are checked this often).
 const TICK: Duration = Duration::from_millis(100);
+/// How often the client table's ledgers of gone workers and stuck claims are swept.
+const SWEEP_MS: u64 = 5000;
 
 /// The supervisor's state.
 pub struct Supervisor {
@@ -104,10 +107,11 @@ pub struct Supervisor {
     health: health::Checker,
     /// Names resolved off the loop, for the supervisor and its workers.
     resolver: resolve::Resolver,
-    /// ENVOY_RESOLVE_INTERVAL_MS of the configuration the workers have, and when the next
-    /// periodic resolution is due.
-    resolve_every_ms: u64,
-    resolve_due_ms: u64,
+    /// The machine's per-client counters, which every worker maps.
+    clients: ClientTable,
+    /// Claims in the client table seen unfinished at the last sweep, and when that was.
+    stuck_claims: Vec<(usize, u64)>,
+    swept_ms: u64,
 }
 
 impl Supervisor {
@@ -159,6 +163,7 @@ impl Supervisor {
             None => plane.set_metrics(poll.registry(), cfg.metrics_addr),
         }
         .map_err(|e| named("ENVOY_METRICS_ADDR", &metrics, e))?;
+        let clients = client_table(&cfg)?;
         let tell_ready = adopt_inherited(env::UPGRADE_FD)?.map(std::fs::File::from);
         let replay: Vec<String> = std::env::var(env::REPLAY)
             .unwrap_or_default()
@@ -187,7 +192,7 @@ impl Supervisor {
         // At start, before any loop: the names of the configuration, resolved here once
         // and handed to every worker.
         resolver.resolve_now(&resolve::Resolver::names_of(&layers));
-        let resolve_every_ms = cfg.resolve_interval_ms;
+        resolver.every(cfg.resolve_interval_ms, 0);
         let mut s = Supervisor {
             poll,
             layers,
@@ -207,13 +212,14 @@ impl Supervisor {
             serving: false,
             health: health::Checker::new(HEALTH_BASE),
             resolver,
-            resolve_every_ms,
-            resolve_due_ms: resolve_every_ms,
+            clients,
+            stuck_claims: Vec::new(),
+            swept_ms: 0,
             cfg,
         };
         s.health.configure(&s.cfg, s.poll.registry(), 0);
         for line in s.replay.clone() {
-            s.follow_upstream_state(&command::parse(&line));
+            s.health.follow(&command::parse(&line), s.poll.registry());
         }
         if !s.layers.set.is_empty() {
             // an upgrade: the old generation's `set`s, log keys included, hold here too
@@ -250,9 +256,9 @@ impl Supervisor {
             .as_raw_fd();
         let (child, chan) = spawn::start(
             &self.exe,
-            i,
-            self.cfg.workers,
+            (i, self.cfg.workers),
             listener,
+            self.clients.fd(),
             self.poll.registry(),
             Token(WORKER_BASE + i),
             &self.resolver.cache.encode(),
@@ -265,13 +271,7 @@ impl Supervisor {
         for line in self.replay.clone() {
             self.send(i, &line, None);
         }
-        let down: Vec<String> = self
-            .health
-            .verdicts()
-            .filter(|(_, up)| !up)
-            .map(|(name, _)| format!("health {name} down"))
-            .collect();
-        for line in down {
+        for line in self.health.down_lines() {
             self.send(i, &line, None);
         }
         Ok(())
@@ -330,6 +330,7 @@ impl Supervisor {
             self.on_health(None);
             self.refresh_names_due();
             self.reap();
+            self.sweep_clients();
             self.respawn_due();
             self.check_upgrade();
             flush_in = logger::flush(Instant::now());
@@ -421,6 +422,10 @@ impl Supervisor {
             };
             let pid = child.id();
             let pending = slot.gone(self.poll.registry());
+            let (given, _) = self.clients.sweep(Some(pid), None);
+            if given > 0 {
+                info!("client table given back sessions={given} worker={i} pid={pid}");
+            }
             if self.stopping || status.success() {
                 info!(
                     "worker exited worker={i} pid={pid} status={}",
@@ -444,6 +449,20 @@ impl Supervisor {
             for r in pending {
                 self.answer(r, i, None);
             }
+        }
+    }
+
+    /// Every [`SWEEP_MS`]: gives back what the ledgers of workers gone unreaped by us list
+    /// (an older generation's whose supervisor is gone) and frees claims left half-done.
+    fn sweep_clients(&mut self) {
+        let now = self.now_ms();
+        if now < self.swept_ms + SWEEP_MS {
+            return;
+        }
+        self.swept_ms = now;
+        let (given, freed) = self.clients.sweep(None, Some(&mut self.stuck_claims));
+        if given > 0 || freed > 0 {
+            info!("client table swept sessions_given_back={given} claims_freed={freed}");
         }
     }
 
@@ -556,21 +575,16 @@ impl Supervisor {
                         };
                             self.plane.reply(conn, &r);
                         }
+                        Ok((line, Command::ShowClients | Command::Forget(_))) => {
+                            self.ask_one(conn, &line)
+                        }
                         Ok((line, cmd)) => {
                             if cmd == Command::Drain {
                                 self.stop();
                             }
                             // The names a new configuration needs are resolved off the
                             // loop first; the workers then load it without resolving.
-                            let names = match &cmd {
-                                Command::Set(k, v) => self
-                                    .layers
-                                    .with_set(k, v)
-                                    .map(|l| resolve::Resolver::names_of(&l))
-                                    .unwrap_or_default(),
-                                Command::Reload => resolve::Resolver::names_of(&self.layers),
-                                _ => Vec::new(),
-                            };
+                            let names = resolve::Resolver::names_for(&cmd, &self.layers);
                             if names.is_empty() {
                                 self.fan_out(conn, &line, false);
                             } else {
@@ -625,14 +639,7 @@ impl Supervisor {
     /// Every ENVOY_RESOLVE_INTERVAL_MS, the configuration's names again.
     fn refresh_names_due(&mut self) {
         let now = self.now_ms();
-        if self.resolve_every_ms == 0 || now < self.resolve_due_ms || self.resolver.refreshing() {
-            return;
-        }
-        self.resolve_due_ms = now + self.resolve_every_ms;
-        let names = resolve::Resolver::names_of(&self.layers);
-        if !names.is_empty() {
-            self.resolver.request(names, resolve::After::Refresh);
-        }
+        self.resolver.refresh_if_due(&self.layers, now);
     }
 
     fn fan_out(&mut self, client: ConnId, line: &str, scrape: bool) {
@@ -641,6 +648,14 @@ impl Supervisor {
         for i in 0..n {
             self.send(i, line, Some(r));
         }
+    }
+
+    /// Asks one worker (the first with a channel): the client table is the same for all.
+    fn ask_one(&mut self, client: ConnId, line: &str) {
+        let n = self.workers.len();
+        let r = self.fanout.open_one(client, line, n);
+        let first = self.workers.iter().position(|w| w.chan.is_some());
+        self.send(first.unwrap_or(0), line, Some(r));
     }
 
     /// Worker `i`'s reply to request `r` (`None`: none will come); delivers the merged answer
@@ -672,7 +687,7 @@ impl Supervisor {
             self.plane.reply_scrape(client, &text);
         } else {
             if merged.is_ok() {
-                self.follow_upstream_state(&command);
+                self.health.follow(&command, self.poll.registry());
                 self.follow(command);
             }
             if merged.is_ok() && is_replayed(&line) {
@@ -711,14 +726,6 @@ impl Supervisor {
         self.configure_checks();
     }
 
-    /// `upstream NAME maint` stops its checks; any other state starts them again.
-    fn follow_upstream_state(&mut self, command: &Result<Command, String>) {
-        if let Ok(Command::SetUpstream(name, state)) = command {
-            let maint = *state == crate::worker::upstreams::Admin::Maint;
-            self.health.set_maint(name, maint, self.poll.registry());
-        }
-    }
-
     /// The checks of the configuration the workers now have (loaded again here: the
     /// supervisor keeps only the layers).
     fn configure_checks(&mut self) {
@@ -726,8 +733,7 @@ impl Supervisor {
             Ok(cfg) => {
                 let now = self.now_ms();
                 self.health.configure(&cfg, self.poll.registry(), now);
-                self.resolve_every_ms = cfg.resolve_interval_ms;
-                self.resolve_due_ms = now + cfg.resolve_interval_ms;
+                self.resolver.every(cfg.resolve_interval_ms, now);
             }
             Err(e) => warn!("health checks stay as they were error={}", Shown(&e)),
         }
@@ -795,6 +801,7 @@ impl Supervisor {
             control,
             metrics,
             replay: &self.replay,
+            client_table: self.clients.fd(),
         };
         let deadline = self.now_ms() + UPGRADE_TIMEOUT_MS;
         let up = Upgrade::start(&handoff, self.poll.registry(), UPGRADE, deadline)?;
@@ -848,6 +855,59 @@ impl Supervisor {
         self.retired = true;
         self.signal_workers(libc::SIGTERM);
     }
+}
+
+/// The client table: the predecessor's when an upgrade handed one over that fits (same
+/// layout and size, a free ledger for each new worker), else a new one (said at info: the
+/// counts then start afresh, the old generation keeps its own until it is gone).
+fn client_table(cfg: &Config) -> io::Result<ClientTable> {
+    let fits = |t: &ClientTable| {
+        let held = t.ledgers_held(crate::sys::process::is_alive);
+        if t.capacity() != cfg.clients.table_size {
+            Err(format!(
+                "{} entries, not ENVOY_CLIENT_TABLE_SIZE={}",
+                t.capacity(),
+                cfg.clients.table_size
+            ))
+        } else if t.ledgers() < held + cfg.workers {
+            Err(format!(
+                "{} of its {} ledgers held, {} workers to start",
+                held,
+                t.ledgers(),
+                cfg.workers
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    if let Some(fd) = adopt_inherited(env::INHERIT_CLIENT_TABLE)? {
+        match ClientTable::adopt(fd)
+            .map_err(|e| e.to_string())
+            .and_then(|t| fits(&t).map(|()| t))
+        {
+            Ok(t) => {
+                info!(
+                    "client table kept from the predecessor entries={}",
+                    t.capacity()
+                );
+                return Ok(t);
+            }
+            Err(e) => info!(
+                "client table from the predecessor not kept, counting afresh reason={}",
+                Value::str(&e)
+            ),
+        }
+    }
+    let bytes = limits::table_bytes(cfg.clients.table_size, cfg.workers);
+    ClientTable::create(cfg.clients.table_size, cfg.workers).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "ENVOY_CLIENT_TABLE_SIZE={}: a table of {bytes} bytes: {e}",
+                cfg.clients.table_size
+            ),
+        )
+    })
 }
 
 /// `e`, said of the resource `key`=`value` names.

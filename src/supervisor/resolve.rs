@@ -15,6 +15,7 @@ use std::sync::Arc;
 use log::warn;
 use mio::{Registry, Token, Waker};
 
+use crate::admin::command::Command;
 use crate::admin::plane::ConnId;
 use crate::config::names::{Asked, Names};
 use crate::config::upstream::{Resolve, SystemResolver};
@@ -46,6 +47,9 @@ pub(super) struct Resolver {
     waiting: VecDeque<After>,
     /// The latest addresses of every name resolved so far.
     pub cache: Names,
+    /// ENVOY_RESOLVE_INTERVAL_MS (0: never), and when the next periodic resolution is due.
+    every_ms: u64,
+    due_ms: u64,
 }
 
 /// What a finished resolution came to.
@@ -84,7 +88,39 @@ impl Resolver {
             answers,
             waiting: VecDeque::new(),
             cache: Names::default(),
+            every_ms: 0,
+            due_ms: 0,
         })
+    }
+
+    /// Resolves again every `every_ms` (0: never) from `now_ms` on.
+    pub fn every(&mut self, every_ms: u64, now_ms: u64) {
+        self.every_ms = every_ms;
+        self.due_ms = now_ms + every_ms;
+    }
+
+    /// Asks for `layers`' names again when the interval is up (one at a time).
+    pub fn refresh_if_due(&mut self, layers: &Layers, now_ms: u64) {
+        if self.every_ms == 0 || now_ms < self.due_ms || self.refreshing() {
+            return;
+        }
+        self.due_ms = now_ms + self.every_ms;
+        let names = Resolver::names_of(layers);
+        if !names.is_empty() {
+            self.request(names, After::Refresh);
+        }
+    }
+
+    /// The names a command's new configuration needs (`set`, `reload`), else none.
+    pub fn names_for(cmd: &Command, layers: &Layers) -> Vec<String> {
+        match cmd {
+            Command::Set(k, v) => layers
+                .with_set(k, v)
+                .map(|l| Resolver::names_of(&l))
+                .unwrap_or_default(),
+            Command::Reload => Resolver::names_of(layers),
+            _ => Vec::new(),
+        }
     }
 
     /// The names (`host:port` with a host name) a load of `layers` asks for; never blocks

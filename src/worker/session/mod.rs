@@ -415,6 +415,9 @@ impl Session {
             );
         }
         self.core.pick.close(ctx.upstreams, bytes_up, bytes_down);
+        if let Some(t) = self.core.ticket.take() {
+            ctx.clients.release(t);
+        }
         ctx.stats.close(reason);
         let duration_ms = ctx.now_ms.saturating_sub(self.core.started_ms);
         ctx.stats.session_duration.observe(duration_ms);
