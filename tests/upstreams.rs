@@ -634,3 +634,77 @@ fn proxy_v2_local_and_connect_checks_send_what_haproxy_would_and_judge_the_reply
     );
     assert_eq!(show_upstreams(&sock)[&local.to_string()][1], "up");
 }
+
+#[test]
+fn an_upstream_state_survives_a_worker_respawn_and_an_upgrade() {
+    let (a, b) = (tagged(b'a'), tagged(b'b'));
+    let dir = TempDir::new("survive");
+    // the binary an upgrade starts is the one on disk: a copy of ours
+    let bin = dir.path("sluice");
+    std::fs::copy(sluice_bin(), &bin).unwrap();
+    let sock = dir.path("ctl.sock");
+    let list = format!("{},{}", a.addr, b.addr);
+    let mut s = Sluice::start_bin(
+        &bin,
+        &[
+            ("ENVOY_UPSTREAM", &list),
+            ("ENVOY_CONTROL_SOCKET", sock.to_str().unwrap()),
+        ],
+    );
+    s.may_exit = true;
+    let _stop = s.stop_all_generations();
+    let name = a.addr.to_string();
+    assert_eq!(session(s.addr).1, b'a', "first: a");
+    ctl_ok(&sock, &["upstream", &name, "maint"]);
+    assert_eq!(session(s.addr).1, b'b');
+    // the worker dies and is respawned: it is told again
+    let worker = s.workers()[0];
+    signal(worker, "KILL");
+    s.wait_for_count("listening addr=", 2, Duration::from_secs(10));
+    assert_eq!(show_upstreams(&sock)[&name][0], "maint");
+    assert_eq!(session(s.addr).1, b'b');
+    // a binary upgrade: the new generation is told too
+    signal(s.child.id(), "USR2");
+    s.wait_for_log(
+        "every worker is ready, told the old supervisor",
+        Duration::from_secs(20),
+    );
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(show_upstreams(&sock)[&name][0], "maint");
+    for _ in 0..5 {
+        assert_eq!(session(s.addr).1, b'b');
+    }
+    ctl_ok(&sock, &["upstream", &name, "ready"]);
+    assert_eq!(session(s.addr).1, b'a');
+}
+
+#[test]
+fn maint_stops_an_upstreams_health_checks_and_ready_starts_them_again() {
+    let a = switchable(b'a');
+    let dir = TempDir::new("maintcheck");
+    let (_s, sock) = start(
+        &dir,
+        &[
+            ("ENVOY_UPSTREAM", &a.addr.to_string()),
+            ("ENVOY_CHECK", "check=tcp check_interval_ms=50"),
+        ],
+    );
+    let checks = || a.accepted.load(Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while checks() < 2 {
+        assert!(Instant::now() < deadline, "no checks");
+        thread::sleep(Duration::from_millis(10));
+    }
+    let name = a.addr.to_string();
+    ctl_ok(&sock, &["upstream", &name, "maint"]);
+    thread::sleep(Duration::from_millis(300));
+    let during = checks();
+    thread::sleep(Duration::from_millis(600));
+    assert_eq!(checks(), during, "a check during maint");
+    ctl_ok(&sock, &["upstream", &name, "ready"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while checks() <= during {
+        assert!(Instant::now() < deadline, "checks never resumed");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
