@@ -9,8 +9,9 @@
 //! A `Config` is built whole from three layers ([`Layers`]: the environment, the
 //! ENVOY_CONFIG_FILE overlay (its format in `config::file`), runtime `set`s) and is either
 //! entirely valid or refused with every error found, each naming the key and the value.
-//! Names are resolved here, at load time, never on the event loop. Nothing here touches a
-//! socket.
+//! Names are resolved by whatever the load is given ([`Layers::load_with`]): the system
+//! resolver at start, a table of the supervisor's answers (`config::names`) on a loop.
+//! Nothing here touches a socket.
 
 pub mod clients;
 mod connect;

@@ -4,8 +4,8 @@
 //! `check_interval_ms=`, `check_timeout_ms=`, `rise=`, `fall=`, `check_host=`) or, for the
 //! default route, from ENVOY_UPSTREAM, ENVOY_BALANCE and ENVOY_CHECK.
 //!
-//! Values only: choosing a member is `upstream::balance`'s, checking it
-//! `upstream::check`'s, and what a worker remembers of each member `worker::upstreams`'.
+//! Values only: choosing a member is `worker::upstreams::pick`'s, checking it
+//! `supervisor::health`'s, and what a worker remembers of each member `worker::upstreams`'.
 //! The one piece of run-time state here is the pool's round-robin counter, which a worker
 //! keeps with the configuration it belongs to (a reload starts the rotation again).
 

@@ -5,7 +5,8 @@
 //! A leaf that both the key table (`config`) and the routes (`config::route`) build on. A
 //! load never picks its resolver: at start (`sluice run`, `check-config`, a standalone
 //! worker before its loop) it is [`SystemResolver`], which blocks; on an event loop it is a
-//! table of answers a resolver thread gave (`upstream::resolve::Names`), which never does.
+//! table of answers the supervisor's resolver thread gave (`config::names::Names`), which
+//! never does.
 //! Nothing here knows of keys or routes.
 
 use std::net::{SocketAddr, ToSocketAddrs};
