@@ -209,7 +209,8 @@ fn check_config() -> i32 {
     }
     println!(
         "# effective: upstream {} -> {:?}",
-        cfg.upstream.name, cfg.upstream.addrs
+        cfg.upstream_names(),
+        cfg.upstream_addrs()
     );
     println!(
         "# effective: max_sessions={} workers={}",
@@ -284,8 +285,19 @@ fn worker() -> i32 {
     // Started by a supervisor, which checked and warned already: inherited sockets. By
     // hand: one standalone event loop that binds its own listener, control socket and
     // metrics (for benchmarks, debugging, or another process manager).
+    // The supervisor resolved the configuration's names and handed them over: a worker
+    // never resolves (a name it was not given is asked here, before the loop runs).
+    let names = std::env::var(crate::handoff::NAMES)
+        .ok()
+        .and_then(|l| crate::config::names::Names::decode(&l).ok())
+        .unwrap_or_default();
+    std::env::remove_var(crate::handoff::NAMES);
+    let known = crate::config::names::Known {
+        names: &names,
+        fallback: &crate::config::upstream::SystemResolver,
+    };
     let cfg = if supervised {
-        match layers.load() {
+        match layers.load_with(&known) {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("sluice worker: {e}");
@@ -317,7 +329,7 @@ fn worker() -> i32 {
     };
     let parent = crate::sys::process::parent_pid();
     let mut worker = match Worker::bound(layers, cfg, role) {
-        Ok(w) => w,
+        Ok(w) => w.with_names(names),
         Err(e) => {
             log::error!("worker not started error={}", crate::logfmt::Shown(&e));
             return 1;

@@ -21,3 +21,6 @@ pub const INHERIT_METRICS: &str = "SLUICE_INHERIT_METRICS_FD";
 pub const UPGRADE_FD: &str = "SLUICE_UPGRADE_FD";
 /// Upgrade: control commands to replay (runtime `set`s and traces), newline-separated.
 pub const REPLAY: &str = "SLUICE_REPLAY";
+/// The addresses of the names the configuration needs, as the supervisor resolved them
+/// (`config::names::Names`'s line): a worker never resolves.
+pub const NAMES: &str = "SLUICE_NAMES";

@@ -6,7 +6,9 @@
 //!
 //! * `cli` — the command line: `run`, `worker`, `ctl`, `inspect`, `check-config`.
 //! * `config` — every `ENVOY_*` key (one table), loaded and validated whole; `config::route`
-//!   the routes; `config::upstream` a configured `host:port` and its addresses;
+//!   the routes; `config::pool` a route's upstreams, balancing and check options;
+//!   `config::upstream` a configured `host:port` and its addresses, and how a load resolves;
+//!   `config::names` resolved names handed to a load (never resolving itself);
 //!   `config::file` the KEY=VALUE file's syntax; `config::spelling` the nearest key to a typo;
 //!   `config::clients` the per-client limits' keys and how they settle onto the routes;
 //!   `config::connect` the CONNECT header keys' rules; `config::error` a refused value;
@@ -38,6 +40,8 @@
 //!   * `worker::buffer` — fixed buffers and their pool; `worker::splice` — zero-copy pipes.
 //!   * `worker::timer` — the deadline wheel; `worker::stats` — the worker's counters.
 //!   * `worker::ops` — signals, reload and control commands executed on the loop.
+//!   * `worker::upstreams` — the worker's view of every configured upstream: state, health,
+//!     ejection, counters; `worker::upstreams::pick` — which pool member a session tries.
 //!   * `worker::role` — how a worker was started (alone or supervised) and its CPU pinning.
 //! * `admin` — the admin plane, one for a worker's loop and the supervisor's:
 //!   * `admin::plane` — the control socket and metrics listener, bound or adopted, and their
@@ -48,13 +52,15 @@
 //!     `/metrics` both come from it); `admin::metrics` — the Prometheus text of a report.
 //!   * `admin::channel` — the line format workers answer the supervisor in.
 //!   * `admin::capture` — first bytes of failed and traced sessions to disk.
+//!   * `admin::upstreams` — `show upstreams`, rendered from a report.
 //! * `limits` — per-client abuse limits held across every worker of a machine:
 //!   `limits::policy` what a client is and may do, `limits::table` the counters in memory
 //!   shared by every process (lock-free), ledgers that give back what a dead worker held.
 //! * `supervisor` — one worker per core, respawn, signals; `supervisor::spawn` starts a
 //!   worker and holds the supervisor's end of its channel, `supervisor::fanout` collects and
 //!   merges the workers' replies to admin requests, `supervisor::upgrade` hands over to a new
-//!   binary, `supervisor::notify` tells systemd.
+//!   binary, `supervisor::notify` tells systemd, `supervisor::health` runs the machine's
+//!   active health checks, `supervisor::resolve` resolves names in a helper thread.
 //! * `handoff` — the environment variables a supervisor hands its workers and successor.
 //! * `sys` — every FFI call (`libc`) behind a safe function, the crate's only `unsafe`:
 //!   `sys::fd` (pipes, descriptor flags, adoption, umask), `sys::process` (spawning with

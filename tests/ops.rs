@@ -440,7 +440,13 @@ fn a_scrape_after_known_traffic_shows_exactly_the_counts_and_passes_promtool() {
         value("sluice_parse_errors_total{parser=\"tls\",kind=\"not_client_hello\"}"),
         "3"
     );
-    assert_eq!(value("sluice_upstream_connect_seconds_count"), "7");
+    // per upstream since issue 15 (the label is the upstream as configured)
+    assert_eq!(
+        value(&format!(
+            "sluice_upstream_connect_seconds_count{{upstream=\"{up}\"}}"
+        )),
+        "7"
+    );
     assert_eq!(value("sluice_session_duration_seconds_count"), "10");
     assert_eq!(value("sluice_sessions{state=\"Connected\"}"), "0");
     assert_eq!(value("sluice_workers"), "2");

@@ -15,10 +15,11 @@
 //! killed ID F              `kill`: F is 1 if this worker held session ID, else 0
 //! draining N MS            `drain`: N sessions left, MS until the deadline
 //! reopened N TARGET        `reopen-logs`: N processes reopened TARGET
-//! stats | metrics          a report; then one line per family present (report::TABLE):
+//! stats | metrics | upstreams   a report; then one line per family present (report::TABLE):
 //!   KEY VALUE                      a family of one series
 //!   KEY L=VALUE L=VALUE ...        by label values (several joined by '/')
 //!   KEY B=N ... inf=N sum=MS       a histogram: count per bucket bound (ms), sum in ms
+//!   KEY L/L@N,...,N,MS ...         histograms by label values: counts per bucket, then sum
 //!   KEY TEXT                       words, to the end of the line
 //! ```
 //!
@@ -83,6 +84,7 @@ pub fn encode(reply: &Reply) -> String {
         }
         Reply::Stats(r) => report(&mut o, "stats", r),
         Reply::Metrics(r) => report(&mut o, "metrics", r),
+        Reply::Upstreams(r) => report(&mut o, "upstreams", r),
         Reply::Traced { rule, sessions } => o = format!("traced {sessions} {}", one_line(rule)),
         Reply::Killed { id, found } => o = format!("killed {id} {}", u8::from(*found)),
         Reply::Draining {
@@ -121,6 +123,15 @@ fn report(o: &mut String, head: &str, r: &Report) {
                 t.push(format!("sum={}", h.sum_ms));
                 t.join(" ")
             }
+            Value::Histograms(series) => series
+                .iter()
+                .map(|(labels, h)| {
+                    let l: Vec<String> = labels.iter().map(|v| escape(v)).collect();
+                    let counts: Vec<String> = h.counts.iter().map(u64::to_string).collect();
+                    format!("{}@{},{}", l.join("/"), counts.join(","), h.sum_ms)
+                })
+                .collect::<Vec<_>>()
+                .join(" "),
             Value::Text(t) => one_line(t),
         };
         o.push('\n');
@@ -199,6 +210,7 @@ pub fn decode(message: &str) -> Result<Message, String> {
         }
         "stats" => Reply::Stats(decode_report(lines)?),
         "metrics" => Reply::Metrics(decode_report(lines)?),
+        "upstreams" => Reply::Upstreams(decode_report(lines)?),
         _ => return Err(format!("unknown message {head:?}")),
     };
     Ok(Message::Reply(reply))
@@ -232,6 +244,31 @@ fn decode_value(def: &Def, rest: &str) -> Result<Value, String> {
     };
     match def.kind {
         Kind::Text => Ok(Value::Text(rest.to_string())),
+        Kind::Histogram if !def.labels.is_empty() => {
+            let mut series = Vec::new();
+            for t in rest.split(' ').filter(|t| !t.is_empty()) {
+                let (labels, numbers) = t
+                    .split_once('@')
+                    .ok_or_else(|| format!("not LABELS@COUNTS: {t:?}"))?;
+                let labels = labels
+                    .split('/')
+                    .map(unescape)
+                    .collect::<Result<Vec<_>, _>>()?;
+                let numbers = numbers
+                    .split(',')
+                    .map(number)
+                    .collect::<Result<Vec<_>, _>>()?;
+                let mut h = Histogram::default();
+                let (sum, counts) = numbers.split_last().ok_or("no counts")?;
+                if counts.len() != h.counts.len() || labels.len() != def.labels.len() {
+                    return Err(format!("{} buckets, {} labels", counts.len(), labels.len()));
+                }
+                h.counts.copy_from_slice(counts);
+                h.sum_ms = *sum;
+                series.push((labels, h));
+            }
+            Ok(Value::Histograms(series))
+        }
         Kind::Histogram => {
             let mut h = Histogram::default();
             let mut buckets = 0;
@@ -278,7 +315,7 @@ fn one_line(s: &str) -> String {
     s.replace(['\n', '\r'], " ")
 }
 
-const ESCAPED: [char; 6] = ['%', ' ', '=', '/', '\n', '\r'];
+const ESCAPED: [char; 8] = ['%', ' ', '=', '/', '@', ',', '\n', '\r'];
 
 fn escape(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
@@ -311,6 +348,7 @@ mod tests {
     use super::*;
     use crate::admin::report::{Gauges, Supervision};
     use crate::worker::stats::{CloseReason, Stats};
+    use crate::worker::upstreams::Member;
 
     fn round_trip(r: Reply) {
         let text = encode(&r);
@@ -370,9 +408,11 @@ mod tests {
         s.close(CloseReason::InvalidTls);
         s.parse_error("tls", "not_client_hello");
         s.connect_status.insert(403, 1);
-        s.connect_latency.observe(2);
-        s.connect_latency.observe(400_000);
+        let mut up = Member::new("db.internal:5432", 1000);
+        up.connect.observe(2);
+        up.connect.observe(400_000);
         let g = Gauges {
+            upstreams: vec![up],
             captures: Some((1, 0)),
             traces: "name example.test, client 10.0.0.0/8".into(),
             ..Gauges::default()
@@ -391,7 +431,12 @@ mod tests {
             text.contains("\nparse_errors tls/not_client_hello=1\n"),
             "{text}"
         );
-        assert!(text.contains(" inf=1 sum=400002\n"), "{text}");
+        assert!(
+            text.contains(
+                "\nconnect_seconds db.internal:5432@0,1,0,0,0,0,0,0,0,0,0,0,0,0,1,400002\n"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -3,6 +3,8 @@
 
 use crate::admin::trace::TraceRule;
 use crate::cidr::Cidr;
+use crate::config::names::Names;
+use crate::worker::upstreams::Admin;
 
 /// The text of `help`.
 pub const HELP: &str = "\
@@ -13,6 +15,10 @@ set log-level <level>         off, error, warn, info, debug, trace
 reload                        re-read ENVOY_CONFIG_FILE and the routes, apply for new sessions
 show sessions                 id state client sni upstream bytes_up bytes_down age_ms
 show stats                    counters
+show upstreams                per upstream: state, health, sessions, failures, ejections, connect p50/p99
+upstream <HOST:PORT> <state>  ready, drain (no new sessions) or maint (drain, and no health checks)
+health <HOST:PORT> up|down    an active check's verdict (the supervisor sends it; until the next one)
+names <HOST:PORT=ADDR,...>    addresses of names (the supervisor's resolver sends them)
 show clients                  top clients by sessions and by rate (the machine's client table)
 forget <cidr>                 reset those clients' rate and refusals; idle entries dropped
 trace <sid|name|cidr>         log hex dumps and transitions of matching sessions at any level
@@ -39,6 +45,17 @@ pub enum Command {
     ShowSessions,
     /// `show stats`
     ShowStats,
+    /// `show upstreams`
+    ShowUpstreams,
+    /// `upstream HOST:PORT ready|drain|maint`: the operator's state of an upstream, by its
+    /// name as configured.
+    SetUpstream(String, Admin),
+    /// `health HOST:PORT up|down`: an active check's verdict (the supervisor's checker
+    /// sends it to every worker).
+    Health(String, bool),
+    /// `names HOST:PORT=ADDR,... ...`: addresses the supervisor resolved (workers never
+    /// resolve); running configurations take changed ones for new sessions.
+    Names(Names),
     /// `show clients`: the top clients of the machine's client table.
     ShowClients,
     /// `forget CIDR`: reset the counters of the clients in the block.
@@ -75,8 +92,18 @@ pub fn parse(line: &str) -> Result<Command, String> {
         ("show", ["config"]) => Ok(Command::ShowConfig),
         ("show", ["sessions"]) => Ok(Command::ShowSessions),
         ("show", ["stats"]) => Ok(Command::ShowStats),
+        ("show", ["upstreams"]) => Ok(Command::ShowUpstreams),
+        ("upstream", [name, state]) => match Admin::parse(state) {
+            Some(a) => Ok(Command::SetUpstream(name.to_string(), a)),
+            None => Err(format!("unknown state {state:?}: ready, drain, maint")),
+        },
+        ("upstream", _) => Err("usage: upstream <HOST:PORT> ready|drain|maint".into()),
+        ("health", [name, "up"]) => Ok(Command::Health(name.to_string(), true)),
+        ("health", [name, "down"]) => Ok(Command::Health(name.to_string(), false)),
+        ("health", _) => Err("usage: health <HOST:PORT> up|down".into()),
+        ("names", entries) => Names::decode(&entries.join(" ")).map(Command::Names),
         ("show", ["clients"]) => Ok(Command::ShowClients),
-        ("show", _) => Err("usage: show config|sessions|stats|clients".into()),
+        ("show", _) => Err("usage: show config|sessions|stats|upstreams|clients".into()),
         ("forget", _) => {
             let a = one("cidr")?;
             a.parse()
@@ -157,6 +184,12 @@ mod tests {
         assert_eq!(parse("untrace all"), Ok(Command::Untrace(None)));
         assert_eq!(parse("kill 7"), Ok(Command::Kill(7)));
         assert_eq!(parse("drain"), Ok(Command::Drain));
+        assert_eq!(parse("show upstreams"), Ok(Command::ShowUpstreams));
+        assert_eq!(
+            parse("upstream 10.0.0.1:443 maint"),
+            Ok(Command::SetUpstream("10.0.0.1:443".into(), Admin::Maint))
+        );
+        assert!(parse("upstream 10.0.0.1:443 down").is_err());
         assert_eq!(parse("reopen-logs"), Ok(Command::ReopenLogs));
         assert_eq!(parse("show clients"), Ok(Command::ShowClients));
         assert_eq!(

@@ -38,23 +38,45 @@ pub fn render(report: &Report) -> String {
                     let _ = writeln!(o, "{name}{{{}}} {n}", labels.join(","));
                 }
             }
-            Value::Histogram(h) => histogram(&mut o, name, h),
+            Value::Histogram(h) => histogram(&mut o, name, "", h),
+            Value::Histograms(series) => {
+                for (values, h) in series {
+                    let labels: String = def
+                        .labels
+                        .iter()
+                        .zip(values)
+                        .map(|(l, v)| format!("{l}=\"{}\",", escape(v)))
+                        .collect();
+                    histogram(&mut o, name, &labels, h);
+                }
+            }
             Value::Absent | Value::Text(_) => {}
         }
     }
     o
 }
 
-fn histogram(out: &mut String, name: &str, h: &Histogram) {
+/// A histogram's lines; `labels` are its series' `name="value",` pairs (empty for none).
+fn histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
     let mut cum = 0;
     for (b, n) in Histogram::BOUNDS_MS.iter().zip(h.counts) {
         cum += n;
-        let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {cum}", *b as f64 / 1000.0);
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}le=\"{}\"}} {cum}",
+            *b as f64 / 1000.0
+        );
     }
     cum += h.counts.last().copied().unwrap_or(0);
-    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cum}");
-    let _ = writeln!(out, "{name}_sum {}", h.sum_ms as f64 / 1000.0);
-    let _ = writeln!(out, "{name}_count {cum}");
+    let _ = writeln!(out, "{name}_bucket{{{labels}le=\"+Inf\"}} {cum}");
+    let series = labels.trim_end_matches(',');
+    let series = if series.is_empty() {
+        String::new()
+    } else {
+        format!("{{{series}}}")
+    };
+    let _ = writeln!(out, "{name}_sum{series} {}", h.sum_ms as f64 / 1000.0);
+    let _ = writeln!(out, "{name}_count{series} {cum}");
 }
 
 /// A label value as the text format wants it: backslash, quote and newline escaped.

@@ -11,3 +11,4 @@ pub mod plane;
 pub mod reply;
 pub mod report;
 pub mod trace;
+pub mod upstreams;

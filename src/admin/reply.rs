@@ -12,6 +12,7 @@ use std::fmt;
 
 use crate::admin::metrics;
 use crate::admin::report::Report;
+use crate::admin::upstreams;
 
 /// The header line of `show sessions`.
 pub const SESSIONS_HEADER: &str =
@@ -37,6 +38,8 @@ pub enum Reply {
     Stats(Report),
     /// `metrics`: the same report, as Prometheus text.
     Metrics(Report),
+    /// `show upstreams`: the same report, as a table per upstream.
+    Upstreams(Report),
     /// `trace RULE`: the rule as people read it, and the running sessions it now traces.
     Traced {
         /// The rule, e.g. `session 7` or `name example.test`.
@@ -114,6 +117,7 @@ impl Reply {
             }
             Reply::Stats(r) => r.show_stats(),
             Reply::Metrics(r) => metrics::render(r),
+            Reply::Upstreams(r) => upstreams::render(r),
             Reply::Traced { rule, sessions } => {
                 format!("ok: tracing {rule} ({sessions} running session(s) now traced)")
             }
@@ -223,13 +227,13 @@ fn merge_same_kind(replies: &[(usize, Reply)]) -> Option<Merged> {
     let (_, first) = replies.first()?;
     let rest = replies.get(1..).unwrap_or(&[]);
     match first {
-        Reply::Stats(_) | Reply::Metrics(_) => {
+        Reply::Stats(_) | Reply::Metrics(_) | Reply::Upstreams(_) => {
             let mut total = first.clone();
             for (_, r) in rest {
                 match (&mut total, r) {
-                    (Reply::Stats(t), Reply::Stats(x)) | (Reply::Metrics(t), Reply::Metrics(x)) => {
-                        t.merge(x)
-                    }
+                    (Reply::Stats(t), Reply::Stats(x))
+                    | (Reply::Metrics(t), Reply::Metrics(x))
+                    | (Reply::Upstreams(t), Reply::Upstreams(x)) => t.merge(x),
                     _ => return None,
                 }
             }

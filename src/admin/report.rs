@@ -11,6 +11,7 @@
 use crate::logger::Counters;
 use crate::worker::session::State;
 use crate::worker::stats::{Histogram, Stats};
+use crate::worker::upstreams::{Failure, Member};
 
 /// How the values of one family from several workers become one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +102,8 @@ pub enum Value {
     Labelled(Vec<(Vec<String>, u64)>),
     /// A histogram.
     Histogram(Histogram),
+    /// One histogram per series, by label values.
+    Histograms(Vec<(Vec<String>, Histogram)>),
     /// Words.
     Text(String),
 }
@@ -126,6 +129,10 @@ pub struct Gauges {
     pub process: Process,
     /// This process's log lines.
     pub log: Counters,
+    /// Every configured upstream as the worker sees it.
+    pub upstreams: Vec<Member>,
+    /// The worker's clock (ms) when the report was made: what `upstreams`' ejections mean.
+    pub now_ms: u64,
     /// Clients in the machine's client table, and the entries it holds.
     pub client_table: (u64, u64),
 }
@@ -173,6 +180,16 @@ pub const STATES: [State; 5] = [
 
 fn one(n: u64) -> Value {
     Value::One(n)
+}
+
+/// One series per upstream of the worker's table.
+fn per_upstream(g: &Gauges, f: impl Fn(&Member) -> u64) -> Value {
+    Value::Labelled(
+        g.upstreams
+            .iter()
+            .map(|m| (vec![m.name.clone()], f(m)))
+            .collect(),
+    )
 }
 
 fn labelled<'a, L: ToString + 'a>(series: impl Iterator<Item = (L, u64)>) -> Value {
@@ -317,11 +334,22 @@ pub static TABLE: &[Def] = &[
         key: "connect_failures",
         prom: Some("sluice_upstream_connect_failures_total"),
         kind: Kind::Counter,
-        labels: &[],
-        help: "Upstream connect attempts that failed.",
+        labels: &["upstream", "reason"],
+        help: "Upstream connect attempts that failed, by upstream (as configured) and reason.",
         merge: Merge::Sum,
-        show: Show::Key,
-        read: Read::Worker(|s, _| one(s.connect_failures)),
+        show: Show::Total,
+        read: Read::Worker(|_, g| {
+            Value::Labelled(
+                g.upstreams
+                    .iter()
+                    .flat_map(|m| {
+                        Failure::ALL.iter().zip(m.failures).map(|(why, n)| {
+                            (vec![m.name.clone(), why.as_str().to_string()], n)
+                        })
+                    })
+                    .collect(),
+            )
+        }),
     },
     Def {
         key: "parse_errors",
@@ -364,11 +392,114 @@ pub static TABLE: &[Def] = &[
         key: "connect_seconds",
         prom: Some("sluice_upstream_connect_seconds"),
         kind: Kind::Histogram,
-        labels: &[],
-        help: "Upstream TCP connect latency.",
+        labels: &["upstream"],
+        help: "Upstream TCP connect latency, by upstream (as configured).",
         merge: Merge::Sum,
         show: Show::No,
-        read: Read::Worker(|s, _| Value::Histogram(s.connect_latency.clone())),
+        read: Read::Worker(|_, g| {
+            Value::Histograms(
+                g.upstreams
+                    .iter()
+                    .map(|m| (vec![m.name.clone()], m.connect.clone()))
+                    .collect(),
+            )
+        }),
+    },
+    Def {
+        key: "upstream_up",
+        prom: Some("sluice_upstream_up"),
+        kind: Kind::Gauge,
+        labels: &["upstream"],
+        help: "1 while an upstream is healthy (its active check passes and it is not ejected) on any worker.",
+        merge: Merge::Max,
+        show: Show::No,
+        read: Read::Worker(|_, g| {
+            per_upstream(g, |m| u64::from(m.health(g.now_ms) == "up"))
+        }),
+    },
+    Def {
+        key: "upstream_sessions",
+        prom: Some("sluice_upstream_sessions"),
+        kind: Kind::Gauge,
+        labels: &["upstream"],
+        help: "Sessions holding an upstream now (connecting or connected).",
+        merge: Merge::Sum,
+        show: Show::No,
+        read: Read::Worker(|_, g| per_upstream(g, |m| m.sessions)),
+    },
+    Def {
+        key: "upstream_sessions_total",
+        prom: Some("sluice_upstream_sessions_total"),
+        kind: Kind::Counter,
+        labels: &["upstream"],
+        help: "Sessions that connected to an upstream.",
+        merge: Merge::Sum,
+        show: Show::No,
+        read: Read::Worker(|_, g| per_upstream(g, |m| m.sessions_total)),
+    },
+    Def {
+        key: "upstream_bytes",
+        prom: Some("sluice_upstream_bytes_total"),
+        kind: Kind::Counter,
+        labels: &["upstream", "direction"],
+        help: "Bytes of an upstream's sessions (up: client to upstream), counted when they close.",
+        merge: Merge::Sum,
+        show: Show::No,
+        read: Read::Worker(|_, g| {
+            Value::Labelled(
+                g.upstreams
+                    .iter()
+                    .flat_map(|m| {
+                        [("up", m.bytes_up), ("down", m.bytes_down)]
+                            .map(|(d, n)| (vec![m.name.clone(), d.to_string()], n))
+                    })
+                    .collect(),
+            )
+        }),
+    },
+    Def {
+        key: "upstream_ejections",
+        prom: Some("sluice_upstream_ejections_total"),
+        kind: Kind::Counter,
+        labels: &["upstream"],
+        help: "Times an upstream was ejected after connect failures in a row.",
+        merge: Merge::Sum,
+        show: Show::No,
+        read: Read::Worker(|_, g| per_upstream(g, |m| m.ejections)),
+    },
+    Def {
+        key: "upstream_state",
+        prom: None,
+        kind: Kind::Gauge,
+        labels: &["upstream", "state"],
+        help: "The operator's state of an upstream (ready, drain, maint).",
+        merge: Merge::Max,
+        show: Show::No,
+        read: Read::Worker(|_, g| {
+            Value::Labelled(
+                g.upstreams
+                    .iter()
+                    .map(|m| (vec![m.name.clone(), m.admin.as_str().to_string()], 1))
+                    .collect(),
+            )
+        }),
+    },
+    Def {
+        key: "upstream_health",
+        prom: None,
+        kind: Kind::Gauge,
+        labels: &["upstream", "health"],
+        help: "An upstream's health on the workers (up, down, ejected).",
+        merge: Merge::Max,
+        show: Show::No,
+        read: Read::Worker(|_, g| {
+            Value::Labelled(
+                g.upstreams
+                    .iter()
+                    .map(|m| (vec![m.name.clone(), m.health(g.now_ms).to_string()], 1))
+                    .collect(),
+            )
+        }),
     },
     Def {
         key: "session_seconds",
@@ -558,6 +689,11 @@ impl Report {
         Report { values }
     }
 
+    /// The values of the family `key`.
+    pub fn value(&self, key: &str) -> Option<&Value> {
+        self.families().find(|(d, _)| d.key == key).map(|(_, v)| v)
+    }
+
     /// Every family with its values, in [`TABLE`] order.
     pub fn families(&self) -> impl Iterator<Item = (&'static Def, &Value)> {
         TABLE.iter().zip(self.values.iter())
@@ -626,16 +762,26 @@ fn merge_value(rule: Merge, mine: &mut Value, theirs: &Value) {
                 }
             }
         }
-        (Value::Histogram(a), Value::Histogram(b)) => {
-            for (x, y) in a.counts.iter_mut().zip(b.counts) {
-                *x = combine(*x, y);
+        (Value::Histogram(a), Value::Histogram(b)) => merge_histogram(a, b, combine),
+        (Value::Histograms(a), Value::Histograms(b)) => {
+            for (labels, h) in b {
+                match a.iter_mut().find(|(l, _)| l == labels) {
+                    Some((_, m)) => merge_histogram(m, h, combine),
+                    None => a.push((labels.clone(), h.clone())),
+                }
             }
-            a.sum_ms = combine(a.sum_ms, b.sum_ms);
         }
         // Text is the same everywhere (Merge::Same); values of another shape cannot come from
         // the same binary: the first stays.
         _ => {}
     }
+}
+
+fn merge_histogram(a: &mut Histogram, b: &Histogram, combine: impl Fn(u64, u64) -> u64) {
+    for (x, y) in a.counts.iter_mut().zip(b.counts) {
+        *x = combine(*x, y);
+    }
+    a.sum_ms = combine(a.sum_ms, b.sum_ms);
 }
 
 #[cfg(test)]
@@ -654,8 +800,10 @@ mod tests {
         s.close(CloseReason::Done);
         s.parse_error("tls", "not_client_hello");
         s.connect_status.insert(403, 2);
-        s.connect_latency.observe(3);
+        let mut up = Member::new("127.0.0.1:9", 1000);
+        up.connect.observe(3);
         let g = Gauges {
+            upstreams: vec![up],
             sessions_by_state: [1, 0, 0, 2, 0],
             buffers_in_use: 4,
             buffer_size: 16384,
@@ -772,10 +920,11 @@ mod tests {
             value("connect_rejected"),
             Value::Labelled(vec![(vec!["403".into()], 4), (vec!["502".into()], 1)])
         );
-        let Value::Histogram(h) = value("connect_seconds") else {
+        let Value::Histograms(h) = value("connect_seconds") else {
             panic!()
         };
-        assert_eq!(h.count(), 2);
+        assert_eq!(h.len(), 1, "one upstream, on both workers");
+        assert_eq!(h[0].1.count(), 2);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::str::FromStr;
 use super::connect;
 use super::error::ConfigError;
 use super::model::{auto_max_sessions, Config, NameMismatch, ProxyPolicy};
+use super::pool::{self, Balance, Pool};
 use super::route::{self, Alert, Mode, Route};
 use super::setting::Setting;
 use super::upstream::Upstream;
@@ -49,8 +50,8 @@ const fn key(
 }
 
 /// Every key, in the order `show config` lists them and values are applied: a key may read
-/// what a key above it wrote (the routes fill in ENVOY_UPSTREAM and ENVOY_UPSTREAM_MODE;
-/// ENVOY_SPLICE_PIPES is 0 unless ENVOY_SPLICE is on). Every invalid value is reported; a
+/// what a key above it wrote (the routes fill in ENVOY_UPSTREAM, ENVOY_UPSTREAM_MODE and
+/// ENVOY_BALANCE; ENVOY_SPLICE_PIPES is 0 unless ENVOY_SPLICE is on). Every invalid value is reported; a
 /// key after an invalid one reads that field as it was before it (its unset value).
 pub const KEYS: &[Key] = &[
     key(
@@ -69,9 +70,12 @@ pub const KEYS: &[Key] = &[
     key(
         "ENVOY_UPSTREAM",
         "localhost:10000",
-        "default upstream host:port, resolved at load",
+        "default route's upstreams, host:port[,host:port...]; names resolved at load, never on a loop",
         |c, s| {
-            c.upstream = Upstream::resolve(s.text).map_err(|reason| s.refuse(reason))?;
+            c.upstream = Upstream::list(s.text, s.names).map_err(|reason| s.refuse(reason))?;
+            if c.upstream.len() > pool::MAX_MEMBERS {
+                return Err(s.refuse(format!("at most {} upstreams", pool::MAX_MEMBERS)));
+            }
             Ok(())
         },
     ),
@@ -141,7 +145,9 @@ pub const KEYS: &[Key] = &[
         "where log lines go: stderr, file:PATH, syslog or syslog:HOST:PORT (resolved at load)",
         |c, s| {
             let target = Target::parse(s.text.trim()).map_err(|e| s.refuse(e))?;
-            c.log_target = target.resolved().map_err(|e| s.refuse(e))?;
+            c.log_target = target
+                .resolved(&|host_port| s.names.addrs(host_port))
+                .map_err(|e| s.refuse(e))?;
             Ok(())
         },
     ),
@@ -276,7 +282,73 @@ pub const KEYS: &[Key] = &[
         "default route's mode: direct, proxy-v2 or connect",
         |c, s| {
             c.upstream_mode = s.parse("expected direct, proxy-v2 or connect", Mode::parse)?;
-            c.default_route = Route::default_route(c.upstream.clone(), c.upstream_mode);
+            c.default_route = Route::default_route(
+                Pool::new(c.upstream.clone(), Balance::First),
+                c.upstream_mode,
+            );
+            Ok(())
+        },
+    ),
+    key(
+        "ENVOY_BALANCE",
+        "first",
+        "how a session picks an upstream of a pool: first, round-robin, least-sessions, client-hash",
+        |c, s| {
+            c.balance = s.parse(
+                "expected first, round-robin, least-sessions or client-hash",
+                Balance::parse,
+            )?;
+            c.default_route.pool.balance = c.balance;
+            Ok(())
+        },
+    ),
+    key(
+        "ENVOY_CHECK",
+        "",
+        "the default route's active check, as route options (check=tcp rise=2 ...); empty: none",
+        |c, s| {
+            pool::default_check(s.text, &mut c.default_route.pool).map_err(|e| s.refuse(e))?;
+            c.check = c.default_route.pool.check.clone();
+            Ok(())
+        },
+    ),
+    key(
+        "ENVOY_EJECT_AFTER",
+        "3",
+        "connect failures in a row that eject an upstream for a while (0: never)",
+        |c, s| {
+            c.eject_after = s.whole_number(0, 1000)? as u32;
+            Ok(())
+        },
+    ),
+    key(
+        "ENVOY_EJECT_BACKOFF_MS",
+        "1000",
+        "how long a first ejection lasts; each ejection in a row doubles it",
+        |c, s| {
+            c.eject_backoff_ms = s.whole_number(1, 3_600_000)?;
+            Ok(())
+        },
+    ),
+    key(
+        "ENVOY_EJECT_BACKOFF_MAX_MS",
+        "30000",
+        "the longest an ejection lasts",
+        |c, s| {
+            c.eject_backoff_max_ms = s.whole_number(1, 86_400_000)?;
+            Ok(())
+        },
+    ),
+    key(
+        "ENVOY_RESOLVE_INTERVAL_MS",
+        "0",
+        "how often upstream names are resolved again (0: at load and reload only)",
+        |c, s| {
+            let n = s.whole_number(0, 86_400_000)?;
+            if n != 0 && n < 100 {
+                return Err(s.refuse("expected 0 or a whole number from 100 to 86400000"));
+            }
+            c.resolve_interval_ms = n;
             Ok(())
         },
     ),
@@ -290,9 +362,9 @@ pub const KEYS: &[Key] = &[
                 true,
                 |n| format!("ENVOY_ROUTES route {n}"),
                 &[],
-                &c.upstream,
+                &Pool::new(c.upstream.clone(), c.balance),
                 c.upstream_mode,
-                &Upstream::resolve,
+                s.names,
             )
             .map_err(|e| s.refuse_part(&e.text, format!("{}: {}", e.origin, e.reason)))?;
             Ok(())
@@ -314,9 +386,9 @@ pub const KEYS: &[Key] = &[
                 false,
                 |n| format!("{path} line {n}"),
                 &c.routes,
-                &c.upstream,
+                &Pool::new(c.upstream.clone(), c.balance),
                 c.upstream_mode,
-                &Upstream::resolve,
+                s.names,
             )
             .map_err(|e| s.refuse_part(&e.text, format!("{}: {}", e.origin, e.reason)))?;
             c.routes.extend(more);

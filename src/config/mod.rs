@@ -9,8 +9,9 @@
 //! A `Config` is built whole from three layers ([`Layers`]: the environment, the
 //! ENVOY_CONFIG_FILE overlay (its format in `config::file`), runtime `set`s) and is either
 //! entirely valid or refused with every error found, each naming the key and the value.
-//! Names are resolved here, at load time, never on the event loop. Nothing here touches a
-//! socket.
+//! Names are resolved by whatever the load is given ([`Layers::load_with`]): the system
+//! resolver at start, a table of the supervisor's answers (`config::names`) on a loop.
+//! Nothing here touches a socket.
 
 pub mod clients;
 mod connect;
@@ -18,6 +19,8 @@ mod error;
 mod file;
 mod keys;
 mod model;
+pub mod names;
+pub mod pool;
 pub mod route;
 mod setting;
 mod spelling;
@@ -127,6 +130,12 @@ impl Layers {
     /// Reads ENVOY_CONFIG_FILE and ENVOY_ROUTES_FILE (blocking: at start and reload only).
     /// A file that cannot be read is reported with whatever else is invalid.
     pub fn load(&self) -> Result<Config, ConfigErrors> {
+        self.load_with(&upstream::SystemResolver)
+    }
+
+    /// As [`Layers::load`], with names answered by `names` (on a loop: a table of answers a
+    /// resolver gave elsewhere, never the system resolver).
+    pub fn load_with(&self, names: &dyn upstream::Resolve) -> Result<Config, ConfigErrors> {
         let path = self
             .set
             .get("ENVOY_CONFIG_FILE")
@@ -141,7 +150,7 @@ impl Layers {
                 Err(errors) => (Default::default(), errors),
             }
         };
-        let loaded = Config::load(|k| {
+        let loaded = Config::load_with(names, |k| {
             if let Some(v) = self.set.get(k) {
                 Some((v.clone(), Source::Set))
             } else if let Some(v) = file.get(k) {
@@ -180,6 +189,14 @@ impl Config {
     /// Loads from any key lookup: each key of [`KEYS`] in order, its value from `lookup` or
     /// else its default; every invalid one is returned, in table order.
     pub fn load(lookup: impl Fn(&str) -> Option<(String, Source)>) -> Result<Config, ConfigErrors> {
+        Config::load_with(&upstream::SystemResolver, lookup)
+    }
+
+    /// As [`Config::load`], names answered by `names`.
+    pub fn load_with(
+        names: &dyn upstream::Resolve,
+        lookup: impl Fn(&str) -> Option<(String, Source)>,
+    ) -> Result<Config, ConfigErrors> {
         let mut c = Config::unset();
         c.entries.reserve(KEYS.len());
         let mut errors = Vec::new();
@@ -189,6 +206,7 @@ impl Config {
             let setting = Setting {
                 key: k.name,
                 text: &text,
+                names,
             };
             if let Err(e) = k.apply(&mut c, setting) {
                 errors.push(e);
@@ -209,6 +227,7 @@ mod tests {
     use super::*;
     use crate::limits::policy::EVERY_ROUTE;
     use crate::logger::{Facility, Target};
+    use pool::Balance;
     use route::Mode;
     use std::collections::HashMap;
     use std::net::IpAddr;
@@ -487,8 +506,8 @@ mod tests {
             }),
             ("ENVOY_PORT", "1234", |c| c.port == 1234),
             ("ENVOY_UPSTREAM", "127.0.0.1:4", |c| {
-                c.upstream.addrs == ["127.0.0.1:4".parse().unwrap()]
-                    && c.default_route.addrs == c.upstream.addrs
+                c.upstream[0].addrs == ["127.0.0.1:4".parse().unwrap()]
+                    && c.default_route.pool.members == c.upstream
             }),
             ("ENVOY_ACCEPTORS", "9", |c| c.acceptors == 9),
             ("ENVOY_COUNTRY", "de", |c| c.country == "DE"),
@@ -533,6 +552,24 @@ mod tests {
             ("ENVOY_BACKLOG", "13", |c| c.backlog == 13),
             ("ENVOY_UPSTREAM_MODE", "connect", |c| {
                 c.upstream_mode == Mode::Connect && c.default_route.mode == Mode::Connect
+            }),
+            ("ENVOY_BALANCE", "least-sessions", |c| {
+                c.balance == Balance::LeastSessions
+                    && c.default_route.pool.balance == Balance::LeastSessions
+            }),
+            ("ENVOY_CHECK", "check=tcp rise=4", |c| {
+                c.check.as_ref().is_some_and(|k| k.rise == 4)
+                    && c.default_route.pool.check == c.check
+            }),
+            ("ENVOY_EJECT_AFTER", "5", |c| c.eject_after == 5),
+            ("ENVOY_EJECT_BACKOFF_MS", "200", |c| {
+                c.eject_backoff_ms == 200
+            }),
+            ("ENVOY_EJECT_BACKOFF_MAX_MS", "900", |c| {
+                c.eject_backoff_max_ms == 900
+            }),
+            ("ENVOY_RESOLVE_INTERVAL_MS", "5000", |c| {
+                c.resolve_interval_ms == 5000
             }),
             ("ENVOY_ROUTES", "sni=a.test allow", |c| {
                 c.routes.len() == 1 && c.routes[0].origin == "ENVOY_ROUTES route 1"

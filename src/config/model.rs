@@ -7,6 +7,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use super::connect::ConnectHeader;
+use super::pool::{Balance, Check, Pool};
 use super::route::{self, Mode, Route};
 use super::upstream::Upstream;
 use crate::cidr::Cidr;
@@ -66,8 +67,20 @@ pub struct Config {
     pub ip: IpAddr,
     /// ENVOY_PORT
     pub port: u16,
-    /// ENVOY_UPSTREAM
-    pub upstream: Upstream,
+    /// ENVOY_UPSTREAM: the default route's pool members, in order.
+    pub upstream: Vec<Upstream>,
+    /// ENVOY_BALANCE: the default route's, and that of routes naming none.
+    pub balance: Balance,
+    /// ENVOY_CHECK: the default route's active check.
+    pub check: Option<Check>,
+    /// ENVOY_EJECT_AFTER (0: never eject)
+    pub eject_after: u32,
+    /// ENVOY_EJECT_BACKOFF_MS: the first ejection's length (doubling up to the cap).
+    pub eject_backoff_ms: u64,
+    /// ENVOY_EJECT_BACKOFF_MAX_MS
+    pub eject_backoff_max_ms: u64,
+    /// ENVOY_RESOLVE_INTERVAL_MS (0: at load and reload only)
+    pub resolve_interval_ms: u64,
     /// ENVOY_ACCEPTORS
     pub acceptors: usize,
     /// ENVOY_COUNTRY (upper-cased)
@@ -149,15 +162,20 @@ pub struct Config {
 impl Config {
     /// The configuration before any key is applied: every field is overwritten by its key.
     pub(super) fn unset() -> Config {
-        let upstream = Upstream {
-            name: String::new(),
-            addrs: Vec::new(),
-        };
         Config {
             ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             port: 0,
-            default_route: Route::default_route(upstream.clone(), Mode::Direct),
-            upstream,
+            default_route: Route::default_route(
+                Pool::new(Vec::new(), Balance::First),
+                Mode::Direct,
+            ),
+            upstream: Vec::new(),
+            balance: Balance::First,
+            check: None,
+            eject_after: 0,
+            eject_backoff_ms: 0,
+            eject_backoff_max_ms: 0,
+            resolve_interval_ms: 0,
             acceptors: 0,
             country: String::new(),
             headers: Vec::new(),
@@ -236,6 +254,20 @@ impl Config {
             .find(|e| e.0 == key)
             .map_or("", |e| e.1.as_str());
         crate::logfmt::Value::str(text)
+    }
+
+    /// ENVOY_UPSTREAM's members as configured, comma-separated.
+    pub fn upstream_names(&self) -> String {
+        let names: Vec<&str> = self.upstream.iter().map(|u| u.name.as_str()).collect();
+        names.join(",")
+    }
+
+    /// Every address of ENVOY_UPSTREAM's members, in order.
+    pub fn upstream_addrs(&self) -> Vec<SocketAddr> {
+        self.upstream
+            .iter()
+            .flat_map(|u| u.addrs.iter().copied())
+            .collect()
     }
 
     /// The listen address.

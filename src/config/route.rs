@@ -4,7 +4,8 @@
 //! `ENVOY_ROUTES` (separated by `;` or newlines) followed by the file named by
 //! `ENVOY_ROUTES_FILE`; the first route whose every condition holds wins; when none does, the
 //! default route (ENVOY_UPSTREAM, ENVOY_UPSTREAM_MODE, allow) applies. Everything is parsed,
-//! validated and resolved at load; matching does no I/O and no allocation.
+//! validated and resolved at load (names through the resolver the load was given); matching
+//! does no I/O and no allocation.
 //!
 //! ```text
 //! route     := condition* ("allow" | "deny") option*
@@ -15,7 +16,10 @@
 //!            | "proto=" ("tls" | "http" | "other") ("," ...)*
 //! option    := "name=" token                        the route's name in logs and metrics
 //!                                                  (default route1, route2, ... in order)
-//!            | "upstream=" host:port ("," host:port)*   tried in order on connect failure
+//!            | "upstream=" host:port ("," host:port)*   the route's pool (`config::pool`)
+//!            | "balance=" ("first" | "round-robin" | "least-sessions" | "client-hash")
+//!            | "check=" ("tcp" | "proxy-v2-local" | "connect") | "check_interval_ms=" n
+//!            | "check_timeout_ms=" n | "rise=" n | "fall=" n | "check_host=" host:port
 //!            | "mode=" ("direct" | "proxy-v2" | "connect")
 //!            | "connect_timeout_ms=" n | "idle_timeout_ms=" n
 //!            | "tlvs=" 0xNN ("," 0xNN)*             received PROXY v2 TLVs passed on (proxy-v2);
@@ -35,10 +39,11 @@
 //! `default` is the default route's.
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use crate::cidr::Cidr;
-use crate::config::upstream::Upstream;
+use crate::config::pool::{self, Pool};
+use crate::config::upstream::{Resolve, Upstream};
 use crate::limits::policy::{Limit, Rate, MAX_RATE};
 
 /// How the upstream leg starts.
@@ -292,10 +297,8 @@ pub struct Route {
     protos: Vec<Proto>,
     /// allow or deny.
     pub action: Action,
-    /// The upstreams, in the order they are tried.
-    pub upstreams: Vec<Upstream>,
-    /// Every address of every upstream, flattened in order.
-    pub addrs: Vec<SocketAddr>,
+    /// The upstreams and how a session picks one.
+    pub pool: Pool,
     /// How the upstream leg starts.
     pub mode: Mode,
     /// Overrides ENVOY_CONNECT_TIMEOUT_MS.
@@ -318,8 +321,8 @@ pub struct Route {
 }
 
 impl Route {
-    /// The default route: allow everything to `upstream` in `mode`.
-    pub fn default_route(upstream: Upstream, mode: Mode) -> Route {
+    /// The default route: allow everything to `pool` in `mode`.
+    pub fn default_route(pool: Pool, mode: Mode) -> Route {
         Route {
             origin: "default".to_string(),
             name: DEFAULT_NAME.to_string(),
@@ -329,8 +332,7 @@ impl Route {
             alpn: Vec::new(),
             protos: Vec::new(),
             action: Action::Allow,
-            addrs: upstream.addrs.clone(),
-            upstreams: vec![upstream],
+            pool,
             mode,
             connect_timeout_ms: None,
             idle_timeout_ms: None,
@@ -400,16 +402,17 @@ impl fmt::Display for RouteError {
 /// Parses the routes in `text`; `origin(n)` names route number `n` (1-based) for errors.
 /// `before` are the routes loaded ahead of these (ENVOY_ROUTES ahead of the file): the
 /// default names go on counting after them, and a name must differ from theirs too.
-/// `default_upstream` and `default_mode` fill allow routes that name no upstream / mode.
-/// `resolve` turns `host:port` into addresses (the caller's DNS, at load time only).
+/// `defaults` (ENVOY_UPSTREAM's members, ENVOY_BALANCE) and `default_mode` fill allow routes
+/// that name no upstream / balance / mode. `names` answers for `host:port`s whose host is a
+/// name (the system resolver at start, a table of answers on a loop).
 pub fn parse_routes(
     text: &str,
     split_semicolons: bool,
     origin: impl Fn(usize) -> String,
     before: &[Route],
-    default_upstream: &Upstream,
+    defaults: &Pool,
     default_mode: Mode,
-    resolve: &dyn Fn(&str) -> Result<Upstream, String>,
+    names: &dyn Resolve,
 ) -> Result<Vec<Route>, RouteError> {
     let mut routes: Vec<Route> = Vec::new();
     let lines: Vec<&str> = if split_semicolons {
@@ -427,8 +430,7 @@ pub fn parse_routes(
             text: line.to_string(),
             reason,
         };
-        let mut r = parse_route(line, origin(i + 1), default_upstream, default_mode, resolve)
-            .map_err(err)?;
+        let mut r = parse_route(line, origin(i + 1), defaults, default_mode, names).map_err(err)?;
         if r.name.is_empty() {
             r.name = format!("route{}", before.len() + routes.len() + 1);
         }
@@ -446,15 +448,20 @@ pub fn parse_routes(
 fn parse_route(
     line: &str,
     origin: String,
-    default_upstream: &Upstream,
+    defaults: &Pool,
     default_mode: Mode,
-    resolve: &dyn Fn(&str) -> Result<Upstream, String>,
+    names: &dyn Resolve,
 ) -> Result<Route, String> {
-    let mut r = Route::default_route(default_upstream.clone(), default_mode);
+    let mut r = Route::default_route(
+        Pool::new(defaults.members.clone(), defaults.balance),
+        default_mode,
+    );
     r.origin = origin;
     r.name = String::new();
     let mut action = None;
     let mut upstreams = None;
+    let mut pool_options = pool::Options::default();
+    let mut pool_option = None;
     let mut alert = None;
     for word in line.split_whitespace() {
         if word == "allow" || word == "deny" {
@@ -474,6 +481,11 @@ fn parse_route(
         }
         if !is_condition && action.is_none() {
             return Err(format!("option {key}= before allow/deny"));
+        }
+        if Pool::is_option(key) {
+            pool_options.take(key, value)?;
+            pool_option.get_or_insert(key);
+            continue;
         }
         match key {
             "name" => {
@@ -517,11 +529,13 @@ fn parse_route(
                 }
             }
             "upstream" => {
-                let ups: Vec<Upstream> = list().map(resolve).collect::<Result<_, _>>()?;
-                if ups.is_empty() {
+                if upstreams.is_some() {
+                    return Err("more than one upstream=".into());
+                }
+                if list().next().is_none() {
                     return Err("upstream= names nothing".into());
                 }
-                upstreams = Some(ups);
+                upstreams = Some(Upstream::list(value, names)?);
             }
             "mode" => {
                 r.mode = Mode::parse(value)
@@ -613,6 +627,9 @@ fn parse_route(
             if upstreams.is_some() {
                 return Err("upstream= goes with allow".into());
             }
+            if let Some(k) = pool_option {
+                return Err(format!("{k}= goes with allow"));
+            }
             if r.client.any() {
                 return Err("client_*= limits go with allow".into());
             }
@@ -626,9 +643,9 @@ fn parse_route(
         None => return Err("no allow or deny".into()),
     };
     if let Some(ups) = upstreams {
-        r.addrs = ups.iter().flat_map(|u| u.addrs.iter().copied()).collect();
-        r.upstreams = ups;
+        r.pool.set_members(ups)?;
     }
+    pool_options.apply(&mut r.pool)?;
     Ok(r)
 }
 
@@ -648,10 +665,20 @@ mod tests {
         }
     }
 
-    fn resolve(s: &str) -> Result<Upstream, String> {
-        s.parse::<SocketAddr>()
-            .map(|_| up(s))
-            .map_err(|_| format!("cannot resolve {s:?}"))
+    /// Knows no name: only addresses load.
+    struct NoNames;
+
+    impl Resolve for NoNames {
+        fn addrs(&self, host_port: &str) -> Result<Vec<std::net::SocketAddr>, String> {
+            Err(format!("no name here: {host_port}"))
+        }
+    }
+
+    fn defaults() -> Pool {
+        Pool::new(
+            vec![up("127.0.0.1:10000")],
+            crate::config::pool::Balance::First,
+        )
     }
 
     fn load(text: &str) -> Result<Vec<Route>, RouteError> {
@@ -660,9 +687,9 @@ mod tests {
             true,
             |n| format!("route {n}"),
             &[],
-            &up("127.0.0.1:10000"),
+            &defaults(),
             Mode::Direct,
-            &resolve,
+            &NoNames,
         )
     }
 
@@ -692,7 +719,7 @@ mod tests {
              sni=*.blocked.test deny",
         )
         .unwrap();
-        let default = Route::default_route(up("127.0.0.1:10000"), Mode::Direct);
+        let default = Route::default_route(defaults(), Mode::Direct);
         let pick = |r: Request<'_>| select(&routes, &default, &r).origin.clone();
         // A denied client is denied whatever the name.
         assert_eq!(
@@ -741,7 +768,12 @@ mod tests {
         assert_eq!(routes[1].pass_tlvs, vec![0xea]);
         assert!(routes[1].crc32c);
         assert_eq!(routes[1].alpn_tlv, AlpnTlv::Received, "the default");
-        assert_eq!(routes[2].addrs.len(), 2);
+        assert_eq!(routes[2].pool.members.len(), 2);
+        assert_eq!(
+            routes[4].pool.members,
+            defaults().members,
+            "the default members fill in"
+        );
         assert_eq!(routes[3].mode, Mode::Direct, "the default mode fills in");
     }
 
@@ -754,7 +786,17 @@ mod tests {
             ("port=99999 allow", "bad port"),
             ("client=10.0.0.0/40 deny", "bad CIDR"),
             ("allow mode=tcp", "bad mode"),
-            ("allow upstream=nowhere", "cannot resolve"),
+            ("allow upstream=nowhere:1", "cannot resolve: no name here"),
+            ("allow upstream=nowhere", "expected host:port"),
+            (
+                "allow upstream=127.0.0.1:1 upstream=127.0.0.1:2",
+                "more than one upstream=",
+            ),
+            ("allow balance=random", "bad balance \"random\""),
+            ("deny balance=first", "balance= goes with allow"),
+            ("allow check=http", "bad check \"http\""),
+            ("allow check=connect", "needs check_host="),
+            ("allow rise=2", "rise= needs check="),
             ("deny upstream=127.0.0.1:1", "goes with allow"),
             ("allow sni=late.example", "after allow/deny"),
             ("allow deny", "more than one"),
@@ -794,7 +836,7 @@ mod tests {
         let names: Vec<&str> = routes.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, ["route1", "api-2.eu", "route3"]);
         assert_eq!(routes[1].to_string(), "api-2.eu");
-        let default = Route::default_route(up("127.0.0.1:10000"), Mode::Direct);
+        let default = Route::default_route(defaults(), Mode::Direct);
         assert_eq!(default.name, "default");
         // the file's routes count on after ENVOY_ROUTES, and may not reuse its names
         let more = parse_routes(
@@ -802,9 +844,9 @@ mod tests {
             false,
             |n| format!("file line {n}"),
             &routes,
-            &up("127.0.0.1:10000"),
+            &defaults(),
             Mode::Direct,
-            &resolve,
+            &NoNames,
         )
         .unwrap();
         let names: Vec<&str> = more.iter().map(|r| r.name.as_str()).collect();
@@ -820,9 +862,9 @@ mod tests {
             false,
             |n| format!("file line {n}"),
             &routes,
-            &up("127.0.0.1:10000"),
+            &defaults(),
             Mode::Direct,
-            &resolve,
+            &NoNames,
         )
         .unwrap_err();
         assert_eq!(e.origin, "file line 1");

@@ -2,6 +2,7 @@
 //! parser shares (trimmed parsing, whole numbers in a range). Refusals name the key.
 
 use super::error::{error, ConfigError};
+use super::upstream::Resolve;
 
 /// A key's value as one layer gave it, with the key's name for the errors it may cause.
 #[derive(Clone, Copy)]
@@ -9,6 +10,8 @@ pub struct Setting<'a> {
     pub key: &'static str,
     /// As given: the error shows it so, parsing trims it.
     pub text: &'a str,
+    /// Who answers for the names the value holds (upstreams, a syslog collector).
+    pub names: &'a dyn Resolve,
 }
 
 impl Setting<'_> {

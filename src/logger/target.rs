@@ -1,10 +1,10 @@
 //! Where log lines go (`ENVOY_LOG_TARGET`) and the syslog facility they carry
-//! (`ENVOY_LOG_FACILITY`): parsed and shown, nothing opened. Pure, but for
-//! [`Target::resolved`], which asks the system resolver for a collector's name and so is
-//! called at configuration load only, never on the loop.
+//! (`ENVOY_LOG_FACILITY`): parsed and shown, nothing opened. Pure: a collector's name is
+//! resolved by whatever [`Target::resolved`] is given (the configuration load's resolver),
+//! never here.
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs as _};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 /// The local syslog socket: the platform's own.
@@ -87,19 +87,23 @@ impl Target {
         })
     }
 
-    /// The target with a collector's name resolved (the first address it names). Blocks on
-    /// the system resolver: at load only. Other targets come back as they are.
-    pub fn resolved(self) -> Result<Target, String> {
+    /// The target with a collector's name resolved (the first address it names) by
+    /// `resolve`, which answers for `host:port` (the system resolver at start, a table of
+    /// a resolver thread's answers on a loop). Other targets come back as they are.
+    pub fn resolved(
+        self,
+        resolve: &dyn Fn(&str) -> Result<Vec<SocketAddr>, String>,
+    ) -> Result<Target, String> {
         match self {
             Target::SyslogUdp {
                 host,
                 port,
                 addr: None,
             } => {
-                let addr = (host.as_str(), port)
-                    .to_socket_addrs()
+                let addr = resolve(&format!("{host}:{port}"))
                     .map_err(|e| format!("cannot resolve {host}: {e}"))?
-                    .next()
+                    .first()
+                    .copied()
                     .ok_or_else(|| format!("{host} resolved to no address"))?;
                 Ok(Target::SyslogUdp {
                     host,
@@ -221,14 +225,22 @@ mod tests {
                 addr: Some("[::1]:5514".parse().unwrap())
             })
         );
-        let named = Target::parse("syslog:localhost:514").unwrap().resolved();
+        let system = |hp: &str| -> Result<Vec<SocketAddr>, String> {
+            use std::net::ToSocketAddrs as _;
+            hp.to_socket_addrs()
+                .map(|a| a.collect())
+                .map_err(|e| e.to_string())
+        };
+        let named = Target::parse("syslog:localhost:514")
+            .unwrap()
+            .resolved(&system);
         assert!(
             matches!(named, Ok(Target::SyslogUdp { addr: Some(a), .. }) if a.port() == 514),
             "{named:?}"
         );
         assert!(Target::parse("syslog:no-such-host.invalid:514")
             .unwrap()
-            .resolved()
+            .resolved(&system)
             .is_err());
         for bad in [
             "",

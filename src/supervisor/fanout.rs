@@ -95,7 +95,7 @@ impl Fanout {
 /// The commands whose effect must survive a worker respawn or an upgrade.
 pub(super) fn is_replayed(line: &str) -> bool {
     let verb = line.split_whitespace().next().unwrap_or("");
-    matches!(verb, "set" | "trace" | "untrace")
+    matches!(verb, "set" | "trace" | "untrace" | "upstream")
 }
 
 #[cfg(test)]

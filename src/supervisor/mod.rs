@@ -28,7 +28,9 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
 mod fanout;
+mod health;
 mod notify;
+mod resolve;
 mod spawn;
 mod upgrade;
 
@@ -53,6 +55,8 @@ const SIGNALS: Token = Token(usize::MAX - 1);
 const CONTROL: Token = Token(usize::MAX - 2);
 const METRICS: Token = Token(usize::MAX - 3);
 const UPGRADE: Token = Token(usize::MAX - 4);
+const RESOLVED: Token = Token(usize::MAX - 5);
+const HEALTH_BASE: usize = 1 << 30;
 const WORKER_BASE: usize = 1 << 40;
 const CLIENT_BASE: usize = 1 << 50;
 const ADMIN_TOKENS: Tokens = Tokens {
@@ -99,6 +103,10 @@ pub struct Supervisor {
     retired: bool,
     /// Every worker reported ready once (pid file written, systemd told).
     serving: bool,
+    /// The active health checks, one per checked upstream for every worker.
+    health: health::Checker,
+    /// Names resolved off the loop, for the supervisor and its workers.
+    resolver: resolve::Resolver,
     /// The machine's per-client counters, which every worker maps.
     clients: ClientTable,
     /// Claims in the client table seen unfinished at the last sweep, and when that was.
@@ -180,6 +188,11 @@ impl Supervisor {
                 layers = layers.with_set(&k, &v).unwrap_or(layers);
             }
         }
+        let mut resolver = resolve::Resolver::start(poll.registry(), RESOLVED)?;
+        // At start, before any loop: the names of the configuration, resolved here once
+        // and handed to every worker.
+        resolver.resolve_now(&resolve::Resolver::names_of(&layers));
+        resolver.every(cfg.resolve_interval_ms, 0);
         let mut s = Supervisor {
             poll,
             layers,
@@ -197,11 +210,17 @@ impl Supervisor {
             restarts: 0,
             retired: false,
             serving: false,
+            health: health::Checker::new(HEALTH_BASE),
+            resolver,
             clients,
             stuck_claims: Vec::new(),
             swept_ms: 0,
             cfg,
         };
+        s.health.configure(&s.cfg, s.poll.registry(), 0);
+        for line in s.replay.clone() {
+            s.health.follow(&command::parse(&line), s.poll.registry());
+        }
         if !s.layers.set.is_empty() {
             // an upgrade: the old generation's `set`s, log keys included, hold here too
             s.follow_log_keys(s.layers.clone());
@@ -242,6 +261,7 @@ impl Supervisor {
             self.clients.fd(),
             self.poll.registry(),
             Token(WORKER_BASE + i),
+            &self.resolver.cache.encode(),
         )?;
         info!("worker started worker={i} pid={}", child.id());
         let now = self.now_ms();
@@ -249,6 +269,9 @@ impl Supervisor {
             slot.started(child, chan, now);
         }
         for line in self.replay.clone() {
+            self.send(i, &line, None);
+        }
+        for line in self.health.down_lines() {
             self.send(i, &line, None);
         }
         Ok(())
@@ -295,13 +318,17 @@ impl Supervisor {
             for ev in events.iter() {
                 match ev.token() {
                     SIGNALS => self.on_signals(),
+                    RESOLVED => self.on_resolved(),
                     UPGRADE => self.on_upgrade_pipe(),
                     t @ (CONTROL | METRICS) => self.on_admin(t),
                     Token(t) if t >= CLIENT_BASE => self.on_admin(Token(t)),
                     Token(t) if t >= WORKER_BASE => self.on_worker(t - WORKER_BASE),
+                    t if self.health.owns(t) => self.on_health(Some(t)),
                     _ => {}
                 }
             }
+            self.on_health(None);
+            self.refresh_names_due();
             self.reap();
             self.sweep_clients();
             self.respawn_due();
@@ -328,8 +355,12 @@ impl Supervisor {
             match s {
                 libc::SIGCHLD => {}
                 libc::SIGHUP => {
-                    self.signal_workers(libc::SIGHUP);
-                    self.follow_log_keys(self.layers.clone());
+                    let names = resolve::Resolver::names_of(&self.layers);
+                    if names.is_empty() {
+                        self.on_sighup();
+                    } else {
+                        self.resolver.request(names, resolve::After::Sighup);
+                    }
                 }
                 libc::SIGUSR1 => {
                     self.signal_workers(libc::SIGUSR1);
@@ -551,14 +582,64 @@ impl Supervisor {
                             if cmd == Command::Drain {
                                 self.stop();
                             }
-                            self.fan_out(conn, &line, false);
+                            // The names a new configuration needs are resolved off the
+                            // loop first; the workers then load it without resolving.
+                            let names = resolve::Resolver::names_for(&cmd, &self.layers);
+                            if names.is_empty() {
+                                self.fan_out(conn, &line, false);
+                            } else {
+                                let after = resolve::After::Command { conn, line };
+                                self.resolver.request(names, after);
+                            }
                         }
                     }
                 }
             }
         }
-        let busy = self.fanout.busy(conn);
+        let busy = self.fanout.busy(conn) || self.resolver.holds(conn);
         self.plane.flush(self.poll.registry(), conn, busy);
+    }
+
+    /// SIGHUP, its names known: the workers reload, the supervisor follows.
+    fn on_sighup(&mut self) {
+        self.signal_workers(libc::SIGHUP);
+        self.follow_log_keys(self.layers.clone());
+        self.configure_checks();
+    }
+
+    /// The resolver thread answered: the workers get the addresses first, then what
+    /// waited for them goes on.
+    fn on_resolved(&mut self) {
+        for done in self.resolver.finished() {
+            if !done.changed.is_empty() {
+                let line = format!("names {}", done.changed.encode());
+                for i in 0..self.workers.len() {
+                    self.send(i, &line, None);
+                }
+            }
+            match done.after {
+                resolve::After::Command { conn, line } => {
+                    self.fan_out(conn, &line, false);
+                    let busy = self.fanout.busy(conn) || self.resolver.holds(conn);
+                    self.plane.flush(self.poll.registry(), conn, busy);
+                }
+                resolve::After::Sighup => self.on_sighup(),
+                resolve::After::Refresh if !done.changed.is_empty() => {
+                    info!(
+                        "upstream addresses changed, for new sessions names={}",
+                        Value::str(&done.changed.encode())
+                    );
+                    self.configure_checks();
+                }
+                resolve::After::Refresh => {}
+            }
+        }
+    }
+
+    /// Every ENVOY_RESOLVE_INTERVAL_MS, the configuration's names again.
+    fn refresh_names_due(&mut self) {
+        let now = self.now_ms();
+        self.resolver.refresh_if_due(&self.layers, now);
     }
 
     fn fan_out(&mut self, client: ConnId, line: &str, scrape: bool) {
@@ -606,6 +687,7 @@ impl Supervisor {
             self.plane.reply_scrape(client, &text);
         } else {
             if merged.is_ok() {
+                self.health.follow(&command, self.poll.registry());
                 self.follow(command);
             }
             if merged.is_ok() && is_replayed(&line) {
@@ -626,7 +708,10 @@ impl Supervisor {
                 "ENVOY_LOG_LEVEL".to_string(),
                 level.to_string().to_ascii_lowercase(),
             ),
-            Ok(Command::Reload) => return self.follow_log_keys(self.layers.clone()),
+            Ok(Command::Reload) => {
+                self.follow_log_keys(self.layers.clone());
+                return self.configure_checks();
+            }
             _ => return,
         };
         let Ok(layers) = self.layers.with_set(&key, &value) else {
@@ -638,13 +723,44 @@ impl Supervisor {
             }
             _ => self.layers = layers,
         }
+        self.configure_checks();
+    }
+
+    /// The checks of the configuration the workers now have (loaded again here: the
+    /// supervisor keeps only the layers).
+    fn configure_checks(&mut self) {
+        match self.layers.load_with(&self.resolver.cache) {
+            Ok(cfg) => {
+                let now = self.now_ms();
+                self.health.configure(&cfg, self.poll.registry(), now);
+                self.resolver.every(cfg.resolve_interval_ms, now);
+            }
+            Err(e) => warn!("health checks stay as they were error={}", Shown(&e)),
+        }
+    }
+
+    /// Moves the health checks on (`token`: a probe's readiness); a changed verdict goes to
+    /// every worker.
+    fn on_health(&mut self, token: Option<Token>) {
+        let now = self.now_ms();
+        for (name, up) in self.health.run(self.poll.registry(), token, now) {
+            let health = if up { "up" } else { "down" };
+            info!(
+                "upstream health changed upstream={} health={health}",
+                Value::str(&name)
+            );
+            let line = format!("health {name} {health}");
+            for i in 0..self.workers.len() {
+                self.send(i, &line, None);
+            }
+        }
     }
 
     /// Takes `layers` (the workers accepted them) and applies what they say of the log to
     /// the supervisor itself: level, target, facility. A new target is opened before the old
     /// one is let go; if it cannot be, the supervisor keeps logging where it did.
     fn follow_log_keys(&mut self, layers: Layers) {
-        let cfg = match layers.load() {
+        let cfg = match layers.load_with(&self.resolver.cache) {
             Ok(c) => c,
             Err(e) => return warn!("the log keys stay as they were error={}", Shown(&e)),
         };

@@ -122,6 +122,7 @@ pub(super) fn start(
     client_table: RawFd,
     registry: &Registry,
     token: Token,
+    names: &str,
 ) -> io::Result<(Child, Channel)> {
     let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
     let chan_fd = theirs.as_raw_fd();
@@ -130,7 +131,8 @@ pub(super) fn start(
         .env(env::WORKER, format!("{index}/{count}"))
         .env(env::LISTEN_FD, listener.to_string())
         .env(env::CHANNEL_FD, chan_fd.to_string())
-        .env(env::CLIENT_TABLE_FD, client_table.to_string());
+        .env(env::CLIENT_TABLE_FD, client_table.to_string())
+        .env(env::NAMES, names);
     let inherit = [listener, chan_fd, client_table];
     let child = spawn_inheriting(&mut cmd, &inherit, Some(libc::SIGTERM))?;
     drop(theirs);

@@ -20,6 +20,7 @@ pub mod splice;
 pub mod stats;
 pub mod timer;
 pub mod token;
+pub mod upstreams;
 
 use std::io;
 use std::rc::Rc;
@@ -36,6 +37,7 @@ use crate::admin::channel;
 use crate::admin::conn::{AdminStream, Peer};
 use crate::admin::plane::{AdminPlane, Tokens};
 use crate::admin::trace::TraceRule;
+use crate::config::names::Names;
 use crate::config::{Config, Layers};
 use crate::hexdump::Address;
 use crate::limits::ClientTable;
@@ -49,6 +51,7 @@ use session::{Ctx, Next, Session};
 use splice::PipePool;
 use stats::{CloseReason, Stats};
 use timer::{Entry, Wheel};
+use upstreams::Upstreams;
 
 /// The client listener's token; session tokens stay far below the reserved ones.
 pub const LISTENER: Token = Token(usize::MAX);
@@ -103,6 +106,10 @@ pub struct Worker {
     pub(crate) pipes: PipePool,
     pub(crate) wheel: Wheel,
     pub(crate) stats: Stats,
+    /// Every configured upstream: state, health, counters (kept across reloads).
+    pub(crate) upstreams: Upstreams,
+    /// The addresses of names, as the supervisor resolved them: loads read them here.
+    pub(crate) names: Names,
     pub(crate) cfg: Rc<Config>,
     pub(crate) layers: Layers,
     scratch: Box<[u8]>,
@@ -177,7 +184,7 @@ impl Worker {
     /// registered, no thread is started and no capture is written yet, so that the process
     /// can drop its privileges (`privilege::drop_worker`) before
     /// [`Worker::start_capture_writer`].
-    pub fn bound(layers: Layers, cfg: Config, role: Role) -> io::Result<Worker> {
+    pub fn bound(layers: Layers, mut cfg: Config, role: Role) -> io::Result<Worker> {
         let poll = Poll::new()?;
         let supervised = role.channel.is_some();
         let mut listener = match role.listener {
@@ -196,6 +203,8 @@ impl Worker {
         poll.registry()
             .register(&mut SourceFd(&signals.fd()), SIGNALS, Interest::READABLE)?;
         let pool = Pool::new(cfg.buffer_size, cfg.max_sessions * 3, 1024);
+        let mut upstreams = Upstreams::default();
+        upstreams.take(&mut cfg);
         let mut clients = match role.client_table {
             Some(fd) => ClientTable::adopt(fd),
             None => ClientTable::create(cfg.clients.table_size, 1),
@@ -223,6 +232,8 @@ impl Worker {
             pipes: PipePool::new(cfg.splice_pipes, 0),
             wheel: Wheel::new(WHEEL_SLOTS, TICK_MS, 0),
             stats: Stats::default(),
+            upstreams,
+            names: Names::default(),
             cfg: Rc::new(cfg),
             layers,
             scratch: vec![0u8; MAX_HELLO_LEN].into_boxed_slice(),
@@ -273,6 +284,12 @@ impl Worker {
         let cfg = Rc::clone(&self.cfg);
         self.capture = self.start_capture(&cfg)?;
         Ok(())
+    }
+
+    /// The worker, knowing the addresses the supervisor resolved.
+    pub fn with_names(mut self, names: Names) -> Worker {
+        self.names = names;
+        self
     }
 
     /// The configuration in force.
@@ -331,7 +348,7 @@ impl Worker {
             "listening addr={} upstream={} upstream_addrs={} mode={} routes={} max_sessions={} buffer_size={} proxy_protocol={}",
             Address(Some(self.local_addr()?)),
             c.shown("ENVOY_UPSTREAM"),
-            Shown(c.upstream.addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",")),
+            Shown(c.upstream_addrs().iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",")),
             c.shown("ENVOY_UPSTREAM_MODE"),
             c.routes.len(),
             c.max_sessions,
@@ -453,6 +470,7 @@ impl Worker {
                 pipes: &mut self.pipes,
                 wheel: &mut self.wheel,
                 stats: &mut self.stats,
+                upstreams: &mut self.upstreams,
                 scratch: &mut self.scratch,
                 now_ms: self.now_ms,
                 traces: &self.traces,

@@ -21,6 +21,8 @@ use crate::admin::plane::{Request, Requests};
 use crate::admin::reply::{Applied, Reply};
 use crate::admin::report::{Gauges, Process, Report, STATES};
 use crate::admin::trace::TraceRule;
+use crate::config::names::Known;
+use crate::config::upstream::{Resolve, SystemResolver};
 use crate::config::{Config, Layers};
 use crate::hexdump::Address;
 use crate::limits::{self, policy::EVERY_ROUTE};
@@ -65,19 +67,53 @@ impl Worker {
 
     /// Loads `layers` whole and applies the result to new sessions, or changes nothing.
     pub(crate) fn reload(&mut self, layers: Layers) -> Result<Applied, String> {
-        let cfg = layers.load().map_err(|e| e.to_string())?;
+        // Supervised, the supervisor resolved every name first: nothing blocks here. A lone
+        // worker has no one to resolve for it: a name it does not know yet is asked of the
+        // system resolver (the one place a loop may wait on one; see README, Upstreams).
+        let system = SystemResolver;
+        let lone = Known {
+            names: &self.names,
+            fallback: &system,
+        };
+        let names: &dyn Resolve = if self.supervised { &self.names } else { &lone };
+        let cfg = layers.load_with(names).map_err(|e| e.to_string())?;
         self.apply(cfg)?;
         self.layers = layers;
         Ok(Applied {
             routes: self.cfg.routes.len() as u64,
-            upstream: self.cfg.upstream.name.clone(),
+            upstream: self.cfg.upstream_names(),
             running: self.sessions.len() as u64,
         })
     }
 
+    /// The configuration again with the addresses `names` now holds for its upstreams'
+    /// names, for new sessions (running ones keep theirs); how many upstreams changed.
+    fn take_new_addresses(&mut self) -> Result<usize, String> {
+        let mut cfg = (*self.cfg).clone();
+        let mut changed = 0;
+        let members = cfg
+            .routes
+            .iter_mut()
+            .flat_map(|r| r.pool.members.iter_mut())
+            .chain(cfg.default_route.pool.members.iter_mut())
+            .chain(cfg.upstream.iter_mut());
+        for u in members {
+            if let Some(addrs) = self.names.get(&u.name).filter(|_| u.is_name()) {
+                if addrs != u.addrs.as_slice() {
+                    u.addrs = addrs.to_vec();
+                    changed += 1;
+                }
+            }
+        }
+        if changed > 0 {
+            self.apply(cfg)?;
+        }
+        Ok(changed)
+    }
+
     /// Switches to `cfg`: rebinds what moved, resizes the pool, sets the log level and
     /// target.
-    fn apply(&mut self, cfg: Config) -> Result<(), String> {
+    fn apply(&mut self, mut cfg: Config) -> Result<(), String> {
         let old = Rc::clone(&self.cfg);
         if let Some(key) = old.start_only_change(&cfg) {
             // Who the processes are and their limits were set before they served.
@@ -145,6 +181,7 @@ impl Worker {
             );
             logger::global().set_sink(sink);
         }
+        self.upstreams.take(&mut cfg);
         self.cfg = Rc::new(cfg);
         Ok(())
     }
@@ -225,6 +262,8 @@ impl Worker {
                 .collect::<Vec<_>>()
                 .join(", "),
             process: Process::this(self.clock),
+            upstreams: self.upstreams.members().to_vec(),
+            now_ms: self.now_ms,
             client_table: (self.clients.entries(), self.clients.capacity() as u64),
             ..Gauges::default()
         };
@@ -339,6 +378,33 @@ impl Worker {
                 ))
             }
             Command::Metrics => Reply::Metrics(self.report()),
+            Command::ShowUpstreams => Reply::Upstreams(self.report()),
+            Command::Names(names) => {
+                self.names.merge(&names);
+                match self.take_new_addresses() {
+                    Ok(n) => Reply::Text(format!("ok: {n} upstream(s) with new addresses")),
+                    Err(e) => Reply::Error(e),
+                }
+            }
+            Command::Health(name, up) => {
+                if self.upstreams.set_check(&name, up) {
+                    Reply::Text(format!(
+                        "ok: upstream {name} {}",
+                        if up { "up" } else { "down" }
+                    ))
+                } else {
+                    Reply::Error(format!("no upstream {name} in the configuration"))
+                }
+            }
+            Command::SetUpstream(name, state) => {
+                if self.upstreams.set_admin(&name, state) {
+                    Reply::Text(format!("ok: upstream {name} {}", state.as_str()))
+                } else {
+                    Reply::Error(format!(
+                        "no upstream {name} in the configuration (show upstreams lists them)"
+                    ))
+                }
+            }
             Command::Trace(rule) => {
                 let mut n = 0;
                 for (_, s) in self.sessions.iter_mut() {

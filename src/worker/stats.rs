@@ -206,8 +206,6 @@ pub struct Stats {
     pub client_table_full: u64,
     /// CONNECT replies that refused the tunnel, by status code.
     pub connect_status: BTreeMap<u16, u64>,
-    /// Upstream connect latency (TCP connect, ms).
-    pub connect_latency: Histogram,
     /// Session duration (ms), observed at close.
     pub session_duration: Histogram,
     /// Parse errors by parser and kind, e.g. `proxy/v1_too_long`.
@@ -222,11 +220,6 @@ impl Stats {
                 *c += 1;
             }
         }
-    }
-
-    /// Records an upstream connect latency.
-    pub fn connect_latency_ms(&mut self, ms: u64) {
-        self.connect_latency.observe(ms);
     }
 
     /// Counts a parse error of `parser` (e.g. "proxy", "tls") and `kind`.

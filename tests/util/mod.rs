@@ -344,6 +344,22 @@ pub fn metric_value(body: &str, series: &str) -> u64 {
         .map_or(0, |v| v.trim().parse::<f64>().unwrap_or(0.0) as u64)
 }
 
+/// The sum of every series of the family `name` (whatever their labels) in a Prometheus
+/// text body; 0 if there is none.
+pub fn metric_total(body: &str, name: &str) -> u64 {
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let value = match rest.strip_prefix('{') {
+                Some(labelled) => labelled.rsplit_once("} ")?.1,
+                None => rest.strip_prefix(' ')?,
+            };
+            Some(value.trim().parse::<f64>().unwrap_or(0.0) as u64)
+        })
+        .sum()
+}
+
 /// The last `n` lines of `s`.
 pub fn tail(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();

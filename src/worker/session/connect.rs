@@ -5,7 +5,8 @@
 //! the reply head.
 //!
 //! Never reads from the client, never routes; a refused or silent upstream moves on to the
-//! next address of the same route.
+//! next address of the same member, then to the next member of the route's pool that its
+//! balancing chooses (`worker::upstreams::pick`).
 
 use std::io;
 
@@ -27,6 +28,7 @@ use crate::worker::session::logs::{sdebug, TARGET};
 use crate::worker::splice::PipePool;
 use crate::worker::stats::CloseReason;
 use crate::worker::token::{token, Leg};
+use crate::worker::upstreams::Failure;
 
 /// Where the connect stands.
 enum Stage {
@@ -48,8 +50,6 @@ struct Reply {
 pub struct Connecting {
     upstream: TcpStream,
     ready: Ready,
-    /// Which of the route's addresses `upstream` is.
-    attempt: usize,
     /// When connect() was issued (the latency metric).
     started_ms: u64,
     /// The PROXY v2 header or CONNECT request; `None` in direct mode.
@@ -75,14 +75,22 @@ pub enum Dialed {
     Close(CloseReason),
 }
 
-/// Starts a connect to upstream address number `attempt` of the session's route, skipping
-/// addresses that fail at once: the socket and which address it is. Errs when none is left.
-pub fn dial(
-    core: &mut Core,
-    mut attempt: usize,
-    ctx: &mut Ctx<'_>,
-) -> Result<(TcpStream, usize), CloseReason> {
-    while let Some(&addr) = core.route().addrs.get(attempt) {
+/// Starts a connect to the address the session's pool cursor is on, else to the next
+/// member its balancing chooses (`upstreams::pick`), skipping addresses that fail at once.
+/// Errs when no member is left.
+pub fn dial(core: &mut Core, ctx: &mut Ctx<'_>) -> Result<TcpStream, CloseReason> {
+    let client = core.client().ip();
+    loop {
+        let (pool, pick) = core.pool_and_pick();
+        let addr = pick
+            .at()
+            .and_then(|(m, a)| pool.members.get(m)?.addrs.get(a).copied());
+        let Some(addr) = addr else {
+            if pick.advance(pool, ctx.upstreams, client, ctx.now_ms) {
+                continue;
+            }
+            break;
+        };
         core.upstream_addr = Some(addr);
         let started = net::connect(addr).and_then(|mut s| {
             ctx.registry.register(
@@ -93,9 +101,11 @@ pub fn dial(
             Ok(s)
         });
         match started {
-            Ok(s) => return Ok((s, attempt)),
+            Ok(s) => return Ok(s),
             Err(e) => {
                 ctx.stats.connect_failures += 1;
+                core.pick
+                    .failed(ctx.upstreams, Failure::Refused, ctx.now_ms);
                 sdebug!(
                     core,
                     "connect failed at once sid={} upstream={} error={}",
@@ -103,7 +113,7 @@ pub fn dial(
                     Address(Some(addr)),
                     Shown(&e)
                 );
-                attempt += 1;
+                core.pick.next_addr();
             }
         }
     }
@@ -119,12 +129,7 @@ pub fn dial(
 
 impl Connecting {
     /// The phase for a connect [`dial`] started at `now_ms`.
-    pub fn new(
-        (upstream, attempt): (TcpStream, usize),
-        preamble: Option<Buffer>,
-        up: Flow,
-        now_ms: u64,
-    ) -> Connecting {
+    pub fn new(upstream: TcpStream, preamble: Option<Buffer>, up: Flow, now_ms: u64) -> Connecting {
         Connecting {
             upstream,
             // Optimistic: the first write right away (see `Stage::Dialing`).
@@ -132,7 +137,6 @@ impl Connecting {
                 writable: true,
                 ..Ready::default()
             },
-            attempt,
             started_ms: now_ms,
             preamble,
             sent: 0,
@@ -166,10 +170,19 @@ impl Connecting {
         }
     }
 
-    /// Tries the route's next address (after a failure or the timeout): `Err` when none is
-    /// left. The socket tried so far closes.
-    pub fn redial(&mut self, core: &mut Core, ctx: &mut Ctx<'_>) -> Result<(), CloseReason> {
-        let dialed = dial(core, self.attempt + 1, ctx)?;
+    /// Counts the failure (`why`) against the upstream tried and tries the next address of
+    /// the pool (the member's next, else the next member): `Err` when none is left. The
+    /// socket tried so far closes.
+    pub fn redial(
+        &mut self,
+        core: &mut Core,
+        why: Failure,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(), CloseReason> {
+        ctx.stats.connect_failures += 1;
+        core.pick.failed(ctx.upstreams, why, ctx.now_ms);
+        core.pick.next_addr();
+        let dialed = dial(core, ctx)?;
         if let Stage::AwaitingReply(reply) = &mut self.stage {
             reply.release(ctx.pool);
         }
@@ -250,7 +263,7 @@ impl Connecting {
             }
             Ok(true) => {
                 let took = ctx.now_ms.saturating_sub(self.started_ms);
-                ctx.stats.connect_latency_ms(took);
+                core.pick.connected(ctx.upstreams, took);
                 sdebug!(
                     core,
                     "upstream connected sid={} client={} name={} route={} upstream={} mode={} connect_ms={}",
@@ -269,7 +282,6 @@ impl Connecting {
                 Dialed::Connected
             }
             Err(e) => {
-                ctx.stats.connect_failures += 1;
                 sdebug!(
                     core,
                     "connect failed sid={} upstream={} error={}",
@@ -277,7 +289,7 @@ impl Connecting {
                     core.upstream_label(),
                     Shown(&e)
                 );
-                match self.redial(core, ctx) {
+                match self.redial(core, Failure::Refused, ctx) {
                     Ok(()) => Dialed::Continue,
                     Err(reason) => Dialed::Close(reason),
                 }

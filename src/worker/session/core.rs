@@ -32,6 +32,7 @@ use crate::worker::session::logs::{sdebug, TARGET};
 use crate::worker::session::preamble::{self, Origin};
 use crate::worker::stats::CloseReason;
 use crate::worker::timer::{Entry, Wheel};
+use crate::worker::upstreams::pick::Cursor;
 
 /// Bytes of a PROXY header, ClientHello or preamble dumped at debug level.
 pub const DEBUG_DUMP_LIMIT: usize = 2048;
@@ -92,6 +93,8 @@ pub struct Core {
     route: Option<usize>,
     /// The upstream address connected to (or being tried, or the last one tried).
     pub upstream_addr: Option<SocketAddr>,
+    /// Where the session stands in its route's pool.
+    pub pick: Cursor,
     /// When the session was accepted.
     pub started_ms: u64,
     /// The timer's deadline, and its generation (older wheel entries are stale).
@@ -134,6 +137,7 @@ impl Core {
             },
             route: None,
             upstream_addr: None,
+            pick: Cursor::default(),
             started_ms: ctx.now_ms,
             deadline_ms: 0,
             timer_gen: 0,
@@ -178,6 +182,15 @@ impl Core {
         self.route
             .and_then(|i| self.cfg.routes.get(i))
             .unwrap_or(&self.cfg.default_route)
+    }
+
+    /// The route's pool and where the session stands in it, apart (to move on in it).
+    pub fn pool_and_pick(&mut self) -> (&crate::config::pool::Pool, &mut Cursor) {
+        let route = self
+            .route
+            .and_then(|i| self.cfg.routes.get(i))
+            .unwrap_or(&self.cfg.default_route);
+        (&route.pool, &mut self.pick)
     }
 
     /// The route's connect timeout, else ENVOY_CONNECT_TIMEOUT_MS.

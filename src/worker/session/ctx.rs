@@ -12,6 +12,7 @@ use crate::worker::buffer::Pool;
 use crate::worker::splice::PipePool;
 use crate::worker::stats::{CloseReason, Stats};
 use crate::worker::timer::Wheel;
+use crate::worker::upstreams::Upstreams;
 
 /// What the loop should do after driving a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +37,8 @@ pub struct Ctx<'a> {
     pub wheel: &'a mut Wheel,
     /// Counters.
     pub stats: &'a mut Stats,
+    /// Every configured upstream's state and counters.
+    pub upstreams: &'a mut Upstreams,
     /// Where a ClientHello spanning several records is reassembled.
     pub scratch: &'a mut [u8],
     /// Milliseconds since the loop started.

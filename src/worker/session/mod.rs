@@ -38,6 +38,7 @@ use crate::wire::tls;
 use crate::worker::pipe::{Reported, Shuffled, Shuffling};
 use crate::worker::stats::CloseReason;
 use crate::worker::token::{token, Leg};
+use crate::worker::upstreams::Failure;
 use connect::{Connecting, Dialed};
 use facts::Facts;
 use handshake::{Handshake, Handshaking};
@@ -277,7 +278,7 @@ impl Session {
                     };
                     h.skip_header();
                     // connect
-                    let dialed = match connect::dial(&mut self.core, 0, ctx) {
+                    let dialed = match connect::dial(&mut self.core, ctx) {
                         Ok(d) => d,
                         Err(reason) => {
                             if let Some(b) = preamble {
@@ -357,14 +358,13 @@ impl Session {
             // The client had its time to read the alert and close.
             Phase::Refusing(r) => Next::Close(r.reason()),
             Phase::Connecting(c) => {
-                ctx.stats.connect_failures += 1;
                 sdebug!(
                     self.core,
                     "connect timed out sid={} upstream={}",
                     self.core.id,
                     self.core.upstream_label()
                 );
-                match c.redial(&mut self.core, ctx) {
+                match c.redial(&mut self.core, Failure::Timeout, ctx) {
                     Ok(()) => self.drive(ctx),
                     Err(_) => Next::Close(CloseReason::ConnectTimeout),
                 }
@@ -414,6 +414,7 @@ impl Session {
                 State::Closed
             );
         }
+        self.core.pick.close(ctx.upstreams, bytes_up, bytes_down);
         if let Some(t) = self.core.ticket.take() {
             ctx.clients.release(t);
         }
