@@ -10,7 +10,7 @@
 
 use crate::logger::Counters;
 use crate::worker::session::State;
-use crate::worker::stats::{Histogram, Stats};
+use crate::worker::stats::{CloseReason, Histogram, Stats};
 
 /// How the values of one family from several workers become one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +101,8 @@ pub enum Value {
     Labelled(Vec<(Vec<String>, u64)>),
     /// A histogram.
     Histogram(Histogram),
+    /// One histogram per series, by label values.
+    Histograms(Vec<(Vec<String>, Histogram)>),
     /// Words.
     Text(String),
 }
@@ -126,6 +128,13 @@ pub struct Gauges {
     pub process: Process,
     /// This process's log lines.
     pub log: Counters,
+    /// This worker's number under its supervisor (0 alone).
+    pub worker: usize,
+    /// Sessions open now by route slot (`Stats::routes`), those that chose a route.
+    pub route_sessions: Vec<u64>,
+    /// The routes in force, each with its upstreams' names, in config order, the default
+    /// route last.
+    pub routes_in_force: Vec<(String, Vec<String>)>,
 }
 
 /// What the supervisor counts itself.
@@ -148,14 +157,21 @@ pub struct Process {
     pub pid: u64,
     /// Seconds since it started serving.
     pub uptime_seconds: u64,
+    /// When it started serving, in seconds since the epoch.
+    pub start_unix: u64,
 }
 
 impl Process {
     /// This process, serving since `started`.
     pub fn this(started: std::time::Instant) -> Process {
+        let uptime = started.elapsed();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
         Process {
             pid: u64::from(std::process::id()),
-            uptime_seconds: started.elapsed().as_secs(),
+            uptime_seconds: uptime.as_secs(),
+            start_unix: now.saturating_sub(uptime).as_secs(),
         }
     }
 }
@@ -184,11 +200,19 @@ pub static TABLE: &[Def] = &[
         key: "build_info",
         prom: Some("sluice_build_info"),
         kind: Kind::Gauge,
-        labels: &["version"],
+        labels: &["version", "commit"],
         help: "Build information.",
         merge: Merge::Max,
         show: Show::No,
-        read: Read::Worker(|_, _| labelled([(crate::version::VERSION, 1)].into_iter())),
+        read: Read::Worker(|_, _| {
+            Value::Labelled(vec![(
+                vec![
+                    crate::version::VERSION.to_string(),
+                    crate::version::COMMIT.to_string(),
+                ],
+                1,
+            )])
+        }),
     },
     Def {
         key: "version",
@@ -409,6 +433,183 @@ pub static TABLE: &[Def] = &[
         read: Read::Worker(|_, g| one(u64::from(g.draining))),
     },
     Def {
+        key: "process_start_time_seconds",
+        prom: Some("sluice_process_start_time_seconds"),
+        kind: Kind::Gauge,
+        labels: &[],
+        help: "When the answering process started, in seconds since the epoch: the supervisor under `sluice run`.",
+        merge: Merge::Last,
+        show: Show::No,
+        read: Read::Process(|p| one(p.start_unix)),
+    },
+    Def {
+        key: "worker_sessions",
+        prom: Some("sluice_worker_sessions"),
+        kind: Kind::Gauge,
+        labels: &["worker"],
+        help: "Sessions open now, by worker (how evenly SO_REUSEPORT spreads them).",
+        merge: Merge::Sum,
+        show: Show::No,
+        read: Read::Worker(|_, g| {
+            labelled([(g.worker, g.sessions_by_state.iter().sum())].into_iter())
+        }),
+    },
+    Def {
+        key: "config_reloads",
+        prom: Some("sluice_config_reloads_total"),
+        kind: Kind::Counter,
+        labels: &["result"],
+        help: "Config reloads (SIGHUP, reload, set) applied and refused, as every worker did them.",
+        merge: Merge::Max,
+        show: Show::No,
+        read: Read::Worker(|s, _| {
+            labelled(
+                [("success", s.reloads.success), ("failure", s.reloads.failure)].into_iter(),
+            )
+        }),
+    },
+    Def {
+        key: "config_last_reload_success",
+        prom: Some("sluice_config_last_reload_success_timestamp_seconds"),
+        kind: Kind::Gauge,
+        labels: &[],
+        help: "When the config in force was applied (at start, or the last reload applied), seconds since the epoch.",
+        merge: Merge::Max,
+        show: Show::No,
+        read: Read::Worker(|s, _| one(s.reloads.last_success_unix)),
+    },
+    Def {
+        key: "route_upstreams",
+        prom: Some("sluice_route_upstream_info"),
+        kind: Kind::Gauge,
+        labels: &["route", "upstream"],
+        help: "1 for each upstream of each route in force (the default route's included).",
+        merge: Merge::Max,
+        show: Show::No,
+        read: Read::Worker(|_, g| {
+            Value::Labelled(
+                g.routes_in_force
+                    .iter()
+                    .flat_map(|(r, ups)| ups.iter().map(move |u| (vec![r.clone(), u.clone()], 1)))
+                    .collect(),
+            )
+        }),
+    },
+    Def {
+        key: "route_sessions",
+        prom: Some("sluice_route_sessions"),
+        kind: Kind::Gauge,
+        labels: &["route"],
+        help: "Sessions open now that chose the route.",
+        merge: Merge::Sum,
+        show: Show::No,
+        read: Read::Worker(|s, g| {
+            labelled(s.routes.names.iter().zip(g.route_sessions.iter().copied()))
+        }),
+    },
+    Def {
+        key: "route_sessions_total",
+        prom: Some("sluice_route_sessions_total"),
+        kind: Kind::Counter,
+        labels: &["route"],
+        help: "Sessions that chose the route (those it denied included).",
+        merge: Merge::Sum,
+        show: Show::No,
+        read: Read::Worker(|s, _| labelled(s.routes.iter().map(|(r, c)| (r, c.sessions)))),
+    },
+    Def {
+        key: "route_refused",
+        prom: Some("sluice_route_refused_total"),
+        kind: Kind::Counter,
+        labels: &["route", "reason"],
+        help: "Sessions the route turned away, by reason.",
+        merge: Merge::Sum,
+        show: Show::No,
+        read: Read::Worker(|s, _| {
+            Value::Labelled(
+                s.routes
+                    .iter()
+                    .flat_map(|(r, c)| {
+                        CloseReason::ALL
+                            .iter()
+                            .filter(|why| why.is_refusal())
+                            .map(move |why| {
+                                let n = c.closed.get(why.index()).copied().unwrap_or(0);
+                                (vec![r.to_string(), why.as_str().to_string()], n)
+                            })
+                    })
+                    .collect(),
+            )
+        }),
+    },
+    Def {
+        key: "route_bytes",
+        prom: Some("sluice_route_bytes_total"),
+        kind: Kind::Counter,
+        labels: &["route", "direction"],
+        help: "Bytes written for the route's sessions, by direction.",
+        merge: Merge::Sum,
+        show: Show::No,
+        read: Read::Worker(|s, _| {
+            Value::Labelled(
+                s.routes
+                    .iter()
+                    .flat_map(|(r, c)| {
+                        [
+                            ("client_to_upstream", c.bytes_up),
+                            ("upstream_to_client", c.bytes_down),
+                        ]
+                        .map(|(d, n)| (vec![r.to_string(), d.to_string()], n))
+                    })
+                    .collect(),
+            )
+        }),
+    },
+    Def {
+        key: "route_connect_failures",
+        prom: Some("sluice_route_connect_failures_total"),
+        kind: Kind::Counter,
+        labels: &["route"],
+        help: "Upstream connect attempts of the route's sessions that failed.",
+        merge: Merge::Sum,
+        show: Show::No,
+        read: Read::Worker(|s, _| labelled(s.routes.iter().map(|(r, c)| (r, c.connect_failures)))),
+    },
+    Def {
+        key: "route_session_seconds",
+        prom: Some("sluice_route_session_duration_seconds"),
+        kind: Kind::Histogram,
+        labels: &["route"],
+        help: "Duration of the route's sessions.",
+        merge: Merge::Sum,
+        show: Show::No,
+        read: Read::Worker(|s, _| {
+            Value::Histograms(
+                s.routes
+                    .iter()
+                    .map(|(r, c)| (vec![r.to_string()], c.duration.clone()))
+                    .collect(),
+            )
+        }),
+    },
+    Def {
+        key: "route_connect_seconds",
+        prom: Some("sluice_route_connect_seconds"),
+        kind: Kind::Histogram,
+        labels: &["route"],
+        help: "Upstream TCP connect latency of the route's sessions.",
+        merge: Merge::Sum,
+        show: Show::No,
+        read: Read::Worker(|s, _| {
+            Value::Histograms(
+                s.routes
+                    .iter()
+                    .map(|(r, c)| (vec![r.to_string()], c.connect.clone()))
+                    .collect(),
+            )
+        }),
+    },
+    Def {
         key: "splice_pipes_in_use",
         prom: None,
         kind: Kind::Gauge,
@@ -526,6 +727,13 @@ impl Report {
         Report { values }
     }
 
+    /// The values of the family exposed as `prom` (absent when the table has none).
+    pub fn get(&self, prom: &str) -> &Value {
+        self.families()
+            .find(|(d, _)| d.prom == Some(prom))
+            .map_or(&Value::Absent, |(_, v)| v)
+    }
+
     /// Every family with its values, in [`TABLE`] order.
     pub fn families(&self) -> impl Iterator<Item = (&'static Def, &Value)> {
         TABLE.iter().zip(self.values.iter())
@@ -594,16 +802,27 @@ fn merge_value(rule: Merge, mine: &mut Value, theirs: &Value) {
                 }
             }
         }
-        (Value::Histogram(a), Value::Histogram(b)) => {
-            for (x, y) in a.counts.iter_mut().zip(b.counts) {
-                *x = combine(*x, y);
+        (Value::Histogram(a), Value::Histogram(b)) => merge_histogram(a, b, combine),
+        (Value::Histograms(a), Value::Histograms(b)) => {
+            // by label values: a route table that changed at a reload merges by name
+            for (labels, h) in b {
+                match a.iter_mut().find(|(l, _)| l == labels) {
+                    Some((_, m)) => merge_histogram(m, h, combine),
+                    None => a.push((labels.clone(), h.clone())),
+                }
             }
-            a.sum_ms = combine(a.sum_ms, b.sum_ms);
         }
         // Text is the same everywhere (Merge::Same); values of another shape cannot come from
         // the same binary: the first stays.
         _ => {}
     }
+}
+
+fn merge_histogram(a: &mut Histogram, b: &Histogram, combine: impl Fn(u64, u64) -> u64) {
+    for (x, y) in a.counts.iter_mut().zip(b.counts) {
+        *x = combine(*x, y);
+    }
+    a.sum_ms = combine(a.sum_ms, b.sum_ms);
 }
 
 #[cfg(test)]
@@ -631,6 +850,7 @@ mod tests {
             process: Process {
                 pid: 7,
                 uptime_seconds: 5,
+                start_unix: 0,
             },
             log: Counters {
                 lines: [0, 0, 5, 0, 0],
@@ -701,6 +921,7 @@ mod tests {
             process: Process {
                 pid: 1,
                 uptime_seconds: 60,
+                start_unix: 0,
             },
             log: Counters {
                 lines: [1, 0, 3, 0, 0],

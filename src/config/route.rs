@@ -263,6 +263,9 @@ pub struct Route {
     pub alpn_tlv: AlpnTlv,
     /// CONNECT port when the PROXY header gave no destination.
     pub connect_port: Option<u16>,
+    /// Where the worker counts this route's sessions (`worker::stats::Routes`), set when
+    /// the worker takes the config in, so that a session counts without looking its name up.
+    pub metrics_slot: usize,
 }
 
 impl Route {
@@ -286,6 +289,7 @@ impl Route {
             crc32c: false,
             alpn_tlv: AlpnTlv::Received,
             connect_port: None,
+            metrics_slot: 0,
         }
     }
 

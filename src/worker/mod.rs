@@ -100,6 +100,8 @@ pub struct Worker {
     pub(crate) pipes: PipePool,
     pub(crate) wheel: Wheel,
     pub(crate) stats: Stats,
+    /// This worker's number under its supervisor (0 alone): `sluice_worker_sessions`' label.
+    pub(crate) index: usize,
     pub(crate) cfg: Rc<Config>,
     pub(crate) layers: Layers,
     scratch: Box<[u8]>,
@@ -191,6 +193,9 @@ impl Worker {
         poll.registry()
             .register(&mut SourceFd(&signals.fd()), SIGNALS, Interest::READABLE)?;
         let pool = Pool::new(cfg.buffer_size, cfg.max_sessions * 3, 1024);
+        let mut stats = Stats::default();
+        let mut cfg = cfg;
+        stats.take_in(&mut cfg);
         let mut w = Worker {
             poll,
             listener: Some(listener),
@@ -198,7 +203,8 @@ impl Worker {
             pool,
             pipes: PipePool::new(cfg.splice_pipes, 0),
             wheel: Wheel::new(WHEEL_SLOTS, TICK_MS, 0),
-            stats: Stats::default(),
+            stats,
+            index: role.index,
             cfg: Rc::new(cfg),
             layers,
             scratch: vec![0u8; MAX_HELLO_LEN].into_boxed_slice(),

@@ -64,8 +64,15 @@ impl Worker {
 
     /// Loads `layers` whole and applies the result to new sessions, or changes nothing.
     pub(crate) fn reload(&mut self, layers: Layers) -> Result<Applied, String> {
-        let cfg = layers.load().map_err(|e| e.to_string())?;
-        self.apply(cfg)?;
+        let applied = layers
+            .load()
+            .map_err(|e| e.to_string())
+            .and_then(|cfg| self.apply(cfg));
+        if let Err(e) = applied {
+            self.stats.reloads.failure += 1;
+            return Err(e);
+        }
+        self.stats.reloads.success += 1;
         self.layers = layers;
         Ok(Applied {
             routes: self.cfg.routes.len() as u64,
@@ -135,6 +142,8 @@ impl Worker {
             );
             logger::global().set_sink(sink);
         }
+        let mut cfg = cfg;
+        self.stats.take_in(&mut cfg);
         self.cfg = Rc::new(cfg);
         Ok(())
     }
@@ -215,9 +224,24 @@ impl Worker {
                 .collect::<Vec<_>>()
                 .join(", "),
             process: Process::this(self.clock),
+            worker: self.index,
+            route_sessions: vec![0; self.stats.routes.names.len()],
+            routes_in_force: self
+                .cfg
+                .routes
+                .iter()
+                .chain(std::iter::once(&self.cfg.default_route))
+                .map(|r| {
+                    let ups = r.upstreams.iter().map(|u| u.name.clone()).collect();
+                    (r.name.clone(), ups)
+                })
+                .collect(),
             ..Gauges::default()
         };
         for (_, s) in self.sessions.iter() {
+            if let Some(n) = s.route_slot().and_then(|i| g.route_sessions.get_mut(i)) {
+                *n += 1;
+            }
             if let Some(i) = STATES.iter().position(|st| *st == s.state()) {
                 if let Some(n) = g.sessions_by_state.get_mut(i) {
                     *n += 1;

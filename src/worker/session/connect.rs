@@ -96,6 +96,9 @@ pub fn dial(
             Ok(s) => return Ok((s, attempt)),
             Err(e) => {
                 ctx.stats.connect_failures += 1;
+                if let Some(r) = ctx.stats.route(core.route_slot) {
+                    r.connect_failures += 1;
+                }
                 sdebug!(
                     core,
                     "connect failed at once sid={} upstream={} error={}",
@@ -251,6 +254,9 @@ impl Connecting {
             Ok(true) => {
                 let took = ctx.now_ms.saturating_sub(self.started_ms);
                 ctx.stats.connect_latency_ms(took);
+                if let Some(r) = ctx.stats.route(core.route_slot) {
+                    r.connect.observe(took);
+                }
                 sdebug!(
                     core,
                     "upstream connected sid={} client={} name={} route={} upstream={} mode={} connect_ms={}",
@@ -270,6 +276,9 @@ impl Connecting {
             }
             Err(e) => {
                 ctx.stats.connect_failures += 1;
+                if let Some(r) = ctx.stats.route(core.route_slot) {
+                    r.connect_failures += 1;
+                }
                 sdebug!(
                     core,
                     "connect failed sid={} upstream={} error={}",

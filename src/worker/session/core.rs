@@ -76,6 +76,8 @@ pub struct Core {
     pub facts: Facts,
     /// Index of the route taken in `cfg.routes`; `None`: the default route.
     route: Option<usize>,
+    /// The route's slot in the worker's per-route counters, once a route was chosen.
+    pub route_slot: Option<usize>,
     /// The upstream address connected to (or being tried, or the last one tried).
     pub upstream_addr: Option<SocketAddr>,
     /// When the session was accepted.
@@ -117,6 +119,7 @@ impl Core {
                 ..Facts::default()
             },
             route: None,
+            route_slot: None,
             upstream_addr: None,
             started_ms: ctx.now_ms,
             deadline_ms: 0,
@@ -324,6 +327,11 @@ impl Core {
             )
         };
         self.route = index;
+        let slot = self.route().metrics_slot;
+        self.route_slot = Some(slot);
+        if let Some(r) = ctx.stats.routes.get_mut(slot) {
+            r.sessions += 1;
+        }
         if let Some((reason, alert)) = denied {
             info!(
                 target: TARGET,

@@ -192,6 +192,11 @@ impl Session {
         self.core.client_label()
     }
 
+    /// The slot of the route chosen in the worker's per-route counters, once one is.
+    pub fn route_slot(&self) -> Option<usize> {
+        self.core.route_slot
+    }
+
     /// The name of the route chosen, `default` until one is (what `show sessions` says).
     pub fn route_name(&self) -> &str {
         &self.core.route().name
@@ -307,6 +312,7 @@ impl Session {
                         &mut self.core.client_ready,
                         (ctx.pool, ctx.pipes),
                         ctx.stats,
+                        self.core.route_slot,
                         ctx.now_ms,
                     );
                     if s.half_closed() != was_half_closed {
@@ -358,6 +364,9 @@ impl Session {
             Phase::Refusing(r) => Next::Close(r.reason()),
             Phase::Connecting(c) => {
                 ctx.stats.connect_failures += 1;
+                if let Some(r) = ctx.stats.route(self.core.route_slot) {
+                    r.connect_failures += 1;
+                }
                 sdebug!(
                     self.core,
                     "connect timed out sid={} upstream={}",
@@ -417,6 +426,8 @@ impl Session {
         ctx.stats.close(reason);
         let duration_ms = ctx.now_ms.saturating_sub(self.core.started_ms);
         ctx.stats.session_duration.observe(duration_ms);
+        ctx.stats
+            .close_on_route(self.core.route_slot, reason, duration_ms);
         let core = &self.core;
         // A health check is the load balancer's business, every few seconds: not news.
         let level = if reason == CloseReason::HealthCheck && !core.traced {
