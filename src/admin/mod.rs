@@ -10,4 +10,5 @@ pub mod metrics;
 pub mod plane;
 pub mod reply;
 pub mod report;
+pub mod status;
 pub mod trace;

@@ -102,6 +102,8 @@ pub struct Worker {
     pub(crate) stats: Stats,
     /// This worker's number under its supervisor (0 alone): `sluice_worker_sessions`' label.
     pub(crate) index: usize,
+    /// Reports sampled for the status page (served by a lone worker only).
+    pub(crate) status: crate::admin::status::History,
     pub(crate) cfg: Rc<Config>,
     pub(crate) layers: Layers,
     scratch: Box<[u8]>,
@@ -205,6 +207,7 @@ impl Worker {
             wheel: Wheel::new(WHEEL_SLOTS, TICK_MS, 0),
             stats,
             index: role.index,
+            status: Default::default(),
             cfg: Rc::new(cfg),
             layers,
             scratch: vec![0u8; MAX_HELLO_LEN].into_boxed_slice(),

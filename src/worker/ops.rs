@@ -188,6 +188,13 @@ impl Worker {
                     let body = metrics::render(&self.report());
                     self.plane.reply_scrape(conn, &body);
                 }
+                Request::Status => {
+                    // a lone worker samples when asked: the page's polls make its history
+                    let report = self.report();
+                    let json = self.status.json(self.now_ms, &report);
+                    self.status.record(self.now_ms, &report);
+                    self.plane.reply_status(conn, &json);
+                }
                 Request::Line(line) => {
                     let reply = match line.and_then(|l| command::parse(&l)) {
                         Ok(cmd) => self.execute(cmd),

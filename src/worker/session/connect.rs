@@ -207,7 +207,7 @@ impl Connecting {
             Stage::Dialing { .. } if !self.ready.writable => return Dialed::Wait,
             Stage::Dialing { probe } => std::mem::take(probe),
         };
-        let verdict = self.first_write(probe, ctx);
+        let verdict = self.first_write(probe, core.route_slot, ctx);
         self.verdict(verdict, core, ctx)
     }
 
@@ -215,7 +215,12 @@ impl Connecting {
     /// ENOTCONN) right after connect(), not yet; an error, it failed. That spares the
     /// getsockopt + getpeername pair and, on near upstreams, a wakeup. With nothing to
     /// write, or an unclear answer after a real event, the socket is asked.
-    fn first_write(&mut self, probe: bool, ctx: &mut Ctx<'_>) -> io::Result<bool> {
+    fn first_write(
+        &mut self,
+        probe: bool,
+        route: Option<usize>,
+        ctx: &mut Ctx<'_>,
+    ) -> io::Result<bool> {
         let up = &mut self.upstream;
         let written = match self.preamble.as_ref() {
             Some(p) => (!p.is_empty()).then(|| net::write(up, p.data())),
@@ -232,6 +237,9 @@ impl Connecting {
                 } else {
                     self.up.wrote(n);
                     ctx.stats.bytes_up += n as u64;
+                    if let Some(r) = ctx.stats.route(route) {
+                        r.bytes_up += n as u64;
+                    }
                 }
                 Ok(true)
             }

@@ -1,0 +1,327 @@
+#![cfg(test)]
+//! Observing sluice (issue 16): per-route series counted exactly and merged over workers by
+//! route name, also across a reload that changes the route table; the status page and its
+//! JSON served by the supervisor, rendered by a real headless Chromium while traffic flows;
+//! `sluice ctl top` in an 80x24 tmux pane.
+
+mod util;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use util::traffic::*;
+use util::*;
+
+/// Runs `n` sessions of each kind, one after the other.
+fn sessions_of_each_kind(addr: std::net::SocketAddr, n: usize) {
+    let t = Traffic::start(addr, 1, 100);
+    let until = Instant::now() + Duration::from_secs(30);
+    while t.sessions.load(std::sync::atomic::Ordering::Relaxed) < (3 * n) as u64 {
+        assert!(Instant::now() < until, "traffic too slow");
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn ctl(sock: &Path, args: &[&str]) -> String {
+    let out = Command::new(sluice_bin())
+        .arg("ctl")
+        .args(args)
+        .env("ENVOY_CONTROL_SOCKET", sock)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn promtool_check_metrics(body: &str) {
+    let Some(promtool) = which("promtool") else {
+        return eprintln!("SKIPPED promtool check: promtool absent (Debian package prometheus)");
+    };
+    let mut check = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let res = check.wait_with_output().unwrap();
+    assert!(
+        res.status.success(),
+        "promtool check metrics:\n{}{}",
+        String::from_utf8_lossy(&res.stdout),
+        String::from_utf8_lossy(&res.stderr)
+    );
+}
+
+/// Waits until the closes of `n` sessions are counted (each kind once per 3 sessions).
+fn wait_closed(sluice: &mut Sluice, n: u64) -> String {
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let body = sluice.scrape();
+        let closed: u64 = body
+            .lines()
+            .filter(|l| l.starts_with("sluice_closed_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum();
+        if closed >= n {
+            return body;
+        }
+        assert!(Instant::now() < until, "{closed} of {n} closed:\n{body}");
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn per_route_series_count_each_route_and_survive_a_reload_that_reorders_them() {
+    let dir = TempDir::new("observe-routes");
+    let (mut sluice, _) = start_observed(&dir, &[]);
+    sessions_of_each_kind(sluice.addr, 6);
+    let body = wait_closed(&mut sluice, 18);
+    let m = |series: &str| metric_value(&body, series);
+    // one kind of session per route, 6 each (the traffic thread may have begun a 19th)
+    assert!(
+        m("sluice_route_sessions_total{route=\"web\"}") >= 6,
+        "{body}"
+    );
+    assert!(
+        m("sluice_route_sessions_total{route=\"default\"}") >= 6,
+        "{body}"
+    );
+    assert!(
+        m("sluice_route_sessions_total{route=\"no-h2\"}") >= 6,
+        "{body}"
+    );
+    assert_eq!(
+        m("sluice_route_sessions_total{route=\"unused\"}"),
+        0,
+        "{body}"
+    );
+    assert!(
+        body.contains("\nsluice_route_sessions_total{route=\"unused\"} 0\n"),
+        "a route without traffic is still a series:\n{body}"
+    );
+    assert!(
+        m("sluice_route_refused_total{route=\"no-h2\",reason=\"denied_name\"}") >= 6,
+        "{body}"
+    );
+    assert_eq!(
+        m("sluice_route_refused_total{route=\"web\",reason=\"denied_name\"}"),
+        0
+    );
+    // every passing session echoes its hello and 100 bytes
+    let hello = fixture("client-curl-7.88.1-http1.1.bin").len() as u64 + 100;
+    let up = m("sluice_route_bytes_total{route=\"web\",direction=\"client_to_upstream\"}");
+    assert!(up >= 6 * hello && up % hello == 0, "{up}:\n{body}");
+    assert_eq!(
+        m("sluice_route_bytes_total{route=\"no-h2\",direction=\"client_to_upstream\"}"),
+        0
+    );
+    assert!(m("sluice_route_connect_seconds_count{route=\"web\"}") >= 6);
+    assert_eq!(m("sluice_route_connect_seconds_count{route=\"no-h2\"}"), 0);
+    assert!(m("sluice_route_session_duration_seconds_count{route=\"no-h2\"}") >= 6);
+    assert!(body.contains("\nsluice_route_sessions{route=\"web\"} "));
+    assert!(body.contains("sluice_route_upstream_info{route=\"web\",upstream=\""));
+    // the workers' gauges, one series per worker, and the process facts
+    assert!(
+        body.contains("\nsluice_worker_sessions{worker=\"0\"} "),
+        "{body}"
+    );
+    assert!(
+        body.contains("\nsluice_worker_sessions{worker=\"1\"} "),
+        "{body}"
+    );
+    assert!(m("sluice_process_start_time_seconds") > 1_600_000_000);
+    assert_eq!(m("sluice_config_reloads_total{result=\"success\"}"), 0);
+    assert!(m("sluice_config_last_reload_success_timestamp_seconds") > 1_600_000_000);
+    promtool_check_metrics(&body);
+
+    // A new table: `web` moves to the front, `no-h2` goes, `fresh` comes. Counts stay by name.
+    let web_before = m("sluice_route_sessions_total{route=\"web\"}");
+    let sock = dir.path("ctl.sock");
+    let reply = ctl(
+        &sock,
+        &[
+            "set",
+            "ENVOY_ROUTES",
+            "sni=* allow name=web; alpn=h2 allow name=fresh",
+        ],
+    );
+    assert!(reply.starts_with("ok: ENVOY_ROUTES set"), "{reply}");
+    let bad = Command::new(sluice_bin())
+        .args(["ctl", "set", "ENVOY_ROUTES", "nonsense"])
+        .env("ENVOY_CONTROL_SOCKET", &sock)
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    sessions_of_each_kind(sluice.addr, 3);
+    let body = wait_closed(&mut sluice, 27);
+    let m = |series: &str| metric_value(&body, series);
+    assert!(
+        m("sluice_route_sessions_total{route=\"web\"}") >= web_before + 6,
+        "{body}"
+    );
+    assert!(
+        m("sluice_route_sessions_total{route=\"no-h2\"}") >= 6,
+        "kept: {body}"
+    );
+    assert!(
+        m("sluice_route_sessions_total{route=\"default\"}") >= 6,
+        "{body}"
+    );
+    assert_eq!(
+        m("sluice_route_sessions_total{route=\"fresh\"}"),
+        0,
+        "h2 goes to web first"
+    );
+    assert!(
+        !body.contains("sluice_route_upstream_info{route=\"no-h2\""),
+        "{body}"
+    );
+    assert_eq!(m("sluice_config_reloads_total{result=\"success\"}"), 1);
+    assert_eq!(m("sluice_config_reloads_total{result=\"failure\"}"), 1);
+    promtool_check_metrics(&body);
+}
+
+/// Chromium, headless, loads `url` with `budget_ms` of virtual time: the rendered DOM.
+fn chromium_dom(chromium: &Path, dir: &TempDir, url: &str, budget_ms: u64) -> String {
+    let out = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+        ])
+        .arg(format!(
+            "--user-data-dir={}",
+            dir.path("chromium").display()
+        ))
+        .arg(format!("--virtual-time-budget={budget_ms}"))
+        .arg("--dump-dom")
+        .arg(url)
+        .stderr(Stdio::null())
+        .output()
+        .expect("run chromium");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The text of the element with `id` in a dumped DOM.
+fn element_text(dom: &str, id: &str) -> String {
+    let at = dom
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no #{id}:\n{dom}"));
+    let rest = &dom[at..];
+    let start = rest.find('>').unwrap() + 1;
+    let end = rest[start..].find('<').unwrap() + start;
+    rest[start..end].to_string()
+}
+
+#[test]
+fn the_status_page_renders_routes_upstreams_and_live_rates_in_chromium() {
+    let dir = TempDir::new("observe-status");
+    let (sluice, metrics) = start_observed(&dir, &[]);
+    let traffic = Traffic::start(sluice.addr, 3, 2000);
+
+    // the page itself: whole, no asset elsewhere
+    let (status, kind, page) = http_get(metrics, "/");
+    assert!(status.contains(" 200"), "{status}");
+    assert!(kind.starts_with("text/html"), "{kind}");
+    assert!(page.starts_with("<!doctype html>"));
+    assert_eq!(http_get(metrics, "/status").2, page);
+    assert!(http_get(metrics, "/nope").0.contains(" 404"));
+
+    // the JSON, once two samples (2 s apart) give rates
+    let until = Instant::now() + Duration::from_secs(30);
+    let json = loop {
+        let (status, kind, json) = http_get(metrics, "/status.json");
+        assert!(
+            status.contains(" 200") && kind == "application/json",
+            "{status} {kind}"
+        );
+        // the first session_rate is the overview's (the routes' come after)
+        let rate: f64 = json
+            .split("\"session_rate\":")
+            .nth(1)
+            .and_then(|r| r.split(',').next())
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(0.0);
+        if rate > 0.0 && !json.contains("\"sessions\":[]") {
+            break json;
+        }
+        assert!(Instant::now() < until, "no rates in time:\n{json}");
+        thread::sleep(Duration::from_millis(500));
+    };
+    for needle in [
+        "\"workers\":2,",
+        "{\"name\":\"web\",\"in_force\":true,",
+        "{\"name\":\"no-h2\",",
+        "{\"name\":\"default\",",
+        "\"reason\":\"denied_name\"",
+        "\"worker_sessions\":[{\"worker\":\"0\",",
+    ] {
+        assert!(json.contains(needle), "{needle} in\n{json}");
+    }
+
+    let Some(chromium) = which("chromium").or_else(|| which("chromium-browser")) else {
+        return eprintln!("SKIPPED the browser half: chromium absent (Debian package chromium)");
+    };
+    let url = format!("http://{metrics}/");
+    // virtual time runs the page's 2 s refresh several times; fetches are real
+    let dom = chromium_dom(&chromium, &dir, &url, 5000);
+    for route in ["web", "no-h2", "default", "unused"] {
+        assert!(
+            dom.contains(&format!("<td class=\"text route-name\">{route}</td>")),
+            "route {route} not rendered:\n{dom}"
+        );
+    }
+    assert!(dom.contains("class=\"text upstream-name\""), "{dom}");
+    let rate: f64 = element_text(&dom, "session-rate").parse().unwrap_or(0.0);
+    assert!(rate > 0.0, "sessions/s {rate}:\n{dom}");
+    let bytes = element_text(&dom, "bytes-rate");
+    assert!(
+        !bytes.starts_with("0 B") && bytes.ends_with("/s"),
+        "bytes/s {bytes}"
+    );
+    assert!(dom.contains("<polyline"), "a sparkline is drawn:\n{dom}");
+    assert_eq!(element_text(&dom, "workers"), "2");
+    assert!(dom.contains("denied_name"), "{dom}");
+
+    let shot = dir.path("status.png");
+    let out = Command::new(&chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+        ])
+        .arg(format!(
+            "--user-data-dir={}",
+            dir.path("chromium").display()
+        ))
+        .args(["--virtual-time-budget=3000", "--window-size=1100,900"])
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(&url)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(out.success());
+    let png = std::fs::read(&shot).expect("a screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{} bytes",
+        png.len()
+    );
+    if let Some(keep) = std::env::var_os("SLUICE_STATUS_SCREENSHOT") {
+        std::fs::copy(&shot, keep).unwrap();
+    }
+    drop(traffic);
+}
