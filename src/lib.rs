@@ -45,6 +45,8 @@
 //!   * `admin::reply` — a command's typed answer, rendered and merged over workers.
 //!   * `admin::report` — every metric named once with its merge rule (`show stats` and
 //!     `/metrics` both come from it); `admin::metrics` — the Prometheus text of a report.
+//!   * `admin::status` — the status page (`status.html`, compiled in) and its JSON, made
+//!     from sampled reports.
 //!   * `admin::channel` — the line format workers answer the supervisor in.
 //!   * `admin::capture` — first bytes of failed and traced sessions to disk.
 //! * `supervisor` — one worker per core, respawn, signals; `supervisor::spawn` starts a

@@ -294,6 +294,12 @@ fn the_status_page_renders_routes_upstreams_and_live_rates_in_chromium() {
     assert_eq!(element_text(&dom, "workers"), "2");
     assert!(dom.contains("denied_name"), "{dom}");
 
+    // the README's picture (doc/status.png) is taken with SLUICE_STATUS_SCREENSHOT=FILE,
+    // after a minute of history for the sparklines
+    let keep = std::env::var_os("SLUICE_STATUS_SCREENSHOT");
+    if keep.is_some() {
+        thread::sleep(Duration::from_secs(60));
+    }
     let shot = dir.path("status.png");
     let out = Command::new(&chromium)
         .args([
@@ -306,7 +312,7 @@ fn the_status_page_renders_routes_upstreams_and_live_rates_in_chromium() {
             "--user-data-dir={}",
             dir.path("chromium").display()
         ))
-        .args(["--virtual-time-budget=3000", "--window-size=1100,900"])
+        .args(["--virtual-time-budget=3000", "--window-size=1000,820"])
         .arg(format!("--screenshot={}", shot.display()))
         .arg(&url)
         .stdout(Stdio::null())
@@ -320,7 +326,7 @@ fn the_status_page_renders_routes_upstreams_and_live_rates_in_chromium() {
         "{} bytes",
         png.len()
     );
-    if let Some(keep) = std::env::var_os("SLUICE_STATUS_SCREENSHOT") {
+    if let Some(keep) = keep {
         std::fs::copy(&shot, keep).unwrap();
     }
     drop(traffic);

@@ -130,6 +130,8 @@ pub struct Gauges {
     pub log: Counters,
     /// This worker's number under its supervisor (0 alone).
     pub worker: usize,
+    /// Descriptors this worker holds and may hold (`None`: unknown here).
+    pub descriptors: (Option<u64>, Option<u64>),
     /// Sessions open now by route slot (`Stats::routes`), those that chose a route.
     pub route_sessions: Vec<u64>,
     /// The routes in force, each with its upstreams' names, in config order, the default
@@ -452,6 +454,32 @@ pub static TABLE: &[Def] = &[
         show: Show::No,
         read: Read::Worker(|_, g| {
             labelled([(g.worker, g.sessions_by_state.iter().sum())].into_iter())
+        }),
+    },
+    Def {
+        key: "worker_open_fds",
+        prom: Some("sluice_worker_open_fds"),
+        kind: Kind::Gauge,
+        labels: &["worker"],
+        help: "Descriptors a worker holds (Linux).",
+        merge: Merge::Sum,
+        show: Show::No,
+        read: Read::Worker(|_, g| match g.descriptors.0 {
+            Some(n) => labelled([(g.worker, n)].into_iter()),
+            None => Value::Absent,
+        }),
+    },
+    Def {
+        key: "worker_max_fds",
+        prom: Some("sluice_worker_max_fds"),
+        kind: Kind::Gauge,
+        labels: &["worker"],
+        help: "The open-file limit of a worker (RLIMIT_NOFILE).",
+        merge: Merge::Sum,
+        show: Show::No,
+        read: Read::Worker(|_, g| match g.descriptors.1 {
+            Some(n) => labelled([(g.worker, n)].into_iter()),
+            None => Value::Absent,
         }),
     },
     Def {

@@ -232,6 +232,10 @@ impl Worker {
                 .join(", "),
             process: Process::this(self.clock),
             worker: self.index,
+            descriptors: (
+                crate::sys::rlimit::open_descriptors(),
+                crate::sys::rlimit::open_files().map(|n| n as u64),
+            ),
             route_sessions: vec![0; self.stats.routes.names.len()],
             routes_in_force: self
                 .cfg
