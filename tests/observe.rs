@@ -331,3 +331,101 @@ fn the_status_page_renders_routes_upstreams_and_live_rates_in_chromium() {
     }
     drop(traffic);
 }
+
+/// A tmux server of this test's own (its socket name), killed on drop.
+struct Tmux(String);
+
+impl Tmux {
+    fn cmd(&self, args: &[&str]) -> std::process::Output {
+        Command::new("tmux")
+            .arg("-L")
+            .arg(&self.0)
+            .args(args)
+            .output()
+            .expect("run tmux")
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.cmd(&["capture-pane", "-p", "-t", "top"]).stdout).into_owned()
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["kill-server"]);
+    }
+}
+
+#[test]
+fn ctl_top_fits_80x24_under_tmux_shows_live_rates_and_quits_on_q() {
+    if which("tmux").is_none() {
+        return eprintln!("SKIPPED: tmux absent (Debian package tmux)");
+    }
+    let dir = TempDir::new("observe-top");
+    let (sluice, _) = start_observed(&dir, &[]);
+    let traffic = Traffic::start(sluice.addr, 2, 500);
+    let tmux = Tmux(format!("sluice-top-{}", std::process::id()));
+    let command = format!(
+        "ENVOY_CONTROL_SOCKET='{}' '{}' ctl top; echo top-exited-$?; sleep 60",
+        dir.path("ctl.sock").display(),
+        sluice_bin().display()
+    );
+    let made = tmux.cmd(&[
+        "new-session",
+        "-d",
+        "-s",
+        "top",
+        "-x",
+        "80",
+        "-y",
+        "24",
+        &command,
+    ]);
+    assert!(made.status.success(), "{made:?}");
+
+    // a few refreshes: rates need two samples
+    let until = Instant::now() + Duration::from_secs(20);
+    let screen = loop {
+        let screen = tmux.screen();
+        let rate: f64 = screen
+            .lines()
+            .find_map(|l| l.strip_prefix("rate "))
+            .and_then(|l| l.split('/').next())
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(0.0);
+        if rate > 0.0 && screen.contains("\nweb ") {
+            break screen;
+        }
+        assert!(Instant::now() < until, "no live rates:\n{screen}");
+        thread::sleep(Duration::from_millis(300));
+    };
+    let lines: Vec<&str> = screen.lines().collect();
+    assert!(lines.len() <= 24, "{screen}");
+    assert!(lines.iter().all(|l| l.chars().count() <= 80), "{screen}");
+    assert!(lines[0].starts_with("sluice 0.1.0"), "{screen}");
+    for needle in [
+        "ROUTE",
+        "\nno-h2 ",
+        "\ndefault ",
+        "UPSTREAM",
+        "SESSION",
+        "denied_name",
+    ] {
+        assert!(screen.contains(needle), "{needle}:\n{screen}");
+    }
+    assert!(screen.contains("q quit"), "{screen}");
+
+    tmux.cmd(&["send-keys", "-t", "top", "q"]);
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let screen = tmux.screen();
+        if screen.contains("top-exited-0") {
+            // the alternate screen is left: the view is gone
+            assert!(!screen.contains("ROUTE"), "{screen}");
+            break;
+        }
+        assert!(Instant::now() < until, "q did not quit:\n{screen}");
+        thread::sleep(Duration::from_millis(200));
+    }
+    drop(traffic);
+}

@@ -13,3 +13,4 @@ pub mod rlimit;
 pub mod signals;
 #[cfg(target_os = "linux")]
 pub mod splice;
+pub mod terminal;
