@@ -14,6 +14,28 @@ pub struct Cidr {
 }
 
 impl Cidr {
+    /// The block `addr/prefix`; `None` for a prefix longer than the address.
+    pub fn new(addr: IpAddr, prefix: u8) -> Option<Cidr> {
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        (prefix <= max).then_some(Cidr { addr, prefix })
+    }
+
+    /// Comma-separated blocks (blanks around each allowed, empty parts skipped); `None` if
+    /// one is not a block.
+    pub fn parse_list(s: &str) -> Option<Vec<Cidr>> {
+        s.split(',')
+            .map(str::trim)
+            .filter(|b| !b.is_empty())
+            .map(|b| b.parse().ok())
+            .collect()
+    }
+
+    /// True when the two blocks share an address (blocks are nested or disjoint, so one
+    /// holds the other's address).
+    pub fn overlaps(&self, other: &Cidr) -> bool {
+        self.contains(other.addr) || other.contains(self.addr)
+    }
+
     /// True when `ip` lies in this block.
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = match ip {
@@ -103,5 +125,21 @@ mod tests {
         ] {
             assert!(s.parse::<Cidr>().is_err(), "{s}");
         }
+    }
+
+    #[test]
+    fn blocks_overlap_when_one_holds_the_other() {
+        assert!(c("192.0.2.0/24").overlaps(&c("192.0.2.7")));
+        assert!(c("192.0.2.7").overlaps(&c("192.0.2.0/24")));
+        assert!(c("0.0.0.0/0").overlaps(&c("198.51.100.0/24")));
+        assert!(!c("192.0.2.0/25").overlaps(&c("192.0.2.128/25")));
+        assert!(!c("192.0.2.0/24").overlaps(&c("2001:db8::/32")));
+        assert!(c("2001:db8:1:2::/64").overlaps(&c("2001:db8::/32")));
+        assert_eq!(
+            Cidr::parse_list(" 10.0.0.0/8, ,::1 "),
+            Some(vec![c("10.0.0.0/8"), c("::1")])
+        );
+        assert_eq!(Cidr::parse_list("10.0.0.0/8,x"), None);
+        assert_eq!(Cidr::new("10.0.0.0".parse().unwrap(), 33), None);
     }
 }

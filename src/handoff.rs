@@ -7,6 +7,10 @@ pub const WORKER: &str = "SLUICE_WORKER";
 pub const LISTEN_FD: &str = "SLUICE_LISTEN_FD";
 /// The worker's command channel.
 pub const CHANNEL_FD: &str = "SLUICE_CHANNEL_FD";
+/// The machine's client table (shared memory), for a worker.
+pub const CLIENT_TABLE_FD: &str = "SLUICE_CLIENT_TABLE_FD";
+/// Upgrade: the client table, handed on to the successor.
+pub const INHERIT_CLIENT_TABLE: &str = "SLUICE_INHERIT_CLIENT_TABLE_FD";
 /// Upgrade: the client listeners, comma-separated.
 pub const INHERIT_LISTEN: &str = "SLUICE_INHERIT_LISTEN_FDS";
 /// Upgrade: the control socket listener.

@@ -8,6 +8,7 @@
 //! * `config` — every `ENVOY_*` key (one table), loaded and validated whole; `config::route`
 //!   the routes; `config::upstream` a configured `host:port` and its addresses;
 //!   `config::file` the KEY=VALUE file's syntax; `config::spelling` the nearest key to a typo;
+//!   `config::clients` the per-client limits' keys and how they settle onto the routes;
 //!   `config::connect` the CONNECT header keys' rules; `config::error` a refused value;
 //!   `config::keys` the key table; `config::model` the `Config` values; `config::setting` one
 //!   key's value as a layer gave it.
@@ -49,6 +50,9 @@
 //!     from sampled reports.
 //!   * `admin::channel` — the line format workers answer the supervisor in.
 //!   * `admin::capture` — first bytes of failed and traced sessions to disk.
+//! * `limits` — per-client abuse limits held across every worker of a machine:
+//!   `limits::policy` what a client is and may do, `limits::table` the counters in memory
+//!   shared by every process (lock-free), ledgers that give back what a dead worker held.
 //! * `supervisor` — one worker per core, respawn, signals; `supervisor::spawn` starts a
 //!   worker and holds the supervisor's end of its channel, `supervisor::fanout` collects and
 //!   merges the workers' replies to admin requests, `supervisor::upgrade` hands over to a new
@@ -56,7 +60,8 @@
 //! * `handoff` — the environment variables a supervisor hands its workers and successor.
 //! * `sys` — every FFI call (`libc`) behind a safe function, the crate's only `unsafe`:
 //!   `sys::fd` (pipes, descriptor flags, adoption, umask), `sys::process` (spawning with
-//!   inherited descriptors, kill), `sys::rlimit` (resource limits), `sys::account` (the
+//!   inherited descriptors, kill, liveness), `sys::shm` (memory shared between processes),
+//!   `sys::clock` (the machine's monotonic clock), `sys::rlimit` (resource limits), `sys::account` (the
 //!   user and group databases, our ids), `sys::credentials` (changing ids, root directory,
 //!   capabilities, no_new_privs), `sys::cpu` (pinning),
 //!   `sys::signals` (the signal self-pipe), `sys::splice` (Linux splice(2)), `sys::random`
@@ -92,6 +97,7 @@ pub mod first_bytes;
 pub mod handoff;
 pub mod hexdump;
 pub mod inspect;
+pub mod limits;
 pub mod logfmt;
 pub mod logger;
 pub mod net;

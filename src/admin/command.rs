@@ -2,6 +2,7 @@
 //! the loop that received it executes it. Pure: no I/O, no state.
 
 use crate::admin::trace::TraceRule;
+use crate::cidr::Cidr;
 
 /// The text of `help`.
 pub const HELP: &str = "\
@@ -12,6 +13,8 @@ set log-level <level>         off, error, warn, info, debug, trace
 reload                        re-read ENVOY_CONFIG_FILE and the routes, apply for new sessions
 show sessions                 id state client sni upstream bytes_up bytes_down age_ms
 show stats                    counters
+show clients                  top clients by sessions and by rate (the machine's client table)
+forget <cidr>                 reset those clients' rate and refusals; idle entries dropped
 trace <sid|name|cidr>         log hex dumps and transitions of matching sessions at any level
 untrace <sid|name|cidr|all>   stop tracing
 kill <sid>                    close a session
@@ -36,6 +39,10 @@ pub enum Command {
     ShowSessions,
     /// `show stats`
     ShowStats,
+    /// `show clients`: the top clients of the machine's client table.
+    ShowClients,
+    /// `forget CIDR`: reset the counters of the clients in the block.
+    Forget(Cidr),
     /// `trace RULE`
     Trace(TraceRule),
     /// `untrace RULE`, or all with `None`
@@ -68,7 +75,14 @@ pub fn parse(line: &str) -> Result<Command, String> {
         ("show", ["config"]) => Ok(Command::ShowConfig),
         ("show", ["sessions"]) => Ok(Command::ShowSessions),
         ("show", ["stats"]) => Ok(Command::ShowStats),
-        ("show", _) => Err("usage: show config|sessions|stats".into()),
+        ("show", ["clients"]) => Ok(Command::ShowClients),
+        ("show", _) => Err("usage: show config|sessions|stats|clients".into()),
+        ("forget", _) => {
+            let a = one("cidr")?;
+            a.parse()
+                .map(Command::Forget)
+                .map_err(|()| format!("not an address or CIDR: {a:?}"))
+        }
         ("set", ["log-level", level]) => level.parse().map(Command::SetLogLevel).map_err(|_| {
             format!("unknown log level {level:?}: off, error, warn, info, debug, trace")
         }),
@@ -144,6 +158,11 @@ mod tests {
         assert_eq!(parse("kill 7"), Ok(Command::Kill(7)));
         assert_eq!(parse("drain"), Ok(Command::Drain));
         assert_eq!(parse("reopen-logs"), Ok(Command::ReopenLogs));
+        assert_eq!(parse("show clients"), Ok(Command::ShowClients));
+        assert_eq!(
+            parse("forget 192.0.2.0/24"),
+            Ok(Command::Forget("192.0.2.0/24".parse().unwrap()))
+        );
     }
 
     #[test]
@@ -155,6 +174,8 @@ mod tests {
             ("set log-level loud", "unknown log level"),
             ("set ENVOY_PORT", "usage: set"),
             ("kill x", "not a session id"),
+            ("forget", "usage: forget <cidr>"),
+            ("forget 300.1.1.1", "not an address or CIDR"),
             ("trace", "usage: trace"),
             ("trace bad\u{1}name", "not a session id, name or CIDR"),
         ] {

@@ -137,6 +137,8 @@ pub struct Gauges {
     /// The routes in force, each with its upstreams' names, in config order, the default
     /// route last.
     pub routes_in_force: Vec<(String, Vec<String>)>,
+    /// Clients in the machine's client table, and the entries it holds.
+    pub client_table: (u64, u64),
 }
 
 /// What the supervisor counts itself.
@@ -702,6 +704,36 @@ pub static TABLE: &[Def] = &[
         merge: Merge::Sum,
         show: Show::Key,
         read: Read::Log(|c| one(c.dropped)),
+    },
+    Def {
+        key: "client_table_full",
+        prom: Some("sluice_client_table_full_total"),
+        kind: Kind::Counter,
+        labels: &[],
+        help: "Sessions admitted without a per-client limit: no room for their client in the client table.",
+        merge: Merge::Sum,
+        show: Show::Key,
+        read: Read::Worker(|s, _| one(s.client_table_full)),
+    },
+    Def {
+        key: "client_table_entries",
+        prom: Some("sluice_client_table_entries"),
+        kind: Kind::Gauge,
+        labels: &[],
+        help: "Clients in the machine's client table (one table shared by every worker).",
+        merge: Merge::Max,
+        show: Show::Key,
+        read: Read::Worker(|_, g| one(g.client_table.0)),
+    },
+    Def {
+        key: "client_table_size",
+        prom: Some("sluice_client_table_size"),
+        kind: Kind::Gauge,
+        labels: &[],
+        help: "Entries the client table holds (ENVOY_CLIENT_TABLE_SIZE when it was made).",
+        merge: Merge::Max,
+        show: Show::No,
+        read: Read::Worker(|_, g| one(g.client_table.1)),
     },
     Def {
         key: "worker_restarts",

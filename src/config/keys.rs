@@ -8,10 +8,11 @@ use std::str::FromStr;
 use super::connect;
 use super::error::ConfigError;
 use super::model::{auto_max_sessions, Config, NameMismatch, ProxyPolicy};
-use super::route::{self, Mode, Route};
+use super::route::{self, Alert, Mode, Route};
 use super::setting::Setting;
 use super::upstream::Upstream;
 use crate::cidr::Cidr;
+use crate::limits::policy::{Rate, MAX_PREFIX_V6, MAX_RATE};
 use crate::logger::{Facility, Target};
 
 /// One configuration key. The README's table documents the same keys.
@@ -483,7 +484,89 @@ pub const KEYS: &[Key] = &[
             Ok(())
         },
     ),
+    key(
+        "ENVOY_CLIENT_MAX_SESSIONS",
+        "0",
+        "sessions at once per client (address or prefix), every worker together; 0: no limit",
+        |c, s| {
+            c.clients.max_sessions = s.whole_number(0, u64::from(MAX_RATE))? as u32;
+            Ok(())
+        },
+    ),
+    key(
+        "ENVOY_CLIENT_RATE",
+        "off",
+        "new sessions per client per second, every worker together: N/s, or off",
+        |c, s| {
+            c.clients.rate = s.parse("expected N/s (1 to 1000000) or off", Rate::parse)?;
+            Ok(())
+        },
+    ),
+    key(
+        "ENVOY_CLIENT_BURST",
+        "auto",
+        "sessions a client may start at once within its rate; auto: the rate's N",
+        |c, s| {
+            let auto = s.text.trim() == "auto";
+            c.clients.burst = if auto {
+                None
+            } else {
+                Some(s.whole_number(1, u64::from(MAX_RATE))? as u32)
+            };
+            Ok(())
+        },
+    ),
+    key(
+        "ENVOY_CLIENT_PREFIX_V4",
+        "32",
+        "IPv4 clients are counted per block of this prefix length (1-32)",
+        |c, s| {
+            c.clients.prefixes.v4 = s.whole_number(1, 32)? as u8;
+            Ok(())
+        },
+    ),
+    key(
+        "ENVOY_CLIENT_PREFIX_V6",
+        "64",
+        "IPv6 clients are counted per block of this prefix length (1-64: one host owns a /64)",
+        |c, s| {
+            c.clients.prefixes.v6 = s.whole_number(1, u64::from(MAX_PREFIX_V6))? as u8;
+            Ok(())
+        },
+    ),
+    key(
+        "ENVOY_CLIENT_ALLOW",
+        "",
+        "CIDRs never limited nor counted (monitoring, the load balancer's own checks)",
+        |c, s| {
+            c.clients.allow = s.parse(CIDRS, Cidr::parse_list)?;
+            Ok(())
+        },
+    ),
+    key(
+        "ENVOY_CLIENT_ALERT",
+        "access_denied",
+        "the TLS alert a limited client gets: access_denied, unrecognized_name or none",
+        |c, s| {
+            c.clients.alert = s.parse(
+                "expected access_denied, unrecognized_name or none",
+                Alert::parse,
+            )?;
+            Ok(())
+        },
+    ),
+    key(
+        "ENVOY_CLIENT_TABLE_SIZE",
+        "65536",
+        "clients the machine's shared table holds (16-4194304); a new size takes an upgrade",
+        |c, s| {
+            c.clients.table_size = s.whole_number(16, 1 << 22)? as usize;
+            Ok(())
+        },
+    ),
 ];
+
+const CIDRS: &str = "expected comma-separated CIDRs such as 10.0.0.0/8,::1/128";
 
 /// The key named `name`, if there is one.
 pub fn key_named(name: &str) -> Option<&'static Key> {

@@ -12,6 +12,7 @@
 //! Names are resolved here, at load time, never on the event loop. Nothing here touches a
 //! socket.
 
+pub mod clients;
 mod connect;
 mod error;
 mod file;
@@ -194,6 +195,7 @@ impl Config {
             }
             c.entries.push((k.name, text, source));
         }
+        clients::settle(&c.clients, &mut c.routes, &mut c.default_route);
         if errors.is_empty() {
             Ok(c)
         } else {
@@ -205,6 +207,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits::policy::EVERY_ROUTE;
     use crate::logger::{Facility, Target};
     use route::Mode;
     use std::collections::HashMap;
@@ -568,6 +571,32 @@ mod tests {
             ("ENVOY_USER", " sluice ", |c| c.user == "sluice"),
             ("ENVOY_GROUP", "sluice", |c| c.group == "sluice"),
             ("ENVOY_CHROOT", "/var/empty", |c| c.chroot == "/var/empty"),
+            ("ENVOY_CLIENT_MAX_SESSIONS", "5", |c| {
+                c.clients.max_sessions == 5
+                    && c.default_route
+                        .limited
+                        .is_some_and(|l| l.limit.max_sessions == 5)
+            }),
+            ("ENVOY_CLIENT_RATE", "10/s", |c| {
+                let pace = c.default_route.limited.and_then(|l| l.limit.pace);
+                c.clients.rate.is_some() && pace.is_some_and(|p| p.burst == 10)
+            }),
+            ("ENVOY_CLIENT_BURST", "3", |c| c.clients.burst == Some(3)),
+            ("ENVOY_CLIENT_PREFIX_V4", "24", |c| {
+                c.clients.prefixes.v4 == 24
+            }),
+            ("ENVOY_CLIENT_PREFIX_V6", "48", |c| {
+                c.clients.prefixes.v6 == 48
+            }),
+            ("ENVOY_CLIENT_ALLOW", "192.0.2.0/24", |c| {
+                c.clients.allows("192.0.2.9".parse().unwrap())
+            }),
+            ("ENVOY_CLIENT_ALERT", "none", |c| {
+                c.clients.alert == route::Alert::None
+            }),
+            ("ENVOY_CLIENT_TABLE_SIZE", "1024", |c| {
+                c.clients.table_size == 1024
+            }),
         ];
         let covered: Vec<&str> = cases.iter().map(|c| c.0).collect();
         let table: Vec<&str> = KEYS.iter().map(|k| k.name).collect();
@@ -592,6 +621,46 @@ mod tests {
             );
         }
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn routes_with_client_options_count_apart_and_inherit_the_rest() {
+        let c = load(&[
+            ("ENVOY_UPSTREAM", "127.0.0.1:10000"),
+            ("ENVOY_CLIENT_MAX_SESSIONS", "5"),
+            ("ENVOY_CLIENT_RATE", "20/s"),
+            ("ENVOY_CLIENT_ALERT", "unrecognized_name"),
+            (
+                "ENVOY_ROUTES",
+                "sni=api.test allow client_max_sessions=2 client_alert=none; sni=free.test allow client_max_sessions=0 client_rate=off; sni=b.test allow",
+            ),
+        ])
+        .unwrap();
+        let api = c.routes[0].limited.unwrap();
+        assert_eq!(api.limit.max_sessions, 2);
+        assert_eq!(api.limit.pace.unwrap().rate.per_second, 20, "inherited");
+        assert_eq!(api.alert, route::Alert::None);
+        assert_ne!(api.limit.scope, EVERY_ROUTE, "its own counters");
+        assert_eq!(c.routes[1].limited, None, "limits off for this route");
+        let b = c.routes[2].limited.unwrap();
+        assert_eq!(b, c.default_route.limited.unwrap(), "counted together");
+        assert_eq!(
+            (b.limit.scope, b.alert),
+            (EVERY_ROUTE, route::Alert::UnrecognizedName)
+        );
+        // Nothing set: no route is limited.
+        let off = load(&[("ENVOY_UPSTREAM", "127.0.0.1:10000")]).unwrap();
+        assert_eq!(off.default_route.limited, None);
+        for (v, why) in [
+            ("ENVOY_CLIENT_RATE", "10/m"),
+            ("ENVOY_CLIENT_PREFIX_V6", "65"),
+            ("ENVOY_CLIENT_TABLE_SIZE", "15"),
+            ("ENVOY_CLIENT_ALLOW", "10.0.0.0/33"),
+            ("ENVOY_CLIENT_ALERT", "internal_error"),
+            ("ENVOY_CLIENT_BURST", "0"),
+        ] {
+            assert_eq!(load(&[(v, why)]).unwrap_err().key, v);
+        }
     }
 
     #[test]

@@ -140,6 +140,8 @@ pub struct Config {
     pub group: String,
     /// ENVOY_CHROOT ("": none), an absolute path
     pub chroot: String,
+    /// The ENVOY_CLIENT_* keys: per-client limits.
+    pub clients: super::clients::Settings,
     /// Each key's effective value as text and its source, in table order.
     pub entries: Vec<(&'static str, String, Source)>,
 }
@@ -191,6 +193,7 @@ impl Config {
             user: String::new(),
             group: String::new(),
             chroot: String::new(),
+            clients: super::clients::Settings::unset(),
             entries: Vec::new(),
         }
     }

@@ -24,7 +24,12 @@
 //!            | "crc32c=" ("yes" | "no")             add a CRC32C TLV (proxy-v2)
 //!            | "connect_port=" n                    CONNECT port when the PROXY header has none
 //!            | "alert=" ("unrecognized_name" | "access_denied" | "none")   for deny
+//!            | "client_max_sessions=" n | "client_rate=" (n "/s" | "off") | "client_burst=" n
+//!            | "client_alert=" ("access_denied" | "unrecognized_name" | "none")
 //! ```
+//! The `client_` options (allow routes) give the route per-client limits of its own: its
+//! sessions are counted apart from every other route's (the key is the route and the
+//! client), and an option it does not set takes the ENVOY_CLIENT_* value.
 //! A `#` starts a comment. An invalid route is refused at load with its line and the reason.
 //! A name is 1 to 32 ASCII letters, digits, `_`, `-` or `.`, unique among the routes;
 //! `default` is the default route's.
@@ -34,6 +39,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use crate::cidr::Cidr;
 use crate::config::upstream::Upstream;
+use crate::limits::policy::{Limit, Rate, MAX_RATE};
 
 /// How the upstream leg starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +120,16 @@ impl Alert {
         }
     }
 
+    /// `unrecognized_name`, `access_denied` or `none`, as `alert=` writes it.
+    pub fn parse(s: &str) -> Option<Alert> {
+        match s {
+            "unrecognized_name" => Some(Alert::UnrecognizedName),
+            "access_denied" => Some(Alert::AccessDenied),
+            "none" => Some(Alert::None),
+            _ => None,
+        }
+    }
+
     /// The alert description byte (RFC 8446 §6).
     pub fn code(self) -> Option<u8> {
         match self {
@@ -123,6 +139,37 @@ impl Alert {
             Alert::None => None,
         }
     }
+}
+
+/// A route's own per-client limits, as its `client_*=` options set them (`None`: the
+/// ENVOY_CLIENT_* value).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClientOptions {
+    /// `client_max_sessions=`
+    pub max_sessions: Option<u32>,
+    /// `client_rate=` (`Some(None)`: off)
+    pub rate: Option<Option<Rate>>,
+    /// `client_burst=`
+    pub burst: Option<u32>,
+    /// `client_alert=`
+    pub alert: Option<Alert>,
+}
+
+impl ClientOptions {
+    /// True when the route sets any: its sessions are then counted apart.
+    pub fn any(&self) -> bool {
+        *self != ClientOptions::default()
+    }
+}
+
+/// The per-client limits a route's sessions are held to, and the alert a refused TLS
+/// client hears.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limited {
+    /// The limits and whose counters.
+    pub limit: Limit,
+    /// The alert.
+    pub alert: Alert,
 }
 
 /// What a matching route does.
@@ -266,6 +313,11 @@ pub struct Route {
     /// Where the worker counts this route's sessions (`worker::stats::Routes`), set when
     /// the worker takes the config in, so that a session counts without looking its name up.
     pub metrics_slot: usize,
+    /// Its own per-client limits (`client_*=`).
+    pub client: ClientOptions,
+    /// The per-client limits its sessions are held to, settled once every key is read
+    /// (`config::clients::settle`); `None`: none.
+    pub limited: Option<Limited>,
 }
 
 impl Route {
@@ -290,6 +342,8 @@ impl Route {
             alpn_tlv: AlpnTlv::Received,
             connect_port: None,
             metrics_slot: 0,
+            client: ClientOptions::default(),
+            limited: None,
         }
     }
 
@@ -527,13 +581,27 @@ fn parse_route(
                         .map_err(|_| format!("bad connect_port {value:?}"))?,
                 )
             }
-            "alert" => {
-                alert = Some(match value {
-                    "unrecognized_name" => Alert::UnrecognizedName,
-                    "access_denied" => Alert::AccessDenied,
-                    "none" => Alert::None,
-                    _ => return Err(format!("bad alert {value:?}")),
-                })
+            "alert" => alert = Some(Alert::parse(value).ok_or(format!("bad alert {value:?}"))?),
+            "client_max_sessions" | "client_burst" => {
+                let n = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|&n| n <= MAX_RATE && (n > 0 || key == "client_max_sessions"))
+                    .ok_or(format!("bad {key} {value:?}"))?;
+                if key == "client_burst" {
+                    r.client.burst = Some(n);
+                } else {
+                    r.client.max_sessions = Some(n);
+                }
+            }
+            "client_rate" => {
+                r.client.rate = Some(Rate::parse(value).ok_or(format!(
+                    "bad client_rate {value:?} (N/s up to {MAX_RATE}/s, or off)"
+                ))?)
+            }
+            "client_alert" => {
+                r.client.alert =
+                    Some(Alert::parse(value).ok_or(format!("bad client_alert {value:?}"))?)
             }
             _ => return Err(format!("unknown key {key:?}")),
         }
@@ -548,6 +616,9 @@ fn parse_route(
         Some(_) => {
             if upstreams.is_some() {
                 return Err("upstream= goes with allow".into());
+            }
+            if r.client.any() {
+                return Err("client_*= limits go with allow".into());
             }
             let default_alert = if r.matches_on_client() {
                 Alert::AccessDenied
@@ -709,6 +780,11 @@ mod tests {
                 "allow name=route1",
                 "name route1 is already the name of route 1",
             ),
+            ("deny client_max_sessions=1", "go with allow"),
+            ("allow client_rate=10", "bad client_rate"),
+            ("allow client_burst=0", "bad client_burst"),
+            ("allow client_max_sessions=-1", "bad client_max_sessions"),
+            ("allow client_alert=loud", "bad client_alert"),
         ] {
             let e = load(&format!("sni=* allow; {text}")).unwrap_err();
             assert_eq!(e.origin, "route 2", "{text}");

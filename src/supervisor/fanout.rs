@@ -68,6 +68,16 @@ impl Fanout {
         })
     }
 
+    /// A request from `client` about to go to one worker of `workers`: what every worker
+    /// shares (the client table) needs one answer, not a sum.
+    pub fn open_one(&mut self, client: ConnId, line: &str, workers: usize) -> usize {
+        let r = self.open(Asker::Control(client), line, workers);
+        if let Some(p) = self.pending.get_mut(r) {
+            p.waiting = 1;
+        }
+        r
+    }
+
     /// Worker `worker`'s reply to request `r` (`None`: it died or had no channel). Once every
     /// worker is accounted for, the request is done and comes back merged.
     pub fn reply(&mut self, r: usize, worker: usize, reply: Option<Reply>) -> Option<Answered> {

@@ -34,13 +34,14 @@ mod upgrade;
 
 use crate::admin::channel::{self, Message};
 use crate::admin::command::{self, Command};
-use crate::admin::plane::{AdminPlane, Request, Requests, Tokens};
+use crate::admin::plane::{AdminPlane, ConnId, Request, Requests, Tokens};
 use crate::admin::reply::{Merged, Reply};
 use crate::admin::report::{Process, Report, Supervision};
 use crate::admin::status::History;
 use crate::config::{Config, Layers};
 use crate::handoff as env;
 use crate::hexdump::Address;
+use crate::limits::{self, ClientTable};
 use crate::logfmt::{Shown, Value};
 use crate::logger;
 use crate::sys::fd::adopt_inherited;
@@ -69,6 +70,8 @@ const HEALTHY_MS: u64 = 10_000;
 const UPGRADE_TIMEOUT_MS: u64 = 15_000;
 /// The longest the loop sleeps (respawns and upgrade deadlines are checked this often).
 const TICK: Duration = Duration::from_millis(100);
+/// How often the client table's ledgers of gone workers and stuck claims are swept.
+const SWEEP_MS: u64 = 5000;
 
 /// The supervisor's state.
 pub struct Supervisor {
@@ -99,6 +102,11 @@ pub struct Supervisor {
     serving: bool,
     /// Reports sampled for the status page.
     status: History,
+    /// The machine's per-client counters, which every worker maps.
+    clients: ClientTable,
+    /// Claims in the client table seen unfinished at the last sweep, and when that was.
+    stuck_claims: Vec<(usize, u64)>,
+    swept_ms: u64,
 }
 
 impl Supervisor {
@@ -150,6 +158,7 @@ impl Supervisor {
             None => plane.set_metrics(poll.registry(), cfg.metrics_addr),
         }
         .map_err(|e| named("ENVOY_METRICS_ADDR", &metrics, e))?;
+        let clients = client_table(&cfg)?;
         let tell_ready = adopt_inherited(env::UPGRADE_FD)?.map(std::fs::File::from);
         let replay: Vec<String> = std::env::var(env::REPLAY)
             .unwrap_or_default()
@@ -192,6 +201,9 @@ impl Supervisor {
             retired: false,
             serving: false,
             status: History::default(),
+            clients,
+            stuck_claims: Vec::new(),
+            swept_ms: 0,
             cfg,
         };
         if !s.layers.set.is_empty() {
@@ -229,9 +241,9 @@ impl Supervisor {
             .as_raw_fd();
         let (child, chan) = spawn::start(
             &self.exe,
-            i,
-            self.cfg.workers,
+            (i, self.cfg.workers),
             listener,
+            self.clients.fd(),
             self.poll.registry(),
             Token(WORKER_BASE + i),
         )?;
@@ -295,6 +307,7 @@ impl Supervisor {
                 }
             }
             self.reap();
+            self.sweep_clients();
             self.respawn_due();
             self.check_upgrade();
             self.sample_status();
@@ -383,6 +396,10 @@ impl Supervisor {
             };
             let pid = child.id();
             let pending = slot.gone(self.poll.registry());
+            let (given, _) = self.clients.sweep(Some(pid), None);
+            if given > 0 {
+                info!("client table given back sessions={given} worker={i} pid={pid}");
+            }
             if self.stopping || status.success() {
                 info!(
                     "worker exited worker={i} pid={pid} status={}",
@@ -406,6 +423,20 @@ impl Supervisor {
             for r in pending {
                 self.answer(r, i, None);
             }
+        }
+    }
+
+    /// Every [`SWEEP_MS`]: gives back what the ledgers of workers gone unreaped by us list
+    /// (an older generation's whose supervisor is gone) and frees claims left half-done.
+    fn sweep_clients(&mut self) {
+        let now = self.now_ms();
+        if now < self.swept_ms + SWEEP_MS {
+            return;
+        }
+        self.swept_ms = now;
+        let (given, freed) = self.clients.sweep(None, Some(&mut self.stuck_claims));
+        if given > 0 || freed > 0 {
+            info!("client table swept sessions_given_back={given} claims_freed={freed}");
         }
     }
 
@@ -519,6 +550,9 @@ impl Supervisor {
                         };
                             self.plane.reply(conn, &r);
                         }
+                        Ok((line, Command::ShowClients | Command::Forget(_))) => {
+                            self.ask_one(conn, &line)
+                        }
                         Ok((line, cmd)) => {
                             if cmd == Command::Drain {
                                 self.stop();
@@ -539,6 +573,14 @@ impl Supervisor {
         for i in 0..n {
             self.send(i, line, Some(r));
         }
+    }
+
+    /// Asks one worker (the first with a channel): the client table is the same for all.
+    fn ask_one(&mut self, client: ConnId, line: &str) {
+        let n = self.workers.len();
+        let r = self.fanout.open_one(client, line, n);
+        let first = self.workers.iter().position(|w| w.chan.is_some());
+        self.send(first.unwrap_or(0), line, Some(r));
     }
 
     /// Worker `i`'s reply to request `r` (`None`: none will come); delivers the merged answer
@@ -682,6 +724,7 @@ impl Supervisor {
             control,
             metrics,
             replay: &self.replay,
+            client_table: self.clients.fd(),
         };
         let deadline = self.now_ms() + UPGRADE_TIMEOUT_MS;
         let up = Upgrade::start(&handoff, self.poll.registry(), UPGRADE, deadline)?;
@@ -735,6 +778,59 @@ impl Supervisor {
         self.retired = true;
         self.signal_workers(libc::SIGTERM);
     }
+}
+
+/// The client table: the predecessor's when an upgrade handed one over that fits (same
+/// layout and size, a free ledger for each new worker), else a new one (said at info: the
+/// counts then start afresh, the old generation keeps its own until it is gone).
+fn client_table(cfg: &Config) -> io::Result<ClientTable> {
+    let fits = |t: &ClientTable| {
+        let held = t.ledgers_held(crate::sys::process::is_alive);
+        if t.capacity() != cfg.clients.table_size {
+            Err(format!(
+                "{} entries, not ENVOY_CLIENT_TABLE_SIZE={}",
+                t.capacity(),
+                cfg.clients.table_size
+            ))
+        } else if t.ledgers() < held + cfg.workers {
+            Err(format!(
+                "{} of its {} ledgers held, {} workers to start",
+                held,
+                t.ledgers(),
+                cfg.workers
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    if let Some(fd) = adopt_inherited(env::INHERIT_CLIENT_TABLE)? {
+        match ClientTable::adopt(fd)
+            .map_err(|e| e.to_string())
+            .and_then(|t| fits(&t).map(|()| t))
+        {
+            Ok(t) => {
+                info!(
+                    "client table kept from the predecessor entries={}",
+                    t.capacity()
+                );
+                return Ok(t);
+            }
+            Err(e) => info!(
+                "client table from the predecessor not kept, counting afresh reason={}",
+                Value::str(&e)
+            ),
+        }
+    }
+    let bytes = limits::table_bytes(cfg.clients.table_size, cfg.workers);
+    ClientTable::create(cfg.clients.table_size, cfg.workers).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "ENVOY_CLIENT_TABLE_SIZE={}: a table of {bytes} bytes: {e}",
+                cfg.clients.table_size
+            ),
+        )
+    })
 }
 
 /// `e`, said of the resource `key`=`value` names.

@@ -114,12 +114,12 @@ impl Channel {
 }
 
 /// Starts worker `index` of `count` from `exe` on the listening socket `listener`, with a
-/// fresh channel registered under `token`.
+/// fresh channel registered under `token`, mapping the client table `client_table`.
 pub(super) fn start(
     exe: &Path,
-    index: usize,
-    count: usize,
+    (index, count): (usize, usize),
     listener: RawFd,
+    client_table: RawFd,
     registry: &Registry,
     token: Token,
 ) -> io::Result<(Child, Channel)> {
@@ -129,8 +129,10 @@ pub(super) fn start(
     cmd.arg("worker")
         .env(env::WORKER, format!("{index}/{count}"))
         .env(env::LISTEN_FD, listener.to_string())
-        .env(env::CHANNEL_FD, chan_fd.to_string());
-    let child = spawn_inheriting(&mut cmd, &[listener, chan_fd], Some(libc::SIGTERM))?;
+        .env(env::CHANNEL_FD, chan_fd.to_string())
+        .env(env::CLIENT_TABLE_FD, client_table.to_string());
+    let inherit = [listener, chan_fd, client_table];
+    let child = spawn_inheriting(&mut cmd, &inherit, Some(libc::SIGTERM))?;
     drop(theirs);
     ours.set_nonblocking(true)?;
     let mut stream = UnixStream::from_std(ours);

@@ -31,6 +31,8 @@ pub(super) struct Handoff<'a> {
     pub metrics: Option<RawFd>,
     /// The runtime changes to replay, one command a line.
     pub replay: &'a [String],
+    /// The machine's client table (its counts go on across the upgrade).
+    pub client_table: RawFd,
 }
 
 /// An upgrade under way: the successor, the read end of its ready pipe, and its deadline.
@@ -76,6 +78,8 @@ impl Upgrade {
             cmd.env(env::INHERIT_METRICS, fd.to_string());
             fds.push(fd);
         }
+        cmd.env(env::INHERIT_CLIENT_TABLE, h.client_table.to_string());
+        fds.push(h.client_table);
         let (read_end, write_end) = pipe()?;
         cmd.env(env::UPGRADE_FD, write_end.as_raw_fd().to_string());
         fds.push(write_end.as_raw_fd());

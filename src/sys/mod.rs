@@ -3,6 +3,7 @@
 //! this folder holds `unsafe`; nothing here knows about sessions, workers or configuration.
 
 pub mod account;
+pub mod clock;
 pub mod cpu;
 pub mod credentials;
 pub mod fd;
@@ -10,6 +11,7 @@ pub mod log_sink;
 pub mod process;
 pub mod random;
 pub mod rlimit;
+pub mod shm;
 pub mod signals;
 #[cfg(target_os = "linux")]
 pub mod splice;

@@ -60,6 +60,20 @@ pub fn parent_pid() -> u32 {
     u32::try_from(pid).unwrap_or(0)
 }
 
+/// True while process `pid` exists (a zombie not yet reaped included): `kill(pid, 0)`
+/// succeeds, or is refused for lack of permission (the process is someone else's).
+pub fn is_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: kill(2) with signal 0 only checks; two integers, no memory involved.
+    let sent = unsafe { libc::kill(pid, 0) } == 0;
+    sent || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
 /// Sends `sig` to process `pid` (a child of ours: its pid cannot be reused before we reap it).
 pub fn kill(pid: u32, sig: libc::c_int) -> io::Result<()> {
     let pid = libc::pid_t::try_from(pid).map_err(io::Error::other)?;
@@ -88,5 +102,15 @@ mod tests {
         let mut child = spawn_inheriting(&mut cmd, &[w.as_raw_fd()], Some(libc::SIGTERM)).unwrap();
         assert!(child.wait().unwrap().success());
         drop(r);
+    }
+
+    #[test]
+    fn a_reaped_child_is_not_alive() {
+        assert!(is_alive(std::process::id()));
+        let mut child = Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        assert!(!is_alive(pid));
+        assert!(!is_alive(0));
     }
 }

@@ -38,6 +38,7 @@ use crate::admin::plane::{AdminPlane, Tokens};
 use crate::admin::trace::TraceRule;
 use crate::config::{Config, Layers};
 use crate::hexdump::Address;
+use crate::limits::ClientTable;
 use crate::logfmt::Shown;
 use crate::logger;
 use crate::net;
@@ -89,6 +90,8 @@ pub struct Role {
     pub listener: Option<TcpListener>,
     /// The command channel to the supervisor.
     pub channel: Option<mio::net::UnixStream>,
+    /// The machine's client table, which the supervisor made (alone: the worker makes one).
+    pub client_table: Option<std::os::fd::OwnedFd>,
 }
 
 /// One worker: everything its loop owns.
@@ -136,6 +139,8 @@ pub struct Worker {
     pub(crate) supervised: bool,
     /// The log buffer wants another flush within this (lines left, or batched).
     log_flush_in: Option<Duration>,
+    /// The per-client counters every worker of the machine shares.
+    pub(crate) clients: ClientTable,
 }
 
 /// The random half of this process's UNIQUE_IDs: from the kernel, so that no two workers,
@@ -198,6 +203,25 @@ impl Worker {
         let mut stats = Stats::default();
         let mut cfg = cfg;
         stats.take_in(&mut cfg);
+        let mut clients = match role.client_table {
+            Some(fd) => ClientTable::adopt(fd),
+            None => ClientTable::create(cfg.clients.table_size, 1),
+        }
+        .map_err(|e| io::Error::new(e.kind(), format!("client table: {e}")))?;
+        match clients.join() {
+            Ok(0) => {}
+            Ok(n) => {
+                info!("client table ledger of a dead worker taken over sessions_given_back={n}")
+            }
+            Err(e) => {
+                warn!(
+                    "client table ledger unavailable, were this worker killed its sessions would stay counted error={}",
+                    Shown(&e)
+                )
+            }
+        }
+        let clock = Instant::now();
+        clients.set_origin();
         let mut w = Worker {
             poll,
             listener: Some(listener),
@@ -211,7 +235,7 @@ impl Worker {
             cfg: Rc::new(cfg),
             layers,
             scratch: vec![0u8; MAX_HELLO_LEN].into_boxed_slice(),
-            clock: Instant::now(),
+            clock,
             skew_ms: 0,
             due: Vec::new(),
             now_ms: 0,
@@ -229,6 +253,7 @@ impl Worker {
             drain_deadline: None,
             supervised,
             log_flush_in: None,
+            clients,
         };
         let cfg = Rc::clone(&w.cfg);
         if let Some(chan) = role.channel {
@@ -442,6 +467,7 @@ impl Worker {
                 traces: &self.traces,
                 capture: self.capture.as_mut(),
                 unique_prefix: self.unique_prefix,
+                clients: &self.clients,
             },
         )
     }

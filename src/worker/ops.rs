@@ -23,6 +23,7 @@ use crate::admin::report::{Gauges, Process, Report, STATES};
 use crate::admin::trace::TraceRule;
 use crate::config::{Config, Layers};
 use crate::hexdump::Address;
+use crate::limits::{self, policy::EVERY_ROUTE};
 use crate::logfmt::{OrDash, Shown, Value};
 use crate::logger;
 use crate::net;
@@ -109,6 +110,15 @@ impl Worker {
                  apply the new address with an upgrade (kill -USR2 <supervisor> or `sluice ctl upgrade`)",
                 old.listen_addr(),
                 cfg.listen_addr()
+            ));
+        }
+        if cfg.clients.table_size != self.clients.capacity() {
+            // The table is one piece of memory every worker maps: it cannot grow under them.
+            return Err(format!(
+                "ENVOY_CLIENT_TABLE_SIZE {} -> {}: the client table is memory every worker \
+                 shares, made at start; a new size takes an upgrade (sluice ctl upgrade) or a restart",
+                self.clients.capacity(),
+                cfg.clients.table_size
             ));
         }
         if cfg.listen_addr() != old.listen_addr() && self.listener.is_some() {
@@ -247,6 +257,7 @@ impl Worker {
                     (r.name.clone(), ups)
                 })
                 .collect(),
+            client_table: (self.clients.entries(), self.clients.capacity() as u64),
             ..Gauges::default()
         };
         for (_, s) in self.sessions.iter() {
@@ -288,6 +299,31 @@ impl Worker {
         rows
     }
 
+    /// `show clients`: the top clients of the machine's table, named by route.
+    fn show_clients(&self) -> String {
+        let routes: Vec<(u64, String)> = self
+            .cfg
+            .routes
+            .iter()
+            .filter_map(|r| r.limited.map(|l| (l.limit.scope, r.to_string())))
+            .collect();
+        let label = |scope: u64| {
+            if scope == EVERY_ROUTE {
+                return "all".to_string();
+            }
+            routes
+                .iter()
+                .find(|(s, _)| *s == scope)
+                .map_or_else(|| format!("{scope:016x}"), |(_, r)| r.clone())
+        };
+        limits::show_clients(
+            self.clients.rows(self.now_ms),
+            label,
+            self.clients.entries(),
+            self.clients.capacity(),
+        )
+    }
+
     /// Runs one control command.
     pub(crate) fn execute(&mut self, cmd: Command) -> Reply {
         match cmd {
@@ -325,6 +361,18 @@ impl Worker {
             },
             Command::ShowSessions => Reply::Sessions(self.session_rows()),
             Command::ShowStats => Reply::Stats(self.report()),
+            Command::ShowClients => Reply::Text(self.show_clients()),
+            Command::Forget(cidr) => {
+                let f = self.clients.forget(&cidr);
+                Reply::Text(format!(
+                    "ok: forgot {} client entr{} in {cidr}: {} dropped (no session running), \
+                     {} running session(s) still counted until they end",
+                    f.reset,
+                    if f.reset == 1 { "y" } else { "ies" },
+                    f.dropped,
+                    f.running
+                ))
+            }
             Command::Metrics => Reply::Metrics(self.report()),
             Command::Trace(rule) => {
                 let mut n = 0;

@@ -24,6 +24,7 @@ pub fn worker_role() -> io::Result<crate::worker::Role> {
     let c = adopt_inherited(env::CHANNEL_FD)?
         .map(std::os::unix::net::UnixStream::from)
         .ok_or_else(|| io::Error::other("no SLUICE_CHANNEL_FD"))?;
+    let client_table = adopt_inherited(env::CLIENT_TABLE_FD)?;
     l.set_nonblocking(true)?;
     c.set_nonblocking(true)?;
     pin_to_core(index);
@@ -32,6 +33,7 @@ pub fn worker_role() -> io::Result<crate::worker::Role> {
         count,
         listener: Some(TcpListener::from_std(l)),
         channel: Some(UnixStream::from_std(c)),
+        client_table,
     })
 }
 

@@ -44,6 +44,12 @@ pub enum CloseReason {
     NameMismatch,
     /// The ClientHello carried ECH and ENVOY_ECH=refuse.
     EchRefused,
+    /// The client has its most sessions at once (ENVOY_CLIENT_MAX_SESSIONS, a route's
+    /// `client_max_sessions=`), every worker together.
+    ClientLimit,
+    /// The client starts sessions faster than its rate (ENVOY_CLIENT_RATE, a route's
+    /// `client_rate=`), every worker together.
+    ClientRate,
     /// A plain HTTP request with a malformed head or Host.
     InvalidHttp,
     /// A PROXY v2 AUTHORITY that is not a valid host name.
@@ -63,7 +69,7 @@ pub enum CloseReason {
 
 impl CloseReason {
     /// Every reason, in label order.
-    pub const ALL: [CloseReason; 25] = [
+    pub const ALL: [CloseReason; 27] = [
         CloseReason::Done,
         CloseReason::ClientReset,
         CloseReason::UpstreamReset,
@@ -82,6 +88,8 @@ impl CloseReason {
         CloseReason::DeniedClient,
         CloseReason::NameMismatch,
         CloseReason::EchRefused,
+        CloseReason::ClientLimit,
+        CloseReason::ClientRate,
         CloseReason::InvalidHttp,
         CloseReason::InvalidAuthority,
         CloseReason::PreambleFailed,
@@ -115,6 +123,8 @@ impl CloseReason {
                 | CloseReason::DeniedClient
                 | CloseReason::NameMismatch
                 | CloseReason::EchRefused
+                | CloseReason::ClientLimit
+                | CloseReason::ClientRate
         )
     }
 
@@ -145,6 +155,8 @@ impl CloseReason {
             CloseReason::DeniedClient => "denied_client",
             CloseReason::NameMismatch => "name_mismatch",
             CloseReason::EchRefused => "ech_refused",
+            CloseReason::ClientLimit => "client_limit",
+            CloseReason::ClientRate => "client_rate",
             CloseReason::InvalidHttp => "invalid_http",
             CloseReason::InvalidAuthority => "invalid_authority",
             CloseReason::PreambleFailed => "preamble_failed",
@@ -210,6 +222,8 @@ pub struct Stats {
     pub connect_failures: u64,
     /// Sessions whose SNI and PROXY AUTHORITY differed.
     pub name_mismatches: u64,
+    /// Sessions admitted without a per-client limit: no room in the client table.
+    pub client_table_full: u64,
     /// CONNECT replies that refused the tunnel, by status code.
     pub connect_status: BTreeMap<u16, u64>,
     /// Upstream connect latency (TCP connect, ms).

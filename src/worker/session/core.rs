@@ -14,10 +14,12 @@ use log::{info, log_enabled, warn, Level};
 use mio::net::TcpStream;
 
 use crate::admin::trace::TraceRule;
-use crate::config::route::{self, Alert, AlpnTlv, Mode, Route};
+use crate::config::route::{self, Alert, AlpnTlv, Limited, Mode, Route};
 use crate::config::Config;
 use crate::hexdump::{Address, DumpRows, Hex};
 use crate::inspect::HeaderSummary;
+use crate::limits::policy::Client;
+use crate::limits::table::{Admission, Refusal, Ticket};
 use crate::logfmt::{OrDash, Shown};
 use crate::net;
 use crate::wire::{proxy, tls, Parsed};
@@ -42,6 +44,18 @@ impl std::fmt::Display for UniqueIdField {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.0 {
             Some(id) => write!(f, "{}", Hex(id)),
+            None => f.write_str("-"),
+        }
+    }
+}
+
+/// A client's key as log lines show it: its block, e.g. `192.0.2.0/24`.
+struct BlockLabel(Option<crate::cidr::Cidr>);
+
+impl std::fmt::Display for BlockLabel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(b) => write!(f, "{b}"),
             None => f.write_str("-"),
         }
     }
@@ -88,6 +102,8 @@ pub struct Core {
     /// A PROXY v2 preamble carrying this session's UNIQUE_ID was built (the close line then
     /// names it).
     pub sent_unique_id: bool,
+    /// Counted in the machine's client table: given back at the close.
+    pub ticket: Option<Ticket>,
 }
 
 impl Core {
@@ -125,6 +141,7 @@ impl Core {
             deadline_ms: 0,
             timer_gen: 0,
             sent_unique_id: false,
+            ticket: None,
         }
     }
 
@@ -319,11 +336,12 @@ impl Core {
             alpn: self.facts.alpn.as_bytes(),
             proto: self.facts.proto,
         };
-        let (index, denied) = {
+        let (index, denied, limited) = {
             let route = self.cfg.route(&req);
             (
                 self.cfg.routes.iter().position(|r| std::ptr::eq(r, route)),
                 decide::denial(route.action, route.matches_on_client()),
+                route.limited.is_some(),
             )
         };
         self.route = index;
@@ -344,7 +362,93 @@ impl Core {
             );
             return Err(self.refuse(reason, alert));
         }
+        // Limits off: this one branch is all they cost.
+        if limited {
+            if let Some(l) = self.route().limited {
+                return self.hold_to_limits(&l, ctx);
+            }
+        }
         Ok(())
+    }
+
+    /// Counts the session against its client's limits in the machine's table, before any
+    /// upstream is opened; refuses it (with the route's alert) when the client is over one.
+    /// A client on the allow list is neither limited nor counted. Refusals are logged once
+    /// per client every `table::LOG_INTERVAL_S` with their count since the last line.
+    // Out of line: inlined, it would make `decide` dearer with every limit off too.
+    #[inline(never)]
+    fn hold_to_limits(&mut self, l: &Limited, ctx: &mut Ctx<'_>) -> Result<(), CloseReason> {
+        let ip = self.facts.src.unwrap_or(self.peer).ip();
+        let settings = &self.cfg.clients;
+        if !settings.allow.is_empty() && settings.allows(ip) {
+            return Ok(());
+        }
+        let client = Client::of(ip, settings.prefixes, l.limit.scope);
+        match ctx.clients.admit(&client, &l.limit, ctx.now_ms) {
+            Admission::Admitted(t) => {
+                self.ticket = Some(t);
+                Ok(())
+            }
+            other => self.not_counted(other, &client, l, ctx),
+        }
+    }
+
+    /// A session the table did not count: refused (logged at most once per client per
+    /// interval), or admitted without a limit for want of room (counted, logged likewise).
+    #[cold]
+    #[inline(never)]
+    fn not_counted(
+        &mut self,
+        a: Admission,
+        client: &Client,
+        l: &Limited,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(), CloseReason> {
+        let (why, log) = match a {
+            Admission::Refused { why, log } => (why, log),
+            Admission::Admitted(t) => {
+                self.ticket = Some(t); // not here: `hold_to_limits` keeps the ticket itself
+                return Ok(());
+            }
+            Admission::Unlimited { log } => {
+                ctx.stats.client_table_full += 1;
+                if let Some(n) = log {
+                    warn!(
+                        target: TARGET,
+                        "client table full, session admitted without a limit sid={} client={} key={} table_size={} admitted={}",
+                        self.id,
+                        self.client_label(),
+                        BlockLabel(client.block()),
+                        ctx.clients.capacity(),
+                        n
+                    );
+                }
+                return Ok(());
+            }
+        };
+        let reason = match why {
+            Refusal::Sessions => CloseReason::ClientLimit,
+            Refusal::Rate => CloseReason::ClientRate,
+        };
+        // Per-route refusal series (issue 16) count here: `self.route()` is known.
+        if let Some(n) = log {
+            let limit = match (why, l.limit.pace) {
+                (Refusal::Rate, Some(p)) => format!("rate={} burst={}", p.rate, p.burst),
+                _ => format!("limit={}", l.limit.max_sessions),
+            };
+            info!(
+                target: TARGET,
+                "client limited sid={} client={} key={} route={} {} reason={} refused={}",
+                self.id,
+                self.client_label(),
+                BlockLabel(client.block()),
+                self.route(),
+                limit,
+                reason.as_str(),
+                n
+            );
+        }
+        Err(self.refuse(reason, l.alert))
     }
 
     /// Sends a TLS alert (to TLS clients, when there is one) and gives the close reason.

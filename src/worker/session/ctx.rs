@@ -7,6 +7,7 @@ use mio::Registry;
 
 use crate::admin::capture::Capture;
 use crate::admin::trace::TraceRule;
+use crate::limits::ClientTable;
 use crate::worker::buffer::Pool;
 use crate::worker::splice::PipePool;
 use crate::worker::stats::{CloseReason, Stats};
@@ -46,4 +47,6 @@ pub struct Ctx<'a> {
     /// This process's random half of the UNIQUE_ID sent upstream (the session id is the
     /// other), drawn once at start.
     pub unique_prefix: u64,
+    /// The machine's per-client counters (shared with every worker).
+    pub clients: &'a ClientTable,
 }

@@ -423,6 +423,9 @@ impl Session {
                 State::Closed
             );
         }
+        if let Some(t) = self.core.ticket.take() {
+            ctx.clients.release(t);
+        }
         ctx.stats.close(reason);
         let duration_ms = ctx.now_ms.saturating_sub(self.core.started_ms);
         ctx.stats.session_duration.observe(duration_ms);
