@@ -1028,6 +1028,62 @@ mod tests {
     }
 
     #[test]
+    fn per_route_series_merge_by_name_whatever_each_worker_s_slots() {
+        // worker A took routes in the order a, b; worker B (respawned after a reload) b, c
+        let worker = |names: &[&str], n: u64| {
+            let mut s = Stats::default();
+            for name in names {
+                let slot = s.routes.slot(name);
+                let c = &mut s.routes.counters[slot];
+                c.sessions = n;
+                c.connect.observe(n);
+                c.closed[CloseReason::DeniedName.index()] = 1;
+            }
+            let g = Gauges {
+                route_sessions: vec![1; names.len()],
+                ..Gauges::default()
+            };
+            Report::of_worker(&s, &g)
+        };
+        let mut merged = worker(&["a", "b"], 2);
+        merged.merge(&worker(&["b", "c"], 3));
+        let by_route = |prom: &str| match merged.get(prom) {
+            Value::Labelled(v) => v.clone(),
+            other => panic!("{other:?}"),
+        };
+        let names = |v: Vec<(Vec<String>, u64)>| -> Vec<(String, u64)> {
+            v.into_iter().map(|(l, n)| (l.join("/"), n)).collect()
+        };
+        assert_eq!(
+            names(by_route("sluice_route_sessions_total")),
+            [("a".into(), 2), ("b".into(), 5), ("c".into(), 3)]
+        );
+        assert_eq!(
+            names(by_route("sluice_route_sessions")),
+            [("a".into(), 1), ("b".into(), 2), ("c".into(), 1)]
+        );
+        let refused = names(by_route("sluice_route_refused_total"));
+        assert!(
+            refused.contains(&("b/denied_name".into(), 2)),
+            "{refused:?}"
+        );
+        let Value::Histograms(h) = merged.get("sluice_route_connect_seconds") else {
+            panic!()
+        };
+        let counts: Vec<(String, u64)> = h.iter().map(|(l, h)| (l.join("/"), h.count())).collect();
+        assert_eq!(counts, [("a".into(), 1), ("b".into(), 2), ("c".into(), 1)]);
+        // and through the channel's line format, as a supervisor reads them
+        let text =
+            crate::admin::channel::encode(&crate::admin::reply::Reply::Metrics(merged.clone()));
+        assert_eq!(
+            crate::admin::channel::decode(&text),
+            Ok(crate::admin::channel::Message::Reply(
+                crate::admin::reply::Reply::Metrics(merged)
+            ))
+        );
+    }
+
+    #[test]
     fn state_labels_are_the_states_names() {
         let (s, g) = sample();
         let r = Report::of_worker(&s, &g);
