@@ -134,6 +134,9 @@ pub struct Gauges {
     pub descriptors: (Option<u64>, Option<u64>),
     /// Sessions open now by route slot (`Stats::routes`), those that chose a route.
     pub route_sessions: Vec<u64>,
+    /// Bytes (up, down) the sessions open now wrote so far, by route slot: a route's bytes
+    /// are its closed sessions' plus these.
+    pub route_live_bytes: Vec<(u64, u64)>,
     /// The routes in force, each with its upstreams' names, in config order, the default
     /// route last.
     pub routes_in_force: Vec<(String, Vec<String>)>,
@@ -580,14 +583,16 @@ pub static TABLE: &[Def] = &[
         help: "Bytes written for the route's sessions, by direction.",
         merge: Merge::Sum,
         show: Show::No,
-        read: Read::Worker(|s, _| {
+        read: Read::Worker(|s, g| {
             Value::Labelled(
                 s.routes
                     .iter()
-                    .flat_map(|(r, c)| {
+                    .enumerate()
+                    .flat_map(|(i, (r, c))| {
+                        let live = g.route_live_bytes.get(i).copied().unwrap_or((0, 0));
                         [
-                            ("client_to_upstream", c.bytes_up),
-                            ("upstream_to_client", c.bytes_down),
+                            ("client_to_upstream", c.bytes_up + live.0),
+                            ("upstream_to_client", c.bytes_down + live.1),
                         ]
                         .map(|(d, n)| (vec![r.to_string(), d.to_string()], n))
                     })

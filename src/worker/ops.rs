@@ -247,6 +247,7 @@ impl Worker {
                 crate::sys::rlimit::open_files().map(|n| n as u64),
             ),
             route_sessions: vec![0; self.stats.routes.names.len()],
+            route_live_bytes: vec![(0, 0); self.stats.routes.names.len()],
             routes_in_force: self
                 .cfg
                 .routes
@@ -261,8 +262,14 @@ impl Worker {
             ..Gauges::default()
         };
         for (_, s) in self.sessions.iter() {
-            if let Some(n) = s.route_slot().and_then(|i| g.route_sessions.get_mut(i)) {
-                *n += 1;
+            if let Some(i) = s.route_slot() {
+                if let Some(n) = g.route_sessions.get_mut(i) {
+                    *n += 1;
+                }
+                if let Some(b) = g.route_live_bytes.get_mut(i) {
+                    let (up, down) = s.bytes();
+                    *b = (b.0 + up, b.1 + down);
+                }
             }
             if let Some(i) = STATES.iter().position(|st| *st == s.state()) {
                 if let Some(n) = g.sessions_by_state.get_mut(i) {

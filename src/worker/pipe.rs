@@ -264,7 +264,6 @@ impl Shuffling {
         client_ready: &mut Ready,
         (pool, pipes): (&mut Pool, &mut PipePool),
         stats: &mut Stats,
-        route: Option<usize>,
         now_ms: u64,
     ) -> Shuffled {
         let upstream = &mut self.upstream;
@@ -310,13 +309,8 @@ impl Shuffling {
         if b.is_ok() {
             pass_fin(client, &mut self.down, self.up.done());
         }
-        let moved = (self.up.bytes - before.0, self.down.bytes - before.1);
-        stats.bytes_up += moved.0;
-        stats.bytes_down += moved.1;
-        if let Some(r) = stats.route(route) {
-            r.bytes_up += moved.0;
-            r.bytes_down += moved.1;
-        }
+        stats.bytes_up += self.up.bytes - before.0;
+        stats.bytes_down += self.down.bytes - before.1;
         stats.bytes_spliced += self.up.spliced + self.down.spliced - spliced_before;
         if (self.up.bytes, self.down.bytes) != before {
             self.last_active_ms = now_ms;
@@ -678,7 +672,7 @@ mod tests {
                 hup: true,
             };
             *s.upstream_ready() = client_ready;
-            let r = s.shuffle(client, &mut client_ready, (pool, pipes), stats, None, 7);
+            let r = s.shuffle(client, &mut client_ready, (pool, pipes), stats, 7);
             if done(s, r) {
                 return r;
             }

@@ -185,11 +185,22 @@ impl Histogram {
 
     /// Records one observation.
     pub fn observe(&mut self, ms: u64) {
-        let i = Self::BOUNDS_MS
+        self.observe_in(Self::bucket(ms), ms);
+    }
+
+    /// The bucket `ms` falls in (the last: +Inf), found once for several histograms.
+    #[inline]
+    pub fn bucket(ms: u64) -> usize {
+        Self::BOUNDS_MS
             .iter()
             .position(|&b| ms <= b)
-            .unwrap_or(Self::BOUNDS_MS.len());
-        if let Some(c) = self.counts.get_mut(i) {
+            .unwrap_or(Self::BOUNDS_MS.len())
+    }
+
+    /// Records one observation of `ms` in `bucket` (`Histogram::bucket(ms)`).
+    #[inline]
+    pub fn observe_in(&mut self, bucket: usize, ms: u64) {
+        if let Some(c) = self.counts.get_mut(bucket) {
             *c += 1;
         }
         self.sum_ms += ms;
@@ -246,9 +257,10 @@ pub struct RouteCounters {
     pub sessions: u64,
     /// Of those, closed by reason (indexed like `CloseReason::ALL`).
     pub closed: [u64; CloseReason::ALL.len()],
-    /// Bytes written to its upstreams.
+    /// Bytes written to its upstreams by its closed sessions (a report adds the running
+    /// ones': counting per event would cost every shuffle).
     pub bytes_up: u64,
-    /// Bytes written to its clients.
+    /// Bytes written to its clients by its closed sessions (likewise).
     pub bytes_down: u64,
     /// Upstream connect attempts that failed.
     pub connect_failures: u64,
@@ -256,6 +268,26 @@ pub struct RouteCounters {
     pub duration: Histogram,
     /// Upstream TCP connect latency (ms).
     pub connect: Histogram,
+}
+
+impl RouteCounters {
+    /// Counts a session's close: its reason, its duration (in `bucket`, found once for
+    /// the machine-wide histogram too) and its bytes.
+    #[inline]
+    pub fn close(
+        &mut self,
+        reason: CloseReason,
+        bucket: usize,
+        duration_ms: u64,
+        bytes: (u64, u64),
+    ) {
+        if let Some(c) = self.closed.get_mut(reason.index()) {
+            *c += 1;
+        }
+        self.duration.observe_in(bucket, duration_ms);
+        self.bytes_up += bytes.0;
+        self.bytes_down += bytes.1;
+    }
 }
 
 /// The per-route counters of a worker: slots handed out by route name when a config is
@@ -303,17 +335,6 @@ pub struct Reloads {
 }
 
 impl Stats {
-    /// Counts a session's close on its route (`None`: closed before a route was chosen).
-    #[inline]
-    pub fn close_on_route(&mut self, route: Option<usize>, reason: CloseReason, duration_ms: u64) {
-        if let Some(r) = self.route(route) {
-            if let Some(c) = r.closed.get_mut(reason.index()) {
-                *c += 1;
-            }
-            r.duration.observe(duration_ms);
-        }
-    }
-
     /// Takes in a config about to serve: gives each route its counters' slot (by name, so
     /// a route that stays across a reload keeps counting where it did) and notes when.
     pub fn take_in(&mut self, cfg: &mut crate::config::Config) {
@@ -381,11 +402,14 @@ mod tests {
             routes,
             ..Stats::default()
         };
-        s.close_on_route(Some(1), CloseReason::DeniedName, 3);
-        s.close_on_route(None, CloseReason::Done, 3);
+        if let Some(r) = s.route(Some(1)) {
+            r.close(CloseReason::DeniedName, Histogram::bucket(3), 3, (1, 2));
+        }
+        assert!(s.route(None).is_none());
         let (name, c) = s.routes.iter().nth(1).unwrap();
         assert_eq!(name, "default");
         assert_eq!(c.closed[CloseReason::DeniedName.index()], 1);
         assert_eq!(c.duration.count(), 1);
+        assert_eq!((c.bytes_up, c.bytes_down), (1, 2));
     }
 }

@@ -25,7 +25,7 @@ use crate::worker::session::core::Core;
 use crate::worker::session::ctx::Ctx;
 use crate::worker::session::logs::{sdebug, TARGET};
 use crate::worker::splice::PipePool;
-use crate::worker::stats::CloseReason;
+use crate::worker::stats::{CloseReason, Histogram};
 use crate::worker::token::{token, Leg};
 
 /// Where the connect stands.
@@ -207,7 +207,7 @@ impl Connecting {
             Stage::Dialing { .. } if !self.ready.writable => return Dialed::Wait,
             Stage::Dialing { probe } => std::mem::take(probe),
         };
-        let verdict = self.first_write(probe, core.route_slot, ctx);
+        let verdict = self.first_write(probe, ctx);
         self.verdict(verdict, core, ctx)
     }
 
@@ -215,12 +215,7 @@ impl Connecting {
     /// ENOTCONN) right after connect(), not yet; an error, it failed. That spares the
     /// getsockopt + getpeername pair and, on near upstreams, a wakeup. With nothing to
     /// write, or an unclear answer after a real event, the socket is asked.
-    fn first_write(
-        &mut self,
-        probe: bool,
-        route: Option<usize>,
-        ctx: &mut Ctx<'_>,
-    ) -> io::Result<bool> {
+    fn first_write(&mut self, probe: bool, ctx: &mut Ctx<'_>) -> io::Result<bool> {
         let up = &mut self.upstream;
         let written = match self.preamble.as_ref() {
             Some(p) => (!p.is_empty()).then(|| net::write(up, p.data())),
@@ -237,9 +232,6 @@ impl Connecting {
                 } else {
                     self.up.wrote(n);
                     ctx.stats.bytes_up += n as u64;
-                    if let Some(r) = ctx.stats.route(route) {
-                        r.bytes_up += n as u64;
-                    }
                 }
                 Ok(true)
             }
@@ -261,9 +253,10 @@ impl Connecting {
             }
             Ok(true) => {
                 let took = ctx.now_ms.saturating_sub(self.started_ms);
-                ctx.stats.connect_latency_ms(took);
+                let bucket = Histogram::bucket(took);
+                ctx.stats.connect_latency.observe_in(bucket, took);
                 if let Some(r) = ctx.stats.route(core.route_slot) {
-                    r.connect.observe(took);
+                    r.connect.observe_in(bucket, took);
                 }
                 sdebug!(
                     core,

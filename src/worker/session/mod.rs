@@ -36,7 +36,7 @@ use crate::hexdump::{Address, DumpRows, ERROR_DUMP_LIMIT};
 use crate::net;
 use crate::wire::tls;
 use crate::worker::pipe::{Reported, Shuffled, Shuffling};
-use crate::worker::stats::CloseReason;
+use crate::worker::stats::{CloseReason, Histogram};
 use crate::worker::token::{token, Leg};
 use connect::{Connecting, Dialed};
 use facts::Facts;
@@ -312,7 +312,6 @@ impl Session {
                         &mut self.core.client_ready,
                         (ctx.pool, ctx.pipes),
                         ctx.stats,
-                        self.core.route_slot,
                         ctx.now_ms,
                     );
                     if s.half_closed() != was_half_closed {
@@ -428,9 +427,12 @@ impl Session {
         }
         ctx.stats.close(reason);
         let duration_ms = ctx.now_ms.saturating_sub(self.core.started_ms);
-        ctx.stats.session_duration.observe(duration_ms);
-        ctx.stats
-            .close_on_route(self.core.route_slot, reason, duration_ms);
+        let bucket = Histogram::bucket(duration_ms);
+        ctx.stats.session_duration.observe_in(bucket, duration_ms);
+        if let Some(r) = ctx.stats.route(self.core.route_slot) {
+            // its bytes counted while it ran come from the live sessions at each report
+            r.close(reason, bucket, duration_ms, (bytes_up, bytes_down));
+        }
         let core = &self.core;
         // A health check is the load balancer's business, every few seconds: not news.
         let level = if reason == CloseReason::HealthCheck && !core.traced {
