@@ -429,3 +429,70 @@ fn ctl_top_fits_80x24_under_tmux_shows_live_rates_and_quits_on_q() {
     }
     drop(traffic);
 }
+
+#[test]
+fn a_lone_worker_serves_the_status_page_and_its_json_too() {
+    let upstream = echo_upstream();
+    let mut cmd = Command::new(sluice_bin());
+    cmd.arg("worker");
+    let mut sluice = Sluice::start_cmd(
+        cmd,
+        &[
+            ("ENVOY_UPSTREAM", &upstream.to_string()),
+            ("ENVOY_ROUTES", ROUTES),
+            ("ENVOY_METRICS_ADDR", "127.0.0.1:0"),
+        ],
+    );
+    let line = sluice.wait_for_log("metrics listening url=http://", Duration::from_secs(5));
+    let url = fields(&line)["url"].clone();
+    let metrics: std::net::SocketAddr = url
+        .strip_prefix("http://")
+        .and_then(|u| u.strip_suffix("/metrics"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(http_get(metrics, "/").2.starts_with("<!doctype html>"));
+    sessions_of_each_kind(sluice.addr, 2);
+    let (status, kind, json) = http_get(metrics, "/status.json");
+    assert!(
+        status.contains(" 200") && kind == "application/json",
+        "{status}"
+    );
+    for needle in [
+        "{\"name\":\"web\",\"in_force\":true,",
+        "\"worker_sessions\":[{\"worker\":\"0\",",
+        "\"history\":{\"interval_s\":2,",
+    ] {
+        assert!(json.contains(needle), "{needle} in\n{json}");
+    }
+}
+
+#[test]
+fn a_route_s_per_client_limit_counts_as_its_refusal() {
+    let upstream = echo_upstream();
+    let mut sluice = Sluice::start(&[
+        ("ENVOY_UPSTREAM", &upstream.to_string()),
+        (
+            "ENVOY_ROUTES",
+            "sni=* allow name=paced client_rate=1/s client_burst=1",
+        ),
+        ("ENVOY_METRICS_ADDR", "127.0.0.1:0"),
+    ]);
+    let hello = fixture("client-curl-7.88.1-http1.1.bin");
+    for _ in 0..5 {
+        let mut c = std::net::TcpStream::connect(sluice.addr).unwrap();
+        use std::io::Write as _;
+        c.write_all(&hello).unwrap();
+        drop(c);
+    }
+    let body = wait_closed(&mut sluice, 5);
+    let refused = metric_value(
+        &body,
+        "sluice_route_refused_total{route=\"paced\",reason=\"client_rate\"}",
+    );
+    assert!(refused >= 3, "1/s with a burst of 1, 5 at once:\n{body}");
+    assert_eq!(
+        metric_value(&body, "sluice_route_sessions_total{route=\"paced\"}"),
+        5
+    );
+}

@@ -114,15 +114,15 @@ impl CloseReason {
         )
     }
 
-    /// True for the reasons that mean a route (or a limit) turned the session away after
-    /// its first bytes were read: what `sluice_route_refused_total` counts.
+    /// True for the reasons that mean a route turned the session away once it was chosen
+    /// (it denies, or the client is over the route's per-client limit): what
+    /// `sluice_route_refused_total` counts. A name mismatch or ECH refused happens before a
+    /// route is chosen: `sluice_closed_total` counts those.
     pub fn is_refusal(self) -> bool {
         matches!(
             self,
             CloseReason::DeniedName
                 | CloseReason::DeniedClient
-                | CloseReason::NameMismatch
-                | CloseReason::EchRefused
                 | CloseReason::ClientLimit
                 | CloseReason::ClientRate
         )
@@ -389,6 +389,24 @@ mod tests {
         for (i, r) in CloseReason::ALL.iter().enumerate() {
             assert_eq!(r.index(), i, "{r:?}");
         }
+    }
+
+    #[test]
+    fn refusals_after_the_route_is_known_are_the_route_s() {
+        let refusals: Vec<&str> = CloseReason::ALL
+            .iter()
+            .filter(|r| r.is_refusal())
+            .map(|r| r.as_str())
+            .collect();
+        assert_eq!(
+            refusals,
+            [
+                "denied_name",
+                "denied_client",
+                "client_limit",
+                "client_rate"
+            ]
+        );
     }
 
     #[test]
