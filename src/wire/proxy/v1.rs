@@ -76,43 +76,50 @@ pub fn parse(buf: &[u8]) -> Parsed<ProxyHeader<'_>, ProxyError> {
     }
     let window = buf.get(..MAX_V1_LEN).unwrap_or(buf);
     for (i, &b) in window.iter().enumerate() {
+        let before = window.get(..i).unwrap_or(&[]);
         match b {
             CR => match window.get(i.saturating_add(1)) {
                 Some(&LF) => {
-                    let body = window.get(..i).unwrap_or(&[]);
                     let len = i.saturating_add(2);
-                    return match check_line(body, true) {
+                    return match check_line(before, true) {
                         Ok(line) => Parsed::Complete(header(line, len), len),
-                        Err(e) => Parsed::Invalid(e),
+                        Err(e) => Parsed::Invalid(earliest(before, e)),
                     };
                 }
-                Some(_) => return Parsed::Invalid(ProxyError::V1BadLineEnd),
+                Some(_) => return Parsed::Invalid(earliest(before, ProxyError::V1BadLineEnd)),
                 // The CR is the last byte we have: its LF may still come, unless that
                 // LF would be byte 108.
                 None if window.len() >= MAX_V1_LEN => {
-                    return Parsed::Invalid(ProxyError::V1TooLong)
+                    return Parsed::Invalid(earliest(before, ProxyError::V1TooLong))
                 }
                 // Only LF may follow, so the line before the CR must already be whole.
                 None => {
-                    let body = window.get(..i).unwrap_or(&[]);
-                    return match check_line(body, true) {
+                    return match check_line(before, true) {
                         Ok(_) => Parsed::NeedMore,
-                        Err(e) => Parsed::Invalid(e),
+                        Err(e) => Parsed::Invalid(earliest(before, e)),
                     };
                 }
             },
-            LF => return Parsed::Invalid(ProxyError::V1BadLineEnd),
+            LF => return Parsed::Invalid(earliest(before, ProxyError::V1BadLineEnd)),
             0x20..=0x7e => {}
-            _ => return Parsed::Invalid(ProxyError::V1BadByte),
+            _ => return Parsed::Invalid(earliest(before, ProxyError::V1BadByte)),
         }
     }
     if window.len() >= MAX_V1_LEN {
-        return Parsed::Invalid(ProxyError::V1TooLong);
+        return Parsed::Invalid(earliest(window, ProxyError::V1TooLong));
     }
     match check_line(window, false) {
         Ok(_) => Parsed::NeedMore,
         Err(e) => Parsed::Invalid(e),
     }
+}
+
+/// The error for a line refused for `e` at the end of `before`, unless `before` was already
+/// broken, which a shorter read would have said: so the error does not depend on how the
+/// bytes arrived (the first_bytes fuzz target checks it). Only on the way out of a refusal.
+#[cold]
+fn earliest(before: &[u8], e: ProxyError) -> ProxyError {
+    check_line(before, false).err().unwrap_or(e)
 }
 
 fn header(line: Line, len: usize) -> ProxyHeader<'static> {
@@ -434,6 +441,25 @@ mod tests {
             }
         );
         assert_prefixes(line);
+    }
+
+    /// Found by the first_bytes fuzz target: a line broken early and then too long said
+    /// `V1BadSyntax` when read in pieces and `V1TooLong` when read at once.
+    #[test]
+    fn a_broken_line_is_broken_however_it_is_read() {
+        let mut line = b"PROXY TCP4 127.0.0.1 127.0.0.1 50000 20012".to_vec();
+        line.resize(200, b' ');
+        for k in 43..=line.len() {
+            assert_eq!(invalid(&line[..k]), ProxyError::V1BadSyntax, "{k} bytes");
+        }
+        let mut cr = line[..106].to_vec();
+        cr.push(b'\r');
+        assert_eq!(invalid(&cr), ProxyError::V1BadSyntax);
+        // ... and broken before a byte that may never stand in a line.
+        line[60] = 0xf2;
+        for k in 43..=line.len() {
+            assert_eq!(invalid(&line[..k]), ProxyError::V1BadSyntax, "{k} bytes");
+        }
     }
 
     #[test]
