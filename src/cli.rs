@@ -82,6 +82,7 @@ usage: sluice ctl COMMAND...
 Sends COMMAND (its words joined by spaces) to the control socket ENVOY_CONTROL_SOCKET names
 and prints the reply. `sluice ctl help` asks the running sluice for its commands, e.g.
 `show stats`, `show config`, `set KEY VALUE`, `reload`, `trace NAME`, `drain`, `upgrade`.
+`sluice ctl top` is a live view instead, refreshed every second until `q`.
 
 exit status: 0 ok; 1 the reply is an error; 2 usage error or no control socket
 ";
@@ -390,6 +391,9 @@ fn ctl(args: &[OsString]) -> i32 {
     if path.is_empty() {
         eprintln!("sluice ctl: ENVOY_CONTROL_SOCKET is not set");
         return 2;
+    }
+    if words == ["top"] {
+        return crate::top::run(&path);
     }
     let mut s = match std::os::unix::net::UnixStream::connect(&path) {
         Ok(s) => s,

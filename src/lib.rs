@@ -50,6 +50,8 @@
 //!   * `admin::reply` — a command's typed answer, rendered and merged over workers.
 //!   * `admin::report` — every metric named once with its merge rule (`show stats` and
 //!     `/metrics` both come from it); `admin::metrics` — the Prometheus text of a report.
+//!   * `admin::status` — the status page (`status.html`, compiled in) and its JSON, made
+//!     from sampled reports.
 //!   * `admin::channel` — the line format workers answer the supervisor in.
 //!   * `admin::capture` — first bytes of failed and traced sessions to disk.
 //!   * `admin::upstreams` — `show upstreams`, rendered from a report.
@@ -70,7 +72,7 @@
 //!   capabilities, no_new_privs), `sys::cpu` (pinning),
 //!   `sys::signals` (the signal self-pipe), `sys::splice` (Linux splice(2)), `sys::random`
 //!   (kernel random bytes, read once at start), `sys::log_sink` (writing a log descriptor
-//!   without waiting).
+//!   without waiting), `sys::terminal` (raw mode, size and key waits for `ctl top`).
 //! * `net` — socket set-up and the one place I/O results are interpreted.
 //! * `preflight` — what the keys name (capture directory, control socket, metrics address,
 //!   pid file, the account and chroot) checked before anything binds; the rule that only a
@@ -78,6 +80,7 @@
 //! * `privilege` — who the processes run as once bound (`ENVOY_USER`, `ENVOY_CHROOT`; the
 //!   worker's drop, the supervisor's switch on Linux), the control socket's owner, the
 //!   open-file limit.
+//! * `top` — `sluice ctl top`: a live terminal view from the control socket (plain ANSI).
 //! * `version` — the version, git commit and build date build.rs recorded.
 //! * `logger` — log lines: a bounded buffer the loops flush without waiting, to stderr, a
 //!   file or syslog (`logger::line` the format, `logger::queue` the buffer, `logger::sink`
@@ -108,6 +111,7 @@ pub mod preflight;
 pub mod privilege;
 pub mod supervisor;
 pub mod sys;
+pub mod top;
 pub mod version;
 pub mod wire;
 pub mod worker;

@@ -370,15 +370,18 @@ fn a_merged_scrape_keeps_every_family_whole_and_takes_the_max_of_sizes() {
     }
     assert_eq!(metric_value(&body, "sluice_accepted_total"), n as u64);
     assert_eq!(metric_value(&body, "sluice_buffer_size_bytes"), 16384);
-    assert_eq!(
-        metric_value(
-            &body,
-            &format!(
-                "sluice_build_info{{version=\"{}\"}}",
-                env!("CARGO_PKG_VERSION")
-            )
-        ),
-        1
+    // build_info names the commit too (issue 16): one series, the version's.
+    let build: Vec<&str> = body
+        .lines()
+        .filter(|l| l.starts_with("sluice_build_info{"))
+        .collect();
+    let version = format!(
+        "sluice_build_info{{version=\"{}\",commit=\"",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(
+        build.len() == 1 && build[0].starts_with(&version) && build[0].ends_with("\"} 1"),
+        "{body}"
     );
     assert_eq!(metric_value(&body, "sluice_draining"), 0);
     assert_eq!(metric_value(&body, "sluice_workers"), 2);

@@ -19,7 +19,8 @@
 //!   KEY VALUE                      a family of one series
 //!   KEY L=VALUE L=VALUE ...        by label values (several joined by '/')
 //!   KEY B=N ... inf=N sum=MS       a histogram: count per bucket bound (ms), sum in ms
-//!   KEY L/L@N,...,N,MS ...         histograms by label values: counts per bucket, then sum
+//!   KEY L=N,N,...,N,MS ...         histograms by label values: counts in bucket order
+//!                                  (+Inf last), then the sum in ms
 //!   KEY TEXT                       words, to the end of the line
 //! ```
 //!
@@ -27,7 +28,7 @@
 //!
 //! ```text
 //! stats
-//! build_info 0.1.0=1
+//! build_info 0.1.0/abc1234=1
 //! sessions Opened=0 HeaderParsed=0 Connecting=0 Connected=2 HalfClosed=0
 //! accepted 10
 //! parse_errors tls/not_client_hello=3
@@ -128,7 +129,7 @@ fn report(o: &mut String, head: &str, r: &Report) {
                 .map(|(labels, h)| {
                     let l: Vec<String> = labels.iter().map(|v| escape(v)).collect();
                     let counts: Vec<String> = h.counts.iter().map(u64::to_string).collect();
-                    format!("{}@{},{}", l.join("/"), counts.join(","), h.sum_ms)
+                    format!("{}={},{}", l.join("/"), counts.join(","), h.sum_ms)
                 })
                 .collect::<Vec<_>>()
                 .join(" "),
@@ -246,22 +247,23 @@ fn decode_value(def: &Def, rest: &str) -> Result<Value, String> {
         Kind::Text => Ok(Value::Text(rest.to_string())),
         Kind::Histogram if !def.labels.is_empty() => {
             let mut series = Vec::new();
-            for t in rest.split(' ').filter(|t| !t.is_empty()) {
-                let (labels, numbers) = t
-                    .split_once('@')
-                    .ok_or_else(|| format!("not LABELS@COUNTS: {t:?}"))?;
+            for p in pairs() {
+                let (labels, numbers) = p?;
                 let labels = labels
                     .split('/')
                     .map(unescape)
                     .collect::<Result<Vec<_>, _>>()?;
+                if labels.len() != def.labels.len() {
+                    return Err(format!("{} label value(s)", labels.len()));
+                }
                 let numbers = numbers
                     .split(',')
                     .map(number)
                     .collect::<Result<Vec<_>, _>>()?;
                 let mut h = Histogram::default();
                 let (sum, counts) = numbers.split_last().ok_or("no counts")?;
-                if counts.len() != h.counts.len() || labels.len() != def.labels.len() {
-                    return Err(format!("{} buckets, {} labels", counts.len(), labels.len()));
+                if counts.len() != h.counts.len() {
+                    return Err(format!("{} buckets", counts.len()));
                 }
                 h.counts.copy_from_slice(counts);
                 h.sum_ms = *sum;
@@ -433,7 +435,7 @@ mod tests {
         );
         assert!(
             text.contains(
-                "\nconnect_seconds db.internal:5432@0,1,0,0,0,0,0,0,0,0,0,0,0,0,1,400002\n"
+                "\nconnect_seconds db.internal:5432=0,1,0,0,0,0,0,0,0,0,0,0,0,0,1,400002\n"
             ),
             "{text}"
         );

@@ -51,6 +51,22 @@ impl Write for AdminStream {
     }
 }
 
+/// What an HTTP request on the metrics address asks the loop for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpAsk {
+    /// `GET /metrics`: the Prometheus text.
+    Metrics,
+    /// `GET /status.json`: what the status page shows.
+    StatusJson,
+}
+
+/// The Prometheus text format's content type.
+pub const TEXT: &str = "text/plain; version=0.0.4";
+/// The status page's.
+pub const HTML: &str = "text/html; charset=utf-8";
+/// `/status.json`'s.
+pub const JSON: &str = "application/json";
+
 /// Who is at the other end, which says how requests are framed and answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Peer {
@@ -135,24 +151,35 @@ impl AdminConn {
         Some(Ok(line))
     }
 
-    /// Reads the HTTP request head received so far: `Some(true)` for `GET /metrics`;
-    /// `Some(false)` once anything else was answered here (404 or 400, then close); `None`
-    /// while the head is incomplete or after the response.
-    pub fn scrape_request(&mut self) -> Option<bool> {
+    /// Reads the HTTP request head received so far: what the loop must answer (`GET
+    /// /metrics`, `GET /status.json`); the status page itself, a 404 or a 400 are answered
+    /// here (then close) and ask nothing. `None` while the head is incomplete, after the
+    /// response, or when it was answered here.
+    pub fn http_request(&mut self) -> Option<HttpAsk> {
         if self.close_after_write {
             return None;
         }
-        let (status, body) = match http::parse_request_host(&self.input) {
+        let (status, kind, body) = match http::parse_request_host(&self.input) {
             Parsed::NeedMore => return None,
-            Parsed::Complete(head, _) if head.method == b"GET" && head.target == b"/metrics" => {
-                self.close_after_write = true;
-                return Some(true);
+            Parsed::Complete(head, _) if head.method == b"GET" => {
+                let path = head.target.split(|&b| b == b'?').next().unwrap_or(b"");
+                match path {
+                    b"/metrics" => return self.asks(HttpAsk::Metrics),
+                    b"/status.json" => return self.asks(HttpAsk::StatusJson),
+                    b"/" | b"/status" => ("200 OK", HTML, crate::admin::status::PAGE),
+                    _ => ("404 Not Found", TEXT, "try /metrics or /status\n"),
+                }
             }
-            Parsed::Complete(..) => ("404 Not Found", "try /metrics\n"),
-            Parsed::Invalid(_) => ("400 Bad Request", "bad request\n"),
+            Parsed::Complete(..) => ("404 Not Found", TEXT, "try /metrics or /status\n"),
+            Parsed::Invalid(_) => ("400 Bad Request", TEXT, "bad request\n"),
         };
-        self.push_http(status, body);
-        Some(false)
+        self.push_http(status, kind, body);
+        None
+    }
+
+    fn asks(&mut self, ask: HttpAsk) -> Option<HttpAsk> {
+        self.close_after_write = true;
+        Some(ask)
     }
 
     /// Queues a reply to one command line: its text, then the blank line that ends it.
@@ -163,10 +190,10 @@ impl AdminConn {
     }
 
     /// Queues the whole HTTP response (the connection closes once it is out).
-    pub fn push_http(&mut self, status: &str, body: &str) {
+    pub fn push_http(&mut self, status: &str, content_type: &str, body: &str) {
         self.output.extend_from_slice(
             format!(
-                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             )
             .as_bytes(),

@@ -29,24 +29,13 @@ pub fn render(report: &Report) -> String {
             }
             Value::Labelled(series) => {
                 for (values, n) in series {
-                    let labels: Vec<String> = def
-                        .labels
-                        .iter()
-                        .zip(values)
-                        .map(|(l, v)| format!("{l}=\"{}\"", escape(v)))
-                        .collect();
-                    let _ = writeln!(o, "{name}{{{}}} {n}", labels.join(","));
+                    let _ = writeln!(o, "{name}{{{}}} {n}", label_pairs(def.labels, values));
                 }
             }
             Value::Histogram(h) => histogram(&mut o, name, "", h),
             Value::Histograms(series) => {
                 for (values, h) in series {
-                    let labels: String = def
-                        .labels
-                        .iter()
-                        .zip(values)
-                        .map(|(l, v)| format!("{l}=\"{}\",", escape(v)))
-                        .collect();
+                    let labels = format!("{},", label_pairs(def.labels, values));
                     histogram(&mut o, name, &labels, h);
                 }
             }
@@ -56,7 +45,17 @@ pub fn render(report: &Report) -> String {
     o
 }
 
-/// A histogram's lines; `labels` are its series' `name="value",` pairs (empty for none).
+/// `l1="v1",l2="v2"`.
+fn label_pairs(names: &[&str], values: &[String]) -> String {
+    let pairs: Vec<String> = names
+        .iter()
+        .zip(values)
+        .map(|(l, v)| format!("{l}=\"{}\"", escape(v)))
+        .collect();
+    pairs.join(",")
+}
+
+/// One histogram's series; `labels` are its own label pairs, each followed by a comma.
 fn histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
     let mut cum = 0;
     for (b, n) in Histogram::BOUNDS_MS.iter().zip(h.counts) {
@@ -69,14 +68,14 @@ fn histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
     }
     cum += h.counts.last().copied().unwrap_or(0);
     let _ = writeln!(out, "{name}_bucket{{{labels}le=\"+Inf\"}} {cum}");
-    let series = labels.trim_end_matches(',');
-    let series = if series.is_empty() {
+    let own = labels.trim_end_matches(',');
+    let own = if own.is_empty() {
         String::new()
     } else {
-        format!("{{{series}}}")
+        format!("{{{own}}}")
     };
-    let _ = writeln!(out, "{name}_sum{series} {}", h.sum_ms as f64 / 1000.0);
-    let _ = writeln!(out, "{name}_count{series} {cum}");
+    let _ = writeln!(out, "{name}_sum{own} {}", h.sum_ms as f64 / 1000.0);
+    let _ = writeln!(out, "{name}_count{own} {cum}");
 }
 
 /// A label value as the text format wants it: backslash, quote and newline escaped.

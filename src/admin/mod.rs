@@ -10,5 +10,6 @@ pub mod metrics;
 pub mod plane;
 pub mod reply;
 pub mod report;
+pub mod status;
 pub mod trace;
 pub mod upstreams;

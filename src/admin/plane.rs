@@ -17,7 +17,7 @@ use mio::net::{TcpListener, UnixListener};
 use mio::{Interest, Registry, Token};
 use slab::Slab;
 
-use crate::admin::conn::{AdminConn, AdminStream, Peer};
+use crate::admin::conn::{self, AdminConn, AdminStream, HttpAsk, Peer};
 use crate::preflight::{self, SocketPath};
 use crate::privilege::Ownership;
 
@@ -55,6 +55,8 @@ pub enum Request {
     Line(Result<String, String>),
     /// `GET /metrics`.
     Scrape,
+    /// `GET /status.json`.
+    Status,
 }
 
 /// The requests that one readiness event brought.
@@ -247,11 +249,11 @@ impl AdminPlane {
         }
         let mut requests = Vec::new();
         match conn.peer {
-            Peer::Scrape => {
-                if conn.scrape_request() == Some(true) {
-                    requests.push(Request::Scrape);
-                }
-            }
+            Peer::Scrape => match conn.http_request() {
+                Some(HttpAsk::Metrics) => requests.push(Request::Scrape),
+                Some(HttpAsk::StatusJson) => requests.push(Request::Status),
+                None => {}
+            },
             Peer::Control | Peer::Supervisor => {
                 while let Some(line) = conn.next_line() {
                     requests.push(Request::Line(line));
@@ -310,7 +312,14 @@ impl AdminPlane {
     /// Queues the response to a scrape: `200 OK` with `body`.
     pub fn reply_scrape(&mut self, id: ConnId, body: &str) {
         if let Some(c) = self.get(id) {
-            c.push_http("200 OK", body);
+            c.push_http("200 OK", conn::TEXT, body);
+        }
+    }
+
+    /// Queues the response to `/status.json`.
+    pub fn reply_status(&mut self, id: ConnId, json: &str) {
+        if let Some(c) = self.get(id) {
+            c.push_http("200 OK", conn::JSON, json);
         }
     }
 

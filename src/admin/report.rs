@@ -10,7 +10,7 @@
 
 use crate::logger::Counters;
 use crate::worker::session::State;
-use crate::worker::stats::{Histogram, Stats};
+use crate::worker::stats::{CloseReason, Histogram, Stats};
 use crate::worker::upstreams::{Failure, Member};
 
 /// How the values of one family from several workers become one.
@@ -133,6 +133,18 @@ pub struct Gauges {
     pub upstreams: Vec<Member>,
     /// The worker's clock (ms) when the report was made: what `upstreams`' ejections mean.
     pub now_ms: u64,
+    /// This worker's number under its supervisor (0 alone).
+    pub worker: usize,
+    /// Descriptors this worker holds and may hold (`None`: unknown here).
+    pub descriptors: (Option<u64>, Option<u64>),
+    /// Sessions open now by route slot (`Stats::routes`), those that chose a route.
+    pub route_sessions: Vec<u64>,
+    /// Bytes (up, down) the sessions open now wrote so far, by route slot: a route's bytes
+    /// are its closed sessions' plus these.
+    pub route_live_bytes: Vec<(u64, u64)>,
+    /// The routes in force, each with its upstreams' names, in config order, the default
+    /// route last.
+    pub routes_in_force: Vec<(String, Vec<String>)>,
     /// Clients in the machine's client table, and the entries it holds.
     pub client_table: (u64, u64),
 }
@@ -157,14 +169,21 @@ pub struct Process {
     pub pid: u64,
     /// Seconds since it started serving.
     pub uptime_seconds: u64,
+    /// When it started serving, in seconds since the epoch.
+    pub start_unix: u64,
 }
 
 impl Process {
     /// This process, serving since `started`.
     pub fn this(started: std::time::Instant) -> Process {
+        let uptime = started.elapsed();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
         Process {
             pid: u64::from(std::process::id()),
-            uptime_seconds: started.elapsed().as_secs(),
+            uptime_seconds: uptime.as_secs(),
+            start_unix: now.saturating_sub(uptime).as_secs(),
         }
     }
 }
@@ -203,11 +222,19 @@ pub static TABLE: &[Def] = &[
         key: "build_info",
         prom: Some("sluice_build_info"),
         kind: Kind::Gauge,
-        labels: &["version"],
+        labels: &["version", "commit"],
         help: "Build information.",
         merge: Merge::Max,
         show: Show::No,
-        read: Read::Worker(|_, _| labelled([(crate::version::VERSION, 1)].into_iter())),
+        read: Read::Worker(|_, _| {
+            Value::Labelled(vec![(
+                vec![
+                    crate::version::VERSION.to_string(),
+                    crate::version::COMMIT.to_string(),
+                ],
+                1,
+            )])
+        }),
     },
     Def {
         key: "version",
@@ -542,6 +569,211 @@ pub static TABLE: &[Def] = &[
         read: Read::Worker(|_, g| one(u64::from(g.draining))),
     },
     Def {
+        key: "process_start_time_seconds",
+        prom: Some("sluice_process_start_time_seconds"),
+        kind: Kind::Gauge,
+        labels: &[],
+        help: "When the answering process started, in seconds since the epoch: the supervisor under `sluice run`.",
+        merge: Merge::Last,
+        show: Show::No,
+        read: Read::Process(|p| one(p.start_unix)),
+    },
+    Def {
+        key: "worker_sessions",
+        prom: Some("sluice_worker_sessions"),
+        kind: Kind::Gauge,
+        labels: &["worker"],
+        help: "Sessions open now, by worker (how evenly SO_REUSEPORT spreads them).",
+        merge: Merge::Sum,
+        show: Show::No,
+        read: Read::Worker(|_, g| {
+            labelled([(g.worker, g.sessions_by_state.iter().sum())].into_iter())
+        }),
+    },
+    Def {
+        key: "worker_open_fds",
+        prom: Some("sluice_worker_open_fds"),
+        kind: Kind::Gauge,
+        labels: &["worker"],
+        help: "Descriptors a worker holds (Linux).",
+        merge: Merge::Sum,
+        show: Show::No,
+        read: Read::Worker(|_, g| match g.descriptors.0 {
+            Some(n) => labelled([(g.worker, n)].into_iter()),
+            None => Value::Absent,
+        }),
+    },
+    Def {
+        key: "worker_max_fds",
+        prom: Some("sluice_worker_max_fds"),
+        kind: Kind::Gauge,
+        labels: &["worker"],
+        help: "The open-file limit of a worker (RLIMIT_NOFILE).",
+        merge: Merge::Sum,
+        show: Show::No,
+        read: Read::Worker(|_, g| match g.descriptors.1 {
+            Some(n) => labelled([(g.worker, n)].into_iter()),
+            None => Value::Absent,
+        }),
+    },
+    Def {
+        key: "config_reloads",
+        prom: Some("sluice_config_reloads_total"),
+        kind: Kind::Counter,
+        labels: &["result"],
+        help: "Config reloads (SIGHUP, reload, set) applied and refused, as every worker did them.",
+        merge: Merge::Max,
+        show: Show::No,
+        read: Read::Worker(|s, _| {
+            labelled(
+                [("success", s.reloads.success), ("failure", s.reloads.failure)].into_iter(),
+            )
+        }),
+    },
+    Def {
+        key: "config_last_reload_success",
+        prom: Some("sluice_config_last_reload_success_timestamp_seconds"),
+        kind: Kind::Gauge,
+        labels: &[],
+        help: "When the config in force was applied (at start, or the last reload applied), seconds since the epoch.",
+        merge: Merge::Max,
+        show: Show::No,
+        read: Read::Worker(|s, _| one(s.reloads.last_success_unix)),
+    },
+    Def {
+        key: "route_upstreams",
+        prom: Some("sluice_route_upstream_info"),
+        kind: Kind::Gauge,
+        labels: &["route", "upstream"],
+        help: "1 for each upstream of each route in force (the default route's included).",
+        merge: Merge::Max,
+        show: Show::No,
+        read: Read::Worker(|_, g| {
+            Value::Labelled(
+                g.routes_in_force
+                    .iter()
+                    .flat_map(|(r, ups)| ups.iter().map(move |u| (vec![r.clone(), u.clone()], 1)))
+                    .collect(),
+            )
+        }),
+    },
+    Def {
+        key: "route_sessions",
+        prom: Some("sluice_route_sessions"),
+        kind: Kind::Gauge,
+        labels: &["route"],
+        help: "Sessions open now that chose the route.",
+        merge: Merge::Sum,
+        show: Show::No,
+        read: Read::Worker(|s, g| {
+            labelled(s.routes.names.iter().zip(g.route_sessions.iter().copied()))
+        }),
+    },
+    Def {
+        key: "route_sessions_total",
+        prom: Some("sluice_route_sessions_total"),
+        kind: Kind::Counter,
+        labels: &["route"],
+        help: "Sessions that chose the route (those it denied included).",
+        merge: Merge::Sum,
+        show: Show::No,
+        read: Read::Worker(|s, _| labelled(s.routes.iter().map(|(r, c)| (r, c.sessions)))),
+    },
+    Def {
+        key: "route_refused",
+        prom: Some("sluice_route_refused_total"),
+        kind: Kind::Counter,
+        labels: &["route", "reason"],
+        help: "Sessions the route turned away, by reason.",
+        merge: Merge::Sum,
+        show: Show::No,
+        read: Read::Worker(|s, _| {
+            Value::Labelled(
+                s.routes
+                    .iter()
+                    .flat_map(|(r, c)| {
+                        CloseReason::ALL
+                            .iter()
+                            .filter(|why| why.is_refusal())
+                            .map(move |why| {
+                                let n = c.closed.get(why.index()).copied().unwrap_or(0);
+                                (vec![r.to_string(), why.as_str().to_string()], n)
+                            })
+                    })
+                    .collect(),
+            )
+        }),
+    },
+    Def {
+        key: "route_bytes",
+        prom: Some("sluice_route_bytes_total"),
+        kind: Kind::Counter,
+        labels: &["route", "direction"],
+        help: "Bytes written for the route's sessions, by direction.",
+        merge: Merge::Sum,
+        show: Show::No,
+        read: Read::Worker(|s, g| {
+            Value::Labelled(
+                s.routes
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(i, (r, c))| {
+                        let live = g.route_live_bytes.get(i).copied().unwrap_or((0, 0));
+                        [
+                            ("client_to_upstream", c.bytes_up + live.0),
+                            ("upstream_to_client", c.bytes_down + live.1),
+                        ]
+                        .map(|(d, n)| (vec![r.to_string(), d.to_string()], n))
+                    })
+                    .collect(),
+            )
+        }),
+    },
+    Def {
+        key: "route_connect_failures",
+        prom: Some("sluice_route_connect_failures_total"),
+        kind: Kind::Counter,
+        labels: &["route"],
+        help: "Upstream connect attempts of the route's sessions that failed.",
+        merge: Merge::Sum,
+        show: Show::No,
+        read: Read::Worker(|s, _| labelled(s.routes.iter().map(|(r, c)| (r, c.connect_failures)))),
+    },
+    Def {
+        key: "route_session_seconds",
+        prom: Some("sluice_route_session_duration_seconds"),
+        kind: Kind::Histogram,
+        labels: &["route"],
+        help: "Duration of the route's sessions.",
+        merge: Merge::Sum,
+        show: Show::No,
+        read: Read::Worker(|s, _| {
+            Value::Histograms(
+                s.routes
+                    .iter()
+                    .map(|(r, c)| (vec![r.to_string()], c.duration.clone()))
+                    .collect(),
+            )
+        }),
+    },
+    Def {
+        key: "route_connect_seconds",
+        prom: Some("sluice_route_connect_seconds"),
+        kind: Kind::Histogram,
+        labels: &["route"],
+        help: "Upstream TCP connect latency of the route's sessions.",
+        merge: Merge::Sum,
+        show: Show::No,
+        read: Read::Worker(|s, _| {
+            Value::Histograms(
+                s.routes
+                    .iter()
+                    .map(|(r, c)| (vec![r.to_string()], c.connect.clone()))
+                    .collect(),
+            )
+        }),
+    },
+    Def {
         key: "splice_pipes_in_use",
         prom: None,
         kind: Kind::Gauge,
@@ -694,6 +926,13 @@ impl Report {
         self.families().find(|(d, _)| d.key == key).map(|(_, v)| v)
     }
 
+    /// The values of the family exposed as `prom` (absent when the table has none).
+    pub fn get(&self, prom: &str) -> &Value {
+        self.families()
+            .find(|(d, _)| d.prom == Some(prom))
+            .map_or(&Value::Absent, |(_, v)| v)
+    }
+
     /// Every family with its values, in [`TABLE`] order.
     pub fn families(&self) -> impl Iterator<Item = (&'static Def, &Value)> {
         TABLE.iter().zip(self.values.iter())
@@ -764,6 +1003,7 @@ fn merge_value(rule: Merge, mine: &mut Value, theirs: &Value) {
         }
         (Value::Histogram(a), Value::Histogram(b)) => merge_histogram(a, b, combine),
         (Value::Histograms(a), Value::Histograms(b)) => {
+            // by label values: a route table that changed at a reload merges by name
             for (labels, h) in b {
                 match a.iter_mut().find(|(l, _)| l == labels) {
                     Some((_, m)) => merge_histogram(m, h, combine),
@@ -811,6 +1051,7 @@ mod tests {
             process: Process {
                 pid: 7,
                 uptime_seconds: 5,
+                start_unix: 0,
             },
             log: Counters {
                 lines: [0, 0, 5, 0, 0],
@@ -881,6 +1122,7 @@ mod tests {
             process: Process {
                 pid: 1,
                 uptime_seconds: 60,
+                start_unix: 0,
             },
             log: Counters {
                 lines: [1, 0, 3, 0, 0],
@@ -925,6 +1167,62 @@ mod tests {
         };
         assert_eq!(h.len(), 1, "one upstream, on both workers");
         assert_eq!(h[0].1.count(), 2);
+    }
+
+    #[test]
+    fn per_route_series_merge_by_name_whatever_each_worker_s_slots() {
+        // worker A took routes in the order a, b; worker B (respawned after a reload) b, c
+        let worker = |names: &[&str], n: u64| {
+            let mut s = Stats::default();
+            for name in names {
+                let slot = s.routes.slot(name);
+                let c = &mut s.routes.counters[slot];
+                c.sessions = n;
+                c.connect.observe(n);
+                c.closed[CloseReason::DeniedName.index()] = 1;
+            }
+            let g = Gauges {
+                route_sessions: vec![1; names.len()],
+                ..Gauges::default()
+            };
+            Report::of_worker(&s, &g)
+        };
+        let mut merged = worker(&["a", "b"], 2);
+        merged.merge(&worker(&["b", "c"], 3));
+        let by_route = |prom: &str| match merged.get(prom) {
+            Value::Labelled(v) => v.clone(),
+            other => panic!("{other:?}"),
+        };
+        let names = |v: Vec<(Vec<String>, u64)>| -> Vec<(String, u64)> {
+            v.into_iter().map(|(l, n)| (l.join("/"), n)).collect()
+        };
+        assert_eq!(
+            names(by_route("sluice_route_sessions_total")),
+            [("a".into(), 2), ("b".into(), 5), ("c".into(), 3)]
+        );
+        assert_eq!(
+            names(by_route("sluice_route_sessions")),
+            [("a".into(), 1), ("b".into(), 2), ("c".into(), 1)]
+        );
+        let refused = names(by_route("sluice_route_refused_total"));
+        assert!(
+            refused.contains(&("b/denied_name".into(), 2)),
+            "{refused:?}"
+        );
+        let Value::Histograms(h) = merged.get("sluice_route_connect_seconds") else {
+            panic!()
+        };
+        let counts: Vec<(String, u64)> = h.iter().map(|(l, h)| (l.join("/"), h.count())).collect();
+        assert_eq!(counts, [("a".into(), 1), ("b".into(), 2), ("c".into(), 1)]);
+        // and through the channel's line format, as a supervisor reads them
+        let text =
+            crate::admin::channel::encode(&crate::admin::reply::Reply::Metrics(merged.clone()));
+        assert_eq!(
+            crate::admin::channel::decode(&text),
+            Ok(crate::admin::channel::Message::Reply(
+                crate::admin::reply::Reply::Metrics(merged)
+            ))
+        );
     }
 
     #[test]

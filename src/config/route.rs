@@ -313,6 +313,9 @@ pub struct Route {
     pub alpn_tlv: AlpnTlv,
     /// CONNECT port when the PROXY header gave no destination.
     pub connect_port: Option<u16>,
+    /// Where the worker counts this route's sessions (`worker::stats::Routes`), set when
+    /// the worker takes the config in, so that a session counts without looking its name up.
+    pub metrics_slot: usize,
     /// Its own per-client limits (`client_*=`).
     pub client: ClientOptions,
     /// The per-client limits its sessions are held to, settled once every key is read
@@ -340,6 +343,7 @@ impl Route {
             crc32c: false,
             alpn_tlv: AlpnTlv::Received,
             connect_port: None,
+            metrics_slot: 0,
             client: ClientOptions::default(),
             limited: None,
         }

@@ -14,10 +14,32 @@ pub(super) struct Fanout {
     pending: Slab<Pending>,
 }
 
+/// Who asked, and what the merged answer becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Asker {
+    /// A control client: the reply rendered as text.
+    Control(ConnId),
+    /// A `/metrics` scrape: the Prometheus text.
+    Scrape(ConnId),
+    /// A `/status.json` request: the status page's JSON.
+    Status(ConnId),
+    /// The supervisor itself, sampling a report for the status page's history.
+    Sample,
+}
+
+impl Asker {
+    /// The connection waiting for the answer, if any.
+    pub fn conn(self) -> Option<ConnId> {
+        match self {
+            Asker::Control(c) | Asker::Scrape(c) | Asker::Status(c) => Some(c),
+            Asker::Sample => None,
+        }
+    }
+}
+
 struct Pending {
-    client: ConnId,
+    asker: Asker,
     line: String,
-    scrape: bool,
     /// One per worker: its reply, once in (`None` too if it died first).
     replies: Vec<Option<Reply>>,
     waiting: usize,
@@ -26,11 +48,9 @@ struct Pending {
 /// A request every worker has answered (or died on).
 pub(super) struct Answered {
     /// Who asked.
-    pub client: ConnId,
+    pub asker: Asker,
     /// The command line sent to the workers.
     pub line: String,
-    /// True for a `/metrics` scrape.
-    pub scrape: bool,
     /// How many workers replied.
     pub replies: usize,
     /// Their replies, merged.
@@ -38,12 +58,11 @@ pub(super) struct Answered {
 }
 
 impl Fanout {
-    /// A request from `client` about to go to `workers` workers; returns its number.
-    pub fn open(&mut self, client: ConnId, line: &str, scrape: bool, workers: usize) -> usize {
+    /// A request from `asker` about to go to `workers` workers; returns its number.
+    pub fn open(&mut self, asker: Asker, line: &str, workers: usize) -> usize {
         self.pending.insert(Pending {
-            client,
+            asker,
             line: line.to_string(),
-            scrape,
             replies: vec![None; workers],
             waiting: workers,
         })
@@ -52,7 +71,7 @@ impl Fanout {
     /// A request from `client` about to go to one worker of `workers`: what every worker
     /// shares (the client table) needs one answer, not a sum.
     pub fn open_one(&mut self, client: ConnId, line: &str, workers: usize) -> usize {
-        let r = self.open(client, line, false, workers);
+        let r = self.open(Asker::Control(client), line, workers);
         if let Some(p) = self.pending.get_mut(r) {
             p.waiting = 1;
         }
@@ -78,9 +97,8 @@ impl Fanout {
             .filter_map(|(i, r)| Some((i, r?)))
             .collect();
         Some(Answered {
-            client: p.client,
+            asker: p.asker,
             line: p.line,
-            scrape: p.scrape,
             replies: replies.len(),
             merged: reply::merge(replies),
         })
@@ -88,7 +106,14 @@ impl Fanout {
 
     /// True while `client` waits for an answer.
     pub fn busy(&self, client: ConnId) -> bool {
-        self.pending.iter().any(|(_, p)| p.client == client)
+        self.pending
+            .iter()
+            .any(|(_, p)| p.asker.conn() == Some(client))
+    }
+
+    /// True while a sample for the status page is out.
+    pub fn sampling(&self) -> bool {
+        self.pending.iter().any(|(_, p)| p.asker == Asker::Sample)
     }
 }
 
@@ -106,7 +131,7 @@ mod tests {
     fn a_request_is_done_when_every_worker_answered_or_died() {
         let client = ConnId::for_tests(3);
         let mut f = Fanout::default();
-        let r = f.open(client, "kill 4", false, 3);
+        let r = f.open(Asker::Control(client), "kill 4", 3);
         assert!(f.busy(client));
         assert!(f
             .reply(

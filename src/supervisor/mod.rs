@@ -37,8 +37,9 @@ mod upgrade;
 use crate::admin::channel::{self, Message};
 use crate::admin::command::{self, Command};
 use crate::admin::plane::{AdminPlane, ConnId, Request, Requests, Tokens};
-use crate::admin::reply::Reply;
+use crate::admin::reply::{Merged, Reply};
 use crate::admin::report::{Process, Report, Supervision};
+use crate::admin::status::History;
 use crate::config::{Config, Layers};
 use crate::handoff as env;
 use crate::hexdump::Address;
@@ -47,7 +48,7 @@ use crate::logfmt::{Shown, Value};
 use crate::logger;
 use crate::sys::fd::adopt_inherited;
 use crate::sys::signals::SignalPipe;
-use fanout::{is_replayed, Answered, Fanout};
+use fanout::{is_replayed, Answered, Asker, Fanout};
 use spawn::WorkerSlot;
 use upgrade::{Handoff, PipeNews, Upgrade};
 
@@ -107,6 +108,8 @@ pub struct Supervisor {
     health: health::Checker,
     /// Names resolved off the loop, for the supervisor and its workers.
     resolver: resolve::Resolver,
+    /// Reports sampled for the status page.
+    status: History,
     /// The machine's per-client counters, which every worker maps.
     clients: ClientTable,
     /// Claims in the client table seen unfinished at the last sweep, and when that was.
@@ -212,6 +215,7 @@ impl Supervisor {
             serving: false,
             health: health::Checker::new(HEALTH_BASE),
             resolver,
+            status: History::default(),
             clients,
             stuck_claims: Vec::new(),
             swept_ms: 0,
@@ -333,6 +337,7 @@ impl Supervisor {
             self.sweep_clients();
             self.respawn_due();
             self.check_upgrade();
+            self.sample_status();
             flush_in = logger::flush(Instant::now());
             if self.stopping && self.workers.iter().all(|w| w.child.is_none()) {
                 info!(
@@ -564,7 +569,8 @@ impl Supervisor {
         };
         for request in requests {
             match request {
-                Request::Scrape => self.fan_out(conn, "metrics", true),
+                Request::Scrape => self.fan_out(Asker::Scrape(conn), "metrics"),
+                Request::Status => self.fan_out(Asker::Status(conn), "metrics"),
                 Request::Line(line) => {
                     match line.and_then(|l| command::parse(&l).map(|c| (l, c))) {
                         Err(e) => self.plane.reply(conn, &format!("error: {e}")),
@@ -586,7 +592,7 @@ impl Supervisor {
                             // loop first; the workers then load it without resolving.
                             let names = resolve::Resolver::names_for(&cmd, &self.layers);
                             if names.is_empty() {
-                                self.fan_out(conn, &line, false);
+                                self.fan_out(Asker::Control(conn), &line);
                             } else {
                                 let after = resolve::After::Command { conn, line };
                                 self.resolver.request(names, after);
@@ -619,7 +625,7 @@ impl Supervisor {
             }
             match done.after {
                 resolve::After::Command { conn, line } => {
-                    self.fan_out(conn, &line, false);
+                    self.fan_out(Asker::Control(conn), &line);
                     let busy = self.fanout.busy(conn) || self.resolver.holds(conn);
                     self.plane.flush(self.poll.registry(), conn, busy);
                 }
@@ -642,9 +648,9 @@ impl Supervisor {
         self.resolver.refresh_if_due(&self.layers, now);
     }
 
-    fn fan_out(&mut self, client: ConnId, line: &str, scrape: bool) {
+    fn fan_out(&mut self, asker: Asker, line: &str) {
         let n = self.workers.len();
-        let r = self.fanout.open(client, line, scrape, n);
+        let r = self.fanout.open(asker, line, n);
         for i in 0..n {
             self.send(i, line, Some(r));
         }
@@ -662,9 +668,8 @@ impl Supervisor {
     /// once it is complete.
     fn answer(&mut self, r: usize, i: usize, reply: Option<Reply>) {
         let Some(Answered {
-            client,
+            asker,
             line,
-            scrape,
             replies,
             mut merged,
         }) = self.fanout.reply(r, i, reply)
@@ -682,21 +687,55 @@ impl Supervisor {
             let target = &self.cfg.log_target;
             merged.add_reopened(logger::reopen().map_err(|e| format!("{target}: {e}")));
         }
-        let text = merged.render();
-        if scrape {
-            self.plane.reply_scrape(client, &text);
-        } else {
-            if merged.is_ok() {
-                self.health.follow(&command, self.poll.registry());
-                self.follow(command);
+        let client = match asker {
+            Asker::Sample | Asker::Status(_) => {
+                let now_ms = self.now_ms();
+                if let Merged::One(Reply::Metrics(report)) = &merged {
+                    self.status.record(now_ms, report);
+                }
+                let Asker::Status(client) = asker else { return };
+                if let Merged::One(Reply::Metrics(report)) = &merged {
+                    let json = self.status.json(now_ms, report);
+                    self.plane.reply_status(client, &json);
+                } else {
+                    self.plane.reply_status(client, "{}");
+                }
+                client
             }
-            if merged.is_ok() && is_replayed(&line) {
-                self.replay.push(line);
+            Asker::Scrape(client) => {
+                self.plane.reply_scrape(client, &merged.render());
+                client
             }
-            self.plane.reply(client, &text);
-        }
-        let busy = self.fanout.busy(client);
+            Asker::Control(client) => {
+                if merged.is_ok() {
+                    self.health.follow(&command, self.poll.registry());
+                    self.follow(command);
+                }
+                if merged.is_ok() && is_replayed(&line) {
+                    self.replay.push(line);
+                }
+                self.plane.reply(client, &merged.render());
+                client
+            }
+        };
+        let busy = self.fanout.busy(client) || self.resolver.holds(client);
         self.plane.flush(self.poll.registry(), client, busy);
+    }
+
+    /// Asks the workers for a report for the status page's history, every
+    /// `status::SAMPLE_MS` while metrics are served (the page then shows the last minutes as
+    /// soon as it opens, and its rates are over real seconds).
+    fn sample_status(&mut self) {
+        let serving_metrics = self.plane.listener_fds().1.is_some();
+        if !serving_metrics
+            || self.stopping
+            || self.fanout.sampling()
+            || !self.status.due(self.now_ms())
+            || self.workers.is_empty()
+        {
+            return;
+        }
+        self.fan_out(Asker::Sample, "metrics");
     }
 
     /// Keeps the `set`s the workers accepted; one that may change a log key (or a reload)

@@ -15,3 +15,4 @@ pub mod shm;
 pub mod signals;
 #[cfg(target_os = "linux")]
 pub mod splice;
+pub mod terminal;

@@ -20,6 +20,17 @@ pub fn open_files() -> Option<usize> {
     Some(lim.rlim_cur as usize)
 }
 
+/// How many descriptors this process holds now (Linux: `/proc/self/fd`; elsewhere `None`).
+/// It reads a directory: per report, never per event.
+pub fn open_descriptors() -> Option<u64> {
+    if !cfg!(target_os = "linux") {
+        return None;
+    }
+    let n = std::fs::read_dir("/proc/self/fd").ok()?.count() as u64;
+    // the directory's own descriptor, open while it was read
+    Some(n.saturating_sub(1))
+}
+
 /// Both open-file limits now.
 pub fn open_files_limits() -> io::Result<OpenFiles> {
     let lim = read()?;

@@ -110,6 +110,10 @@ pub struct Worker {
     pub(crate) upstreams: Upstreams,
     /// The addresses of names, as the supervisor resolved them: loads read them here.
     pub(crate) names: Names,
+    /// This worker's number under its supervisor (0 alone): `sluice_worker_sessions`' label.
+    pub(crate) index: usize,
+    /// Reports sampled for the status page (served by a lone worker only).
+    pub(crate) status: crate::admin::status::History,
     pub(crate) cfg: Rc<Config>,
     pub(crate) layers: Layers,
     scratch: Box<[u8]>,
@@ -205,6 +209,8 @@ impl Worker {
         let pool = Pool::new(cfg.buffer_size, cfg.max_sessions * 3, 1024);
         let mut upstreams = Upstreams::default();
         upstreams.take(&mut cfg);
+        let mut stats = Stats::default();
+        stats.take_in(&mut cfg);
         let mut clients = match role.client_table {
             Some(fd) => ClientTable::adopt(fd),
             None => ClientTable::create(cfg.clients.table_size, 1),
@@ -231,9 +237,11 @@ impl Worker {
             pool,
             pipes: PipePool::new(cfg.splice_pipes, 0),
             wheel: Wheel::new(WHEEL_SLOTS, TICK_MS, 0),
-            stats: Stats::default(),
+            stats,
             upstreams,
             names: Names::default(),
+            index: role.index,
+            status: Default::default(),
             cfg: Rc::new(cfg),
             layers,
             scratch: vec![0u8; MAX_HELLO_LEN].into_boxed_slice(),

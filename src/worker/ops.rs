@@ -76,8 +76,15 @@ impl Worker {
             fallback: &system,
         };
         let names: &dyn Resolve = if self.supervised { &self.names } else { &lone };
-        let cfg = layers.load_with(names).map_err(|e| e.to_string())?;
-        self.apply(cfg)?;
+        let applied = layers
+            .load_with(names)
+            .map_err(|e| e.to_string())
+            .and_then(|cfg| self.apply(cfg));
+        if let Err(e) = applied {
+            self.stats.reloads.failure += 1;
+            return Err(e);
+        }
+        self.stats.reloads.success += 1;
         self.layers = layers;
         Ok(Applied {
             routes: self.cfg.routes.len() as u64,
@@ -182,6 +189,7 @@ impl Worker {
             logger::global().set_sink(sink);
         }
         self.upstreams.take(&mut cfg);
+        self.stats.take_in(&mut cfg);
         self.cfg = Rc::new(cfg);
         Ok(())
     }
@@ -226,6 +234,13 @@ impl Worker {
                     let body = metrics::render(&self.report());
                     self.plane.reply_scrape(conn, &body);
                 }
+                Request::Status => {
+                    // a lone worker samples when asked: the page's polls make its history
+                    let report = self.report();
+                    let json = self.status.json(self.now_ms, &report);
+                    self.status.record(self.now_ms, &report);
+                    self.plane.reply_status(conn, &json);
+                }
                 Request::Line(line) => {
                     let reply = match line.and_then(|l| command::parse(&l)) {
                         Ok(cmd) => self.execute(cmd),
@@ -264,10 +279,36 @@ impl Worker {
             process: Process::this(self.clock),
             upstreams: self.upstreams.members().to_vec(),
             now_ms: self.now_ms,
+            worker: self.index,
+            descriptors: (
+                crate::sys::rlimit::open_descriptors(),
+                crate::sys::rlimit::open_files().map(|n| n as u64),
+            ),
+            route_sessions: vec![0; self.stats.routes.names.len()],
+            route_live_bytes: vec![(0, 0); self.stats.routes.names.len()],
+            routes_in_force: self
+                .cfg
+                .routes
+                .iter()
+                .chain(std::iter::once(&self.cfg.default_route))
+                .map(|r| {
+                    let ups = r.pool.members.iter().map(|u| u.name.clone()).collect();
+                    (r.name.clone(), ups)
+                })
+                .collect(),
             client_table: (self.clients.entries(), self.clients.capacity() as u64),
             ..Gauges::default()
         };
         for (_, s) in self.sessions.iter() {
+            if let Some(i) = s.route_slot() {
+                if let Some(n) = g.route_sessions.get_mut(i) {
+                    *n += 1;
+                }
+                if let Some(b) = g.route_live_bytes.get_mut(i) {
+                    let (up, down) = s.bytes();
+                    *b = (b.0 + up, b.1 + down);
+                }
+            }
             if let Some(i) = STATES.iter().position(|st| *st == s.state()) {
                 if let Some(n) = g.sessions_by_state.get_mut(i) {
                     *n += 1;

@@ -114,6 +114,26 @@ impl CloseReason {
         )
     }
 
+    /// True for the reasons that mean a route turned the session away once it was chosen
+    /// (it denies, or the client is over the route's per-client limit): what
+    /// `sluice_route_refused_total` counts. A name mismatch or ECH refused happens before a
+    /// route is chosen: `sluice_closed_total` counts those.
+    pub fn is_refusal(self) -> bool {
+        matches!(
+            self,
+            CloseReason::DeniedName
+                | CloseReason::DeniedClient
+                | CloseReason::ClientLimit
+                | CloseReason::ClientRate
+        )
+    }
+
+    /// Its place in [`CloseReason::ALL`].
+    #[inline]
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// The stable label.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -165,11 +185,22 @@ impl Histogram {
 
     /// Records one observation.
     pub fn observe(&mut self, ms: u64) {
-        let i = Self::BOUNDS_MS
+        self.observe_in(Self::bucket(ms), ms);
+    }
+
+    /// The bucket `ms` falls in (the last: +Inf), found once for several histograms.
+    #[inline]
+    pub fn bucket(ms: u64) -> usize {
+        Self::BOUNDS_MS
             .iter()
             .position(|&b| ms <= b)
-            .unwrap_or(Self::BOUNDS_MS.len());
-        if let Some(c) = self.counts.get_mut(i) {
+            .unwrap_or(Self::BOUNDS_MS.len())
+    }
+
+    /// Records one observation of `ms` in `bucket` (`Histogram::bucket(ms)`).
+    #[inline]
+    pub fn observe_in(&mut self, bucket: usize, ms: u64) {
+        if let Some(c) = self.counts.get_mut(bucket) {
             *c += 1;
         }
         self.sum_ms += ms;
@@ -210,16 +241,122 @@ pub struct Stats {
     pub session_duration: Histogram,
     /// Parse errors by parser and kind, e.g. `proxy/v1_too_long`.
     pub parse_errors: BTreeMap<(&'static str, &'static str), u64>,
+    /// Counters per route, by the slot each route's `metrics_slot` names.
+    pub routes: Routes,
+    /// Config reloads (SIGHUP, `reload`, `set`) applied and refused.
+    pub reloads: Reloads,
+}
+
+/// One route's counters. A route keeps its slot (and its counts) for the worker's life,
+/// across reloads that drop and bring it back: a counter never goes down.
+#[derive(Debug, Clone, Default)]
+pub struct RouteCounters {
+    /// Sessions that took the route.
+    pub sessions: u64,
+    /// Of those, closed by reason (indexed like `CloseReason::ALL`).
+    pub closed: [u64; CloseReason::ALL.len()],
+    /// Bytes written to its upstreams by its closed sessions (a report adds the running
+    /// ones': counting per event would cost every shuffle).
+    pub bytes_up: u64,
+    /// Bytes written to its clients by its closed sessions (likewise).
+    pub bytes_down: u64,
+    /// Upstream connect attempts that failed.
+    pub connect_failures: u64,
+    /// Session duration (ms), observed at close.
+    pub duration: Histogram,
+    /// Upstream TCP connect latency (ms).
+    pub connect: Histogram,
+}
+
+impl RouteCounters {
+    /// Counts a session's close: its reason, its duration (in `bucket`, found once for
+    /// the machine-wide histogram too) and its bytes.
+    #[inline]
+    pub fn close(
+        &mut self,
+        reason: CloseReason,
+        bucket: usize,
+        duration_ms: u64,
+        bytes: (u64, u64),
+    ) {
+        if let Some(c) = self.closed.get_mut(reason.index()) {
+            *c += 1;
+        }
+        self.duration.observe_in(bucket, duration_ms);
+        self.bytes_up += bytes.0;
+        self.bytes_down += bytes.1;
+    }
+}
+
+/// The per-route counters of a worker: slots handed out by route name when a config is
+/// taken in (never per session), so the hot path indexes an array.
+#[derive(Debug, Clone, Default)]
+pub struct Routes {
+    /// The route name of each slot, in the order slots were handed out.
+    pub names: Vec<String>,
+    /// The counters of each slot.
+    pub counters: Vec<RouteCounters>,
+}
+
+impl Routes {
+    /// The slot of the route named `name`, made on first sight.
+    pub fn slot(&mut self, name: &str) -> usize {
+        if let Some(i) = self.names.iter().position(|n| n == name) {
+            return i;
+        }
+        self.names.push(name.to_string());
+        self.counters.push(RouteCounters::default());
+        self.names.len() - 1
+    }
+
+    /// The counters of `slot` (a slot this table handed out).
+    #[inline]
+    pub fn get_mut(&mut self, slot: usize) -> Option<&mut RouteCounters> {
+        self.counters.get_mut(slot)
+    }
+
+    /// Every route with its counters, in slot order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &RouteCounters)> {
+        self.names.iter().map(String::as_str).zip(&self.counters)
+    }
+}
+
+/// Config reloads counted by result.
+#[derive(Debug, Clone, Default)]
+pub struct Reloads {
+    /// Applied.
+    pub success: u64,
+    /// Refused (the old config stayed).
+    pub failure: u64,
+    /// When the config in force was applied (the start's counts), seconds since the epoch.
+    pub last_success_unix: u64,
 }
 
 impl Stats {
-    /// Counts a close.
-    pub fn close(&mut self, reason: CloseReason) {
-        if let Some(i) = CloseReason::ALL.iter().position(|r| *r == reason) {
-            if let Some(c) = self.closed.get_mut(i) {
-                *c += 1;
-            }
+    /// Takes in a config about to serve: gives each route its counters' slot (by name, so
+    /// a route that stays across a reload keeps counting where it did) and notes when.
+    pub fn take_in(&mut self, cfg: &mut crate::config::Config) {
+        for r in cfg.routes.iter_mut() {
+            r.metrics_slot = self.routes.slot(&r.name);
         }
+        cfg.default_route.metrics_slot = self.routes.slot(&cfg.default_route.name);
+        self.reloads.last_success_unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+    }
+
+    /// Counts a close.
+    #[inline]
+    pub fn close(&mut self, reason: CloseReason) {
+        if let Some(c) = self.closed.get_mut(reason.index()) {
+            *c += 1;
+        }
+    }
+
+    /// The counters of the route in `slot` (`None`: no route chosen yet).
+    #[inline]
+    pub fn route(&mut self, slot: Option<usize>) -> Option<&mut RouteCounters> {
+        slot.and_then(|s| self.routes.get_mut(s))
     }
 
     /// Counts a parse error of `parser` (e.g. "proxy", "tls") and `kind`.
@@ -233,5 +370,57 @@ impl Stats {
             .iter()
             .copied()
             .zip(self.closed.iter().copied())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reason_s_index_is_its_place_in_all() {
+        for (i, r) in CloseReason::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i, "{r:?}");
+        }
+    }
+
+    #[test]
+    fn refusals_after_the_route_is_known_are_the_route_s() {
+        let refusals: Vec<&str> = CloseReason::ALL
+            .iter()
+            .filter(|r| r.is_refusal())
+            .map(|r| r.as_str())
+            .collect();
+        assert_eq!(
+            refusals,
+            [
+                "denied_name",
+                "denied_client",
+                "client_limit",
+                "client_rate"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_route_keeps_its_slot_by_name() {
+        let mut routes = Routes::default();
+        let a = routes.slot("a");
+        let d = routes.slot("default");
+        assert_eq!((a, d), (0, 1));
+        assert_eq!(routes.slot("a"), 0, "the same name, the same slot");
+        let mut s = Stats {
+            routes,
+            ..Stats::default()
+        };
+        if let Some(r) = s.route(Some(1)) {
+            r.close(CloseReason::DeniedName, Histogram::bucket(3), 3, (1, 2));
+        }
+        assert!(s.route(None).is_none());
+        let (name, c) = s.routes.iter().nth(1).unwrap();
+        assert_eq!(name, "default");
+        assert_eq!(c.closed[CloseReason::DeniedName.index()], 1);
+        assert_eq!(c.duration.count(), 1);
+        assert_eq!((c.bytes_up, c.bytes_down), (1, 2));
     }
 }

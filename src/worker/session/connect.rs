@@ -106,6 +106,9 @@ pub fn dial(core: &mut Core, ctx: &mut Ctx<'_>) -> Result<TcpStream, CloseReason
                 ctx.stats.connect_failures += 1;
                 core.pick
                     .failed(ctx.upstreams, Failure::Refused, ctx.now_ms);
+                if let Some(r) = ctx.stats.route(core.route_slot) {
+                    r.connect_failures += 1;
+                }
                 sdebug!(
                     core,
                     "connect failed at once sid={} upstream={} error={}",
@@ -264,6 +267,9 @@ impl Connecting {
             Ok(true) => {
                 let took = ctx.now_ms.saturating_sub(self.started_ms);
                 core.pick.connected(ctx.upstreams, took);
+                if let Some(r) = ctx.stats.route(core.route_slot) {
+                    r.connect.observe(took);
+                }
                 sdebug!(
                     core,
                     "upstream connected sid={} client={} name={} route={} upstream={} mode={} connect_ms={}",
@@ -282,6 +288,9 @@ impl Connecting {
                 Dialed::Connected
             }
             Err(e) => {
+                if let Some(r) = ctx.stats.route(core.route_slot) {
+                    r.connect_failures += 1;
+                }
                 sdebug!(
                     core,
                     "connect failed sid={} upstream={} error={}",

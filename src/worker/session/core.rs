@@ -91,6 +91,8 @@ pub struct Core {
     pub facts: Facts,
     /// Index of the route taken in `cfg.routes`; `None`: the default route.
     route: Option<usize>,
+    /// The route's slot in the worker's per-route counters, once a route was chosen.
+    pub route_slot: Option<usize>,
     /// The upstream address connected to (or being tried, or the last one tried).
     pub upstream_addr: Option<SocketAddr>,
     /// Where the session stands in its route's pool.
@@ -136,6 +138,7 @@ impl Core {
                 ..Facts::default()
             },
             route: None,
+            route_slot: None,
             upstream_addr: None,
             pick: Cursor::default(),
             started_ms: ctx.now_ms,
@@ -355,6 +358,11 @@ impl Core {
             )
         };
         self.route = index;
+        let slot = self.route().metrics_slot;
+        self.route_slot = Some(slot);
+        if let Some(r) = ctx.stats.routes.get_mut(slot) {
+            r.sessions += 1;
+        }
         if let Some((reason, alert)) = denied {
             info!(
                 target: TARGET,

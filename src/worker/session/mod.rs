@@ -36,7 +36,7 @@ use crate::hexdump::{Address, DumpRows, ERROR_DUMP_LIMIT};
 use crate::net;
 use crate::wire::tls;
 use crate::worker::pipe::{Reported, Shuffled, Shuffling};
-use crate::worker::stats::CloseReason;
+use crate::worker::stats::{CloseReason, Histogram};
 use crate::worker::token::{token, Leg};
 use crate::worker::upstreams::Failure;
 use connect::{Connecting, Dialed};
@@ -191,6 +191,11 @@ impl Session {
     /// The client as log lines show it.
     pub fn client_label(&self) -> Address {
         self.core.client_label()
+    }
+
+    /// The slot of the route chosen in the worker's per-route counters, once one is.
+    pub fn route_slot(&self) -> Option<usize> {
+        self.core.route_slot
     }
 
     /// The name of the route chosen, `default` until one is (what `show sessions` says).
@@ -358,6 +363,9 @@ impl Session {
             // The client had its time to read the alert and close.
             Phase::Refusing(r) => Next::Close(r.reason()),
             Phase::Connecting(c) => {
+                if let Some(r) = ctx.stats.route(self.core.route_slot) {
+                    r.connect_failures += 1;
+                }
                 sdebug!(
                     self.core,
                     "connect timed out sid={} upstream={}",
@@ -420,7 +428,12 @@ impl Session {
         }
         ctx.stats.close(reason);
         let duration_ms = ctx.now_ms.saturating_sub(self.core.started_ms);
-        ctx.stats.session_duration.observe(duration_ms);
+        let bucket = Histogram::bucket(duration_ms);
+        ctx.stats.session_duration.observe_in(bucket, duration_ms);
+        if let Some(r) = ctx.stats.route(self.core.route_slot) {
+            // its bytes counted while it ran come from the live sessions at each report
+            r.close(reason, bucket, duration_ms, (bytes_up, bytes_down));
+        }
         let core = &self.core;
         // A health check is the load balancer's business, every few seconds: not news.
         let level = if reason == CloseReason::HealthCheck && !core.traced {
