@@ -22,19 +22,6 @@ fn contrib(path: &str) -> PathBuf {
         .join(path)
 }
 
-/// Dashboard expressions that read issue 15's per-upstream series (upstream pools). Until
-/// the scraped /metrics has the series they name, each is skipped with a message; once it
-/// has them, each must return data like every other expression.
-const NEEDS_UPSTREAM_POOLS: &[&str] = &[
-    "sluice_upstream_up",
-    "sluice_upstream_sessions",
-    "sluice_upstream_sessions_total",
-    "sluice_upstream_bytes_total",
-    "sluice_upstream_ejections_total",
-    "sluice_upstream_connect_failures_total",
-    "sluice_upstream_connect_seconds",
-];
-
 fn promtool() -> Option<PathBuf> {
     let p = which("promtool");
     if p.is_none() {
@@ -259,18 +246,12 @@ fn a_real_prometheus_answers_every_dashboard_expression_under_traffic() {
     let exprs = dashboard_exprs(&dashboard);
     assert!(exprs.len() >= 25, "{} expressions", exprs.len());
     let mut failed = Vec::new();
-    let mut skipped = Vec::new();
     for expr in &exprs {
-        let names = metric_names(expr);
-        let missing: Vec<&String> = names.iter().filter(|n| !exposed(n)).collect();
-        if let Some(m) = missing.first() {
-            // only issue 15's series may be missing, and only while they are not exposed
+        for m in metric_names(expr) {
             assert!(
-                NEEDS_UPSTREAM_POOLS.contains(&m.as_str()),
+                exposed(&m),
                 "the dashboard reads {m}, which sluice does not expose: {expr}"
             );
-            skipped.push(format!("{expr} (needs {m}, issue 15)"));
-            continue;
         }
         let q = with_variables(expr);
         // a few more scrapes for what needs them (a rate of a series just born)
@@ -288,20 +269,17 @@ fn a_real_prometheus_answers_every_dashboard_expression_under_traffic() {
             failed.push(format!("{q}\n  -> {}", answer.1));
         }
     }
-    for s in &skipped {
-        eprintln!("SKIPPED until sluice exposes issue 15's per-upstream series: {s}");
-    }
     assert!(
         failed.is_empty(),
         "dashboard expressions without data:\n{}",
         failed.join("\n")
     );
-    // the alerts read only what sluice exposes (or issue 15 will)
+    // the alerts read only what sluice exposes
     let rules = std::fs::read_to_string(contrib("prometheus/sluice-alerts.yml")).unwrap();
     for line in rules.lines().filter(|l| !l.trim_start().starts_with('#')) {
         for name in metric_names(line) {
             assert!(
-                exposed(&name) || NEEDS_UPSTREAM_POOLS.contains(&name.as_str()),
+                exposed(&name),
                 "an alert reads {name}, which sluice does not expose: {line}"
             );
         }
