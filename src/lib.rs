@@ -48,8 +48,9 @@
 //!     connections; `admin::conn` — one connection and its framing (lines, HTTP).
 //!   * `admin::command` — the control line protocol; `admin::trace` — trace rules.
 //!   * `admin::reply` — a command's typed answer, rendered and merged over workers.
-//!   * `admin::report` — every metric named once with its merge rule (`show stats` and
-//!     `/metrics` both come from it); `admin::metrics` — the Prometheus text of a report.
+//!   * `admin::report` — a report's values, merged over workers (`show stats` and `/metrics`
+//!     both come from it); `admin::report::table` every metric named once with its merge
+//!     rule, `admin::report::family` the words a table entry is made of; `admin::metrics` — the Prometheus text of a report.
 //!   * `admin::status` — the status page (`status.html`, compiled in) and its JSON, made
 //!     from sampled reports.
 //!   * `admin::channel` — the line format workers answer the supervisor in.
@@ -62,7 +63,8 @@
 //!   worker and holds the supervisor's end of its channel, `supervisor::fanout` collects and
 //!   merges the workers' replies to admin requests, `supervisor::upgrade` hands over to a new
 //!   binary, `supervisor::notify` tells systemd, `supervisor::health` runs the machine's
-//!   active health checks, `supervisor::resolve` resolves names in a helper thread.
+//!   active health checks, `supervisor::resolve` resolves names in a helper thread, `supervisor::client_table`
+//!   adopts or makes the machine's client table.
 //! * `handoff` — the environment variables a supervisor hands its workers and successor.
 //! * `sys` — every FFI call (`libc`) behind a safe function, the crate's only `unsafe`:
 //!   `sys::fd` (pipes, descriptor flags, adoption, umask), `sys::process` (spawning with
