@@ -7,6 +7,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use super::connect::ConnectHeader;
+use super::listener::Listener;
 use super::route::{self, Mode, Route};
 use super::upstream::Upstream;
 use crate::cidr::Cidr;
@@ -66,6 +67,12 @@ pub struct Config {
     pub ip: IpAddr,
     /// ENVOY_PORT
     pub port: u16,
+    /// ENVOY_LISTEN then ENVOY_LISTEN_FILE; when both are empty, the one listener on
+    /// ENVOY_IP:ENVOY_PORT named `default` (`config::listener`).
+    pub listeners: Vec<Listener>,
+    /// The listener this configuration is settled for ([`Config::for_listener`]): its
+    /// sessions' policy and the `listener=` route condition read it. 0 in the base.
+    pub listener: usize,
     /// ENVOY_UPSTREAM
     pub upstream: Upstream,
     /// ENVOY_ACCEPTORS
@@ -156,6 +163,8 @@ impl Config {
         Config {
             ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             port: 0,
+            listeners: Vec::new(),
+            listener: 0,
             default_route: Route::default_route(upstream.clone(), Mode::Direct),
             upstream,
             acceptors: 0,
@@ -238,9 +247,57 @@ impl Config {
         crate::logfmt::Value::str(text)
     }
 
-    /// The listen address.
+    /// ENVOY_IP:ENVOY_PORT, the implicit listener's address.
     pub fn listen_addr(&self) -> SocketAddr {
         SocketAddr::new(self.ip, self.port)
+    }
+
+    /// The name of the listener this configuration is settled for.
+    pub fn listener_name(&self) -> &str {
+        self.listeners
+            .get(self.listener)
+            .map_or(super::listener::DEFAULT_NAME, |l| l.name.as_str())
+    }
+
+    /// This configuration as the sessions of listener `i` see it: its overrides in place
+    /// of the `ENVOY_*` values (PROXY policy, trusted sources, timeouts, the default
+    /// route). Made once per listener when a configuration is applied, so that a session
+    /// pays nothing for its listener's policy.
+    pub fn for_listener(&self, i: usize) -> Config {
+        let mut c = self.clone();
+        c.listener = i;
+        let Some(l) = self.listeners.get(i) else {
+            return c;
+        };
+        let o = &l.overrides;
+        if let Some(p) = o.proxy_protocol {
+            c.proxy_protocol = p;
+        }
+        if let Some(t) = &o.trusted {
+            c.trusted_proxies.clone_from(t);
+        }
+        if let Some(ms) = o.header_timeout_ms {
+            c.header_timeout_ms = ms;
+        }
+        if let Some(ms) = o.connect_timeout_ms {
+            c.connect_timeout_ms = ms;
+        }
+        if let Some(ms) = o.idle_timeout_ms {
+            c.idle_timeout_ms = ms;
+        }
+        if o.upstreams.is_some() || o.mode.is_some() {
+            // Counted with the default route's clients (same limits, same counters).
+            let limited = c.default_route.limited;
+            let ups = o.upstreams.clone();
+            let mut r = Route::default_route(c.upstream.clone(), o.mode.unwrap_or(c.upstream_mode));
+            if let Some(ups) = ups {
+                r.addrs = ups.iter().flat_map(|u| u.addrs.iter().copied()).collect();
+                r.upstreams = ups;
+            }
+            r.limited = limited;
+            c.default_route = r;
+        }
+        c
     }
 
     /// The route for a session: the first that matches, else the default.

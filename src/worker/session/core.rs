@@ -332,6 +332,7 @@ impl Core {
             client: self.facts.src.map(|s| s.ip()),
             alpn: self.facts.alpn.as_bytes(),
             proto: self.facts.proto,
+            listener: self.cfg.listener,
         };
         let (index, denied, limited) = {
             let route = self.cfg.route(&req);
