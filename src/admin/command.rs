@@ -12,6 +12,7 @@ set <KEY> <VALUE>             change a key for new sessions (validated like star
 set log-level <level>         off, error, warn, info, debug, trace
 reload                        re-read ENVOY_CONFIG_FILE and the routes, apply for new sessions
 show sessions                 id state client sni upstream bytes_up bytes_down age_ms
+show listeners                name address state sessions accepted refused policy
 show stats                    counters
 show clients                  top clients by sessions and by rate (the machine's client table)
 forget <cidr>                 reset those clients' rate and refusals; idle entries dropped
@@ -57,6 +58,14 @@ pub enum Command {
     Metrics,
     /// `upgrade`: start the binary now on disk and hand it the sockets (supervisor only).
     Upgrade,
+    /// `show listeners`
+    ShowListeners,
+    /// `listen ADDR`: the supervisor hands a worker the socket (passed with the line) of the
+    /// listener configured at ADDR.
+    Listen(std::net::SocketAddr),
+    /// `unlisten ADDR`: the supervisor takes back a socket it handed out (a change it did
+    /// not commit).
+    Unlisten(std::net::SocketAddr),
 }
 
 /// Parses one command line (without its line end).
@@ -76,7 +85,17 @@ pub fn parse(line: &str) -> Result<Command, String> {
         ("show", ["sessions"]) => Ok(Command::ShowSessions),
         ("show", ["stats"]) => Ok(Command::ShowStats),
         ("show", ["clients"]) => Ok(Command::ShowClients),
-        ("show", _) => Err("usage: show config|sessions|stats|clients".into()),
+        ("show", ["listeners"]) => Ok(Command::ShowListeners),
+        ("show", _) => Err("usage: show config|sessions|stats|clients|listeners".into()),
+        ("listen" | "unlisten", _) => {
+            let a = one("addr:port")?;
+            let addr = a.parse().map_err(|_| format!("not ADDR:PORT: {a:?}"))?;
+            Ok(if verb == "listen" {
+                Command::Listen(addr)
+            } else {
+                Command::Unlisten(addr)
+            })
+        }
         ("forget", _) => {
             let a = one("cidr")?;
             a.parse()

@@ -19,7 +19,6 @@
 //! log keys say (a `set`, a reload) so that its lines go where theirs go.
 
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -28,6 +27,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
 mod fanout;
+mod listeners;
 mod notify;
 mod spawn;
 mod upgrade;
@@ -46,6 +46,7 @@ use crate::logger;
 use crate::sys::fd::adopt_inherited;
 use crate::sys::signals::SignalPipe;
 use fanout::{is_replayed, Answered, Fanout};
+use listeners::{Bound, Staged};
 use spawn::WorkerSlot;
 use upgrade::{Handoff, PipeNews, Upgrade};
 
@@ -80,7 +81,10 @@ pub struct Supervisor {
     /// supervisor follows are read from it.
     layers: Layers,
     exe: PathBuf,
-    listeners: Vec<OwnedFd>,
+    /// Every listener's sockets, one per worker each.
+    listeners: Vec<Bound>,
+    /// A listener change handed to the workers, waiting for their answer to request `.0`.
+    staged: Option<(usize, Staged)>,
     plane: AdminPlane,
     workers: Vec<WorkerSlot>,
     fanout: Fanout,
@@ -132,13 +136,28 @@ impl Supervisor {
         ])?;
         poll.registry()
             .register(&mut SourceFd(&signals.fd()), SIGNALS, Interest::READABLE)?;
+        let replay: Vec<String> = std::env::var(env::REPLAY)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect();
+        std::env::remove_var(env::REPLAY);
+        let mut layers = Layers::from_process_env();
+        for line in &replay {
+            if let Ok(Command::Set(k, v)) = command::parse(line) {
+                layers = layers.with_set(&k, &v).unwrap_or(layers);
+            }
+        }
+        let mut cfg = cfg;
+        if !layers.set.is_empty() {
+            // an upgrade: the listeners the old generation's `set`s made are bound here too
+            if let Ok(c) = layers.load() {
+                cfg.listeners = c.listeners;
+            }
+        }
         // Adopting a descriptor consumes its variable: the workers inherit none of them.
-        let listeners = upgrade::bind_listeners(&cfg).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("cannot start on {}: {e}", cfg.listen_addr()),
-            )
-        })?;
+        let listeners = listeners::bind_all(&cfg)?;
         let mut plane = AdminPlane::new(ADMIN_TOKENS);
         let control = &cfg.control_socket;
         let owner = crate::privilege::control_socket_ownership(&cfg)
@@ -157,34 +176,23 @@ impl Supervisor {
         .map_err(|e| named("ENVOY_METRICS_ADDR", &metrics, e))?;
         let clients = client_table(&cfg)?;
         let tell_ready = adopt_inherited(env::UPGRADE_FD)?.map(std::fs::File::from);
-        let replay: Vec<String> = std::env::var(env::REPLAY)
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| !l.is_empty())
-            .map(String::from)
-            .collect();
-        std::env::remove_var(env::REPLAY);
         let addr = listeners
             .first()
-            .map(upgrade::local_addr)
-            .ok_or_else(|| io::Error::other("no worker to start (ENVOY_WORKERS)"))??;
+            .filter(|_| cfg.workers > 0)
+            .map(|b| b.local)
+            .ok_or_else(|| io::Error::other("no worker to start (ENVOY_WORKERS)"))?;
         info!(
             "supervisor starting pid={} workers={} addr={}",
             std::process::id(),
             cfg.workers,
             Address(Some(addr))
         );
-        let mut layers = Layers::from_process_env();
-        for line in &replay {
-            if let Ok(Command::Set(k, v)) = command::parse(line) {
-                layers = layers.with_set(&k, &v).unwrap_or(layers);
-            }
-        }
         let mut s = Supervisor {
             poll,
             layers,
             exe,
             listeners,
+            staged: None,
             plane,
             workers: Vec::new(),
             fanout: Fanout::default(),
@@ -230,15 +238,11 @@ impl Supervisor {
     /// Starts worker `i` on its listener, with a fresh channel; then replays the runtime
     /// changes to it.
     fn spawn(&mut self, i: usize) -> io::Result<()> {
-        let listener = self
-            .listeners
-            .get(i)
-            .ok_or_else(|| io::Error::other(format!("no listener for worker {i}")))?
-            .as_raw_fd();
+        let (spec, fds) = listeners::for_worker(&self.listeners, i);
         let (child, chan) = spawn::start(
             &self.exe,
             (i, self.cfg.workers),
-            listener,
+            (&spec, &fds),
             self.clients.fd(),
             self.poll.registry(),
             Token(WORKER_BASE + i),
@@ -328,6 +332,13 @@ impl Supervisor {
             match s {
                 libc::SIGCHLD => {}
                 libc::SIGHUP => {
+                    // New listeners' sockets go first; a worker serves them whichever of
+                    // socket and signal it reads first. Our copies of removed ones close.
+                    match self.stage_listeners(&self.layers.clone()) {
+                        Ok(Some(staged)) => listeners::commit(&mut self.listeners, staged),
+                        Ok(None) => {}
+                        Err(e) => error!("listeners unchanged error={}", Value::str(&e)),
+                    }
                     self.signal_workers(libc::SIGHUP);
                     self.follow_log_keys(self.layers.clone());
                 }
@@ -547,6 +558,9 @@ impl Supervisor {
                         Ok((line, Command::ShowClients | Command::Forget(_))) => {
                             self.ask_one(conn, &line)
                         }
+                        Ok((line, cmd @ (Command::Set(..) | Command::Reload))) => {
+                            self.change_config(conn, &line, &cmd)
+                        }
                         Ok((line, cmd)) => {
                             if cmd == Command::Drain {
                                 self.stop();
@@ -561,9 +575,45 @@ impl Supervisor {
         self.plane.flush(self.poll.registry(), conn, busy);
     }
 
+    /// `set` or `reload`: the listeners it adds are bound and handed to the workers before
+    /// the line goes to them (all or nothing); committed once they all applied it.
+    fn change_config(&mut self, conn: ConnId, line: &str, cmd: &Command) {
+        let layers = match cmd {
+            Command::Set(k, v) => self.layers.with_set(k, v).ok(),
+            _ => Some(self.layers.clone()),
+        };
+        let staged = match layers {
+            _ if self.staged.is_some() => Err("a listener change is being applied".into()),
+            Some(l) => self.stage_listeners(&l),
+            None => Ok(None),
+        };
+        match staged {
+            Ok(staged) => self.fan_out_staged(conn, line, false, staged),
+            Err(e) => self
+                .plane
+                .reply(conn, &format!("error: {e}; nothing changed")),
+        }
+    }
+
+    /// The listener change `layers` makes, its new sockets bound and handed to the running
+    /// workers; `None` when the configuration is invalid (the workers say why).
+    fn stage_listeners(&mut self, layers: &Layers) -> Result<Option<Staged>, String> {
+        let Ok(cfg) = layers.load() else {
+            return Ok(None);
+        };
+        let staged = listeners::stage(&cfg, &self.listeners, self.workers.len())?;
+        listeners::hand_out(&staged, &mut self.workers)?;
+        Ok(Some(staged))
+    }
+
     fn fan_out(&mut self, client: ConnId, line: &str, scrape: bool) {
+        self.fan_out_staged(client, line, scrape, None);
+    }
+
+    fn fan_out_staged(&mut self, client: ConnId, line: &str, scrape: bool, st: Option<Staged>) {
         let n = self.workers.len();
         let r = self.fanout.open(client, line, scrape, n);
+        self.staged = st.map(|s| (r, s)).or(self.staged.take());
         for i in 0..n {
             self.send(i, line, Some(r));
         }
@@ -596,6 +646,15 @@ impl Supervisor {
             process: Process::this(self.clock),
             log: logger::counters(),
         }));
+        if self.staged.as_ref().is_some_and(|(s, _)| *s == r) {
+            if let Some((_, staged)) = self.staged.take() {
+                if merged.is_ok() {
+                    listeners::commit(&mut self.listeners, staged);
+                } else {
+                    listeners::take_back(&staged.added, &mut self.workers);
+                }
+            }
+        }
         let command = command::parse(&line);
         if command == Ok(Command::ReopenLogs) {
             let target = &self.cfg.log_target;
@@ -679,9 +738,10 @@ impl Supervisor {
             return Err(io::Error::other("an upgrade is already running"));
         }
         let (control, metrics) = self.plane.listener_fds();
+        let fds = listeners::all_fds(&self.listeners);
         let handoff = Handoff {
             exe: &self.exe,
-            listeners: &self.listeners,
+            listeners: &fds,
             control,
             metrics,
             replay: &self.replay,

@@ -154,6 +154,11 @@ impl Session {
         self.core.traced = on;
     }
 
+    /// The configuration it started with, settled for its listener.
+    pub fn config(&self) -> &Config {
+        &self.core.cfg
+    }
+
     /// What the first bytes said.
     pub fn facts(&self) -> &Facts {
         &self.core.facts
