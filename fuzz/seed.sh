@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 fixtures=../fixtures
-targets="${*:-proxy_v1 proxy_v2 proxy_detect tls emit_roundtrip http_request connect_reply session}"
+targets="${*:-proxy_v1 proxy_v2 proxy_detect tls emit_roundtrip http_request connect_reply session first_bytes}"
 
 hex() { head -c "$1" "$2" | od -An -tx1 | tr -d ' \n'; }
 
@@ -32,6 +32,14 @@ for f in "$fixtures"/*.bin; do
   [ "$hdr" -ge "$size" ] && hdr=0
   for t in $targets; do
     [ "$t" = session ] && continue # scripts, not captures: see below
+    if [ "$t" = first_bytes ]; then
+      # One knob byte first (sluice_fuzz::first_bytes): 6 required + trusted, 7 optional +
+      # trusted, 5 off, 14 required + trusted + LOCAL.
+      for k in 6 7 5 14; do
+        { printf "\\$(printf %03o "$k")"; cat "$f"; } >"corpus/$t/$name.k$k.bin"
+      done
+      continue
+    fi
     cp "$f" "corpus/$t/$name.bin"
     case $t in
       proxy_v1 | proxy_v2 | proxy_detect)

@@ -62,20 +62,6 @@ fn two_workers(dir: &TempDir, upstream: SocketAddr, extra: &[(&str, &str)]) -> S
     s
 }
 
-/// `sluice ctl ARGS...` as an operator types it: (exit status 0, stdout).
-fn ctl(sock: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new(sluice_bin())
-        .arg("ctl")
-        .args(args)
-        .env("ENVOY_CONTROL_SOCKET", sock)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
-}
-
 /// `show sessions`: session id by client address (as the client sees its own address).
 fn sessions(sock: &Path) -> BTreeMap<String, u64> {
     let (ok, out) = ctl(sock, &["show", "sessions"]);

@@ -257,18 +257,6 @@ fn one(sluice: &Sluice, bytes: &[u8], fin: bool) {
     closed_within(&mut c, T);
 }
 
-fn ctl(sock: &std::path::Path, args: &[&str]) -> String {
-    let out = Command::new(sluice_bin())
-        .arg("ctl")
-        .args(args)
-        .env("ENVOY_CONTROL_SOCKET", sock)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "ctl {args:?}: {text}");
-    text
-}
-
 /// Waits until `n` records have the free words `message`.
 fn wait_records(sluice: &Sluice, message: &str, n: usize) -> Vec<Record> {
     let until = Instant::now() + T;
@@ -324,10 +312,10 @@ fn every_kind_of_line_is_logfmt_with_its_keys() {
 
     // a whole TLS session behind a PROXY v2 header, traced by the client's block; another
     // one untraced
-    ctl(&sock, &["trace", "203.0.113.0/24"]);
+    ctl_ok(&sock, &["trace", "203.0.113.0/24"]);
     one(&sluice, &[&v2(0x21, &[])[..], &hello[..]].concat(), true);
     wait_records(&sluice, "close", 1);
-    ctl(&sock, &["untrace", "all"]);
+    ctl_ok(&sock, &["untrace", "all"]);
     one(&sluice, &[&v2(0x21, &[])[..], &hello[..]].concat(), true);
     wait_records(&sluice, "close", 2);
     // plain HTTP: routed on the Host, each route by its name
@@ -381,11 +369,11 @@ fn every_kind_of_line_is_logfmt_with_its_keys() {
         &with_extension(&hello, 0xfe0d, &[0x00, 0x00, 0x01, 0x00, 0x01]),
         false,
     );
-    ctl(&sock, &["set", "ENVOY_PROXY_PROTOCOL", "required"]);
+    ctl_ok(&sock, &["set", "ENVOY_PROXY_PROTOCOL", "required"]);
     one(&sluice, b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n", false);
-    ctl(&sock, &["set", "ENVOY_TRUSTED_PROXIES", "10.0.0.0/8"]);
+    ctl_ok(&sock, &["set", "ENVOY_TRUSTED_PROXIES", "10.0.0.0/8"]);
     one(&sluice, &[&v2(0x21, &[])[..], &hello[..]].concat(), false);
-    ctl(&sock, &["set", "ENVOY_TRUSTED_PROXIES", "127.0.0.0/8"]);
+    ctl_ok(&sock, &["set", "ENVOY_TRUSTED_PROXIES", "127.0.0.0/8"]);
 
     // reloads: one applied, one refused
     signal(sluice.child.id(), "HUP");

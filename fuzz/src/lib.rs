@@ -344,3 +344,49 @@ pub fn connect_reply(data: &[u8]) {
         assert!(matches!(http::parse_connect_reply(&longer), Parsed::Complete(_, m) if m == n));
     }
 }
+
+/// `first_bytes::header` then `first_bytes::hello`, the verdict the session and `inspect`
+/// share: whatever a prefix of the input decides (anything but "need more", with more bytes
+/// still able to come) the whole input decides the same, so no split of the bytes into reads
+/// changes a session's fate. The first byte picks the policy, whether the peer is trusted and
+/// whether the header was LOCAL.
+pub fn first_bytes(data: &[u8]) {
+    use sluice::config::ProxyPolicy;
+    use sluice::first_bytes::{header, hello, HeaderStep, HelloStep};
+    let Some((&knobs, data)) = data.split_first() else {
+        return;
+    };
+    let policy = match knobs % 3 {
+        0 => ProxyPolicy::Required,
+        1 => ProxyPolicy::Optional,
+        _ => ProxyPolicy::Off,
+    };
+    let trusted = knobs & 4 != 0;
+    let local = knobs & 8 != 0;
+    let whole = header(data, policy, || trusted, || false);
+    let mut cuts: Vec<usize> = (0..data.len().min(64)).collect();
+    cuts.push(data.len() / 2);
+    for &k in &cuts {
+        let part = header(&data[..k], policy, || trusted, || false);
+        if part != HeaderStep::NeedMore {
+            assert_eq!(part, whole, "header decided on {k} of {} bytes", data.len());
+        }
+    }
+    let rest = match whole {
+        HeaderStep::Done(Some(h)) => &data[h.len..],
+        HeaderStep::Done(None) => data,
+        _ => return,
+    };
+    let mut scratch = vec![0u8; MAX_HELLO_LEN];
+    let mut scratch2 = vec![0u8; MAX_HELLO_LEN];
+    let whole = hello(rest, policy, local, || false, &mut scratch);
+    let mut cuts: Vec<usize> = (0..rest.len().min(64)).collect();
+    cuts.push(rest.len() / 2);
+    for &k in &cuts {
+        let part = hello(&rest[..k], policy, local, || false, &mut scratch2);
+        if !matches!(part, HelloStep::NeedMore(_)) {
+            assert_eq!(part, whole, "hello decided on {k} of {} bytes", rest.len());
+        }
+    }
+    black_box(hello(rest, policy, local, || true, &mut scratch2));
+}

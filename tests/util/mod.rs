@@ -699,3 +699,24 @@ impl Drop for StopGenerations {
         }
     }
 }
+
+/// `sluice ctl ARGS...` as an operator types it: (exit status 0, stdout).
+pub fn ctl(sock: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(sluice_bin())
+        .arg("ctl")
+        .args(args)
+        .env("ENVOY_CONTROL_SOCKET", sock)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// `sluice ctl ARGS...` that must succeed: its stdout.
+pub fn ctl_ok(sock: &Path, args: &[&str]) -> String {
+    let (ok, text) = ctl(sock, args);
+    assert!(ok, "ctl {args:?}: {text}");
+    text
+}

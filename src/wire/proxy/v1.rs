@@ -90,7 +90,7 @@ pub fn parse(buf: &[u8]) -> Parsed<ProxyHeader<'_>, ProxyError> {
                 // The CR is the last byte we have: its LF may still come, unless that
                 // LF would be byte 108.
                 None if window.len() >= MAX_V1_LEN => {
-                    return Parsed::Invalid(ProxyError::V1TooLong)
+                    return too_long(window.get(..i).unwrap_or(&[]))
                 }
                 // Only LF may follow, so the line before the CR must already be whole.
                 None => {
@@ -107,10 +107,19 @@ pub fn parse(buf: &[u8]) -> Parsed<ProxyHeader<'_>, ProxyError> {
         }
     }
     if window.len() >= MAX_V1_LEN {
-        return Parsed::Invalid(ProxyError::V1TooLong);
+        return too_long(window);
     }
     match check_line(window, false) {
         Ok(_) => Parsed::NeedMore,
+        Err(e) => Parsed::Invalid(e),
+    }
+}
+
+/// 107 bytes and no CRLF: too long, unless the line was already broken before that, which a
+/// shorter read would have said; so the verdict does not depend on how the bytes arrived.
+fn too_long<T>(window: &[u8]) -> Parsed<T, ProxyError> {
+    match check_line(window, false) {
+        Ok(_) => Parsed::Invalid(ProxyError::V1TooLong),
         Err(e) => Parsed::Invalid(e),
     }
 }
@@ -434,6 +443,20 @@ mod tests {
             }
         );
         assert_prefixes(line);
+    }
+
+    /// Found by the first_bytes fuzz target: a line broken early and then too long said
+    /// `V1BadSyntax` when read in pieces and `V1TooLong` when read at once.
+    #[test]
+    fn a_broken_line_is_broken_however_it_is_read() {
+        let mut line = b"PROXY TCP4 127.0.0.1 127.0.0.1 50000 20012".to_vec();
+        line.resize(200, b' ');
+        for k in 43..=line.len() {
+            assert_eq!(invalid(&line[..k]), ProxyError::V1BadSyntax, "{k} bytes");
+        }
+        let mut cr = line[..106].to_vec();
+        cr.push(b'\r');
+        assert_eq!(invalid(&cr), ProxyError::V1BadSyntax);
     }
 
     #[test]
