@@ -25,6 +25,7 @@ const T: Duration = Duration::from_secs(10);
 const CLOSE_KEYS: &[&str] = &[
     "sid",
     "client",
+    "listener",
     "sni",
     "host",
     "name",
@@ -61,7 +62,7 @@ const KINDS: &[(&str, &[&str])] = &[
     ),
     ("variable ignored, not a key", &["variable", "nearest"]),
     // a session at debug
-    ("accept", &["sid", "peer", "state"]),
+    ("accept", &["sid", "peer", "listener", "state"]),
     (
         "PROXY header",
         &[
@@ -86,6 +87,7 @@ const KINDS: &[(&str, &[&str])] = &[
         &[
             "sid",
             "client",
+            "listener",
             "name",
             "route",
             "upstream",
@@ -131,10 +133,13 @@ const KINDS: &[(&str, &[&str])] = &[
         "denied by route",
         &["sid", "client", "name", "route", "alert"],
     ),
-    ("no PROXY header", &["sid", "peer", "proxy_protocol"]),
+    (
+        "no PROXY header",
+        &["sid", "peer", "listener", "proxy_protocol"],
+    ),
     (
         "PROXY header from a source not in ENVOY_TRUSTED_PROXIES",
-        &["sid", "peer"],
+        &["sid", "peer", "listener"],
     ),
     // the upstream leg
     ("CONNECT accepted", &["sid", "upstream", "status"]),

@@ -425,7 +425,7 @@ fn a_scrape_after_known_traffic_shows_exactly_the_counts_and_passes_promtool() {
             .unwrap()
             .to_string()
     };
-    assert_eq!(value("sluice_accepted_total"), "10");
+    assert_eq!(value("sluice_accepted_total{listener=\"default\"}"), "10");
     assert_eq!(value("sluice_closed_total{reason=\"done\"}"), "7");
     assert_eq!(value("sluice_closed_total{reason=\"invalid_tls\"}"), "3");
     assert_eq!(

@@ -374,6 +374,11 @@ mod tests {
     fn a_report_comes_back_whole() {
         let mut s = Stats {
             accepted: 10,
+            listeners: vec![crate::worker::stats::ListenerCount {
+                name: "default".into(),
+                accepted: 10,
+                refused_max_sessions: 0,
+            }],
             ..Stats::default()
         };
         s.close(CloseReason::InvalidTls);
@@ -395,7 +400,7 @@ mod tests {
         }));
         round_trip(Reply::Metrics(r));
         let text = encode(&Reply::Stats(Report::of_worker(&s, &g)));
-        assert!(text.contains("\naccepted 10\n"), "{text}");
+        assert!(text.contains("\naccepted default=10\n"), "{text}");
         assert!(
             text.contains("\nparse_errors tls/not_client_hello=1\n"),
             "{text}"

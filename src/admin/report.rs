@@ -246,11 +246,13 @@ pub static TABLE: &[Def] = &[
         key: "accepted",
         prom: Some("sluice_accepted_total"),
         kind: Kind::Counter,
-        labels: &[],
-        help: "Connections accepted into a session.",
+        labels: &["listener"],
+        help: "Connections accepted into a session, by listener.",
         merge: Merge::Sum,
-        show: Show::Key,
-        read: Read::Worker(|s, _| one(s.accepted)),
+        show: Show::Total,
+        read: Read::Worker(|s, _| {
+            labelled(s.listeners.iter().map(|l| (l.name.as_str(), l.accepted)))
+        }),
     },
     Def {
         key: "refused",
@@ -261,6 +263,26 @@ pub static TABLE: &[Def] = &[
         merge: Merge::Sum,
         show: Show::Each("refused_"),
         read: Read::Worker(|s, _| labelled([("max_sessions", s.refused_max_sessions)].into_iter())),
+    },
+    Def {
+        key: "listener_refused",
+        prom: Some("sluice_listener_refused_total"),
+        kind: Kind::Counter,
+        labels: &["listener", "reason"],
+        help: "Connections refused at accept, by listener and reason.",
+        merge: Merge::Sum,
+        show: Show::No,
+        read: Read::Worker(|s, _| {
+            Value::Labelled(
+                s.listeners
+                    .iter()
+                    .map(|l| {
+                        let labels = vec![l.name.clone(), "max_sessions".to_string()];
+                        (labels, l.refused_max_sessions)
+                    })
+                    .collect(),
+            )
+        }),
     },
     Def {
         key: "accept_exhausted",
@@ -646,6 +668,11 @@ mod tests {
     fn sample() -> (Stats, Gauges) {
         let mut s = Stats {
             accepted: 10,
+            listeners: vec![crate::worker::stats::ListenerCount {
+                name: "default".into(),
+                accepted: 10,
+                refused_max_sessions: 0,
+            }],
             bytes_up: 100,
             bytes_down: 7,
             bytes_spliced: 50,

@@ -259,6 +259,21 @@ impl Config {
             .map_or(super::listener::DEFAULT_NAME, |l| l.name.as_str())
     }
 
+    /// The PROXY policy as log lines show it: the listener's `proxy_protocol=`, else the
+    /// key's text.
+    pub fn proxy_protocol_shown(&self) -> crate::logfmt::Value<'_> {
+        let own = self
+            .listeners
+            .get(self.listener)
+            .and_then(|l| l.overrides.proxy_protocol);
+        match own {
+            Some(ProxyPolicy::Required) => crate::logfmt::Value::str("required"),
+            Some(ProxyPolicy::Optional) => crate::logfmt::Value::str("optional"),
+            Some(ProxyPolicy::Off) => crate::logfmt::Value::str("off"),
+            None => self.shown("ENVOY_PROXY_PROTOCOL"),
+        }
+    }
+
     /// This configuration as the sessions of listener `i` see it: its overrides in place
     /// of the `ENVOY_*` values (PROXY policy, trusted sources, timeouts, the default
     /// route). Made once per listener when a configuration is applied, so that a session

@@ -253,9 +253,10 @@ impl Connecting {
                 ctx.stats.connect_latency_ms(took);
                 sdebug!(
                     core,
-                    "upstream connected sid={} client={} name={} route={} upstream={} mode={} connect_ms={}",
+                    "upstream connected sid={} client={} listener={} name={} route={} upstream={} mode={} connect_ms={}",
                     core.id,
                     core.client_label(),
+                    crate::logfmt::Value::str(core.cfg.listener_name()),
                     OrDash(core.facts.name().as_bytes()),
                     core.route().name,
                     core.upstream_label(),

@@ -284,12 +284,14 @@ fn log_refusal(r: Refusal, core: &Core, data: &[u8], received: &[u8]) {
     match r {
         Refusal::MissingProxyHeader => warn!(
             target: TARGET,
-            "no PROXY header sid={id} peer={peer} proxy_protocol={}{dump}",
-            core.cfg.shown("ENVOY_PROXY_PROTOCOL")
+            "no PROXY header sid={id} peer={peer} listener={} proxy_protocol={}{dump}",
+            Value::str(core.cfg.listener_name()),
+            core.cfg.proxy_protocol_shown()
         ),
         Refusal::UntrustedProxy => warn!(
             target: TARGET,
-            "PROXY header from a source not in ENVOY_TRUSTED_PROXIES sid={id} peer={peer}"
+            "PROXY header from a source not in ENVOY_TRUSTED_PROXIES sid={id} peer={peer} listener={}",
+            Value::str(core.cfg.listener_name())
         ),
         Refusal::InvalidProxy(e) => warn!(
             target: TARGET,

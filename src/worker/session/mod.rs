@@ -129,9 +129,10 @@ impl Session {
         };
         sdebug!(
             s.core,
-            "accept sid={} peer={} state={}",
+            "accept sid={} peer={} listener={} state={}",
             id,
             Address(Some(peer)),
+            crate::logfmt::Value::str(s.core.cfg.listener_name()),
             s.state()
         );
         let t = s.core.cfg.header_timeout_ms;
@@ -440,6 +441,7 @@ impl Session {
             CloseLine {
                 sid: core.id,
                 client: core.client(),
+                listener: core.cfg.listener_name(),
                 sni: core.facts.sni.as_bytes(),
                 host: core.facts.host.as_bytes(),
                 name: core.facts.name().as_bytes(),
