@@ -11,7 +11,7 @@ show config                   every key, its value and its source (default, envi
 set <KEY> <VALUE>             change a key for new sessions (validated like start-up)
 set log-level <level>         off, error, warn, info, debug, trace
 reload                        re-read ENVOY_CONFIG_FILE and the routes, apply for new sessions
-show sessions                 id state client sni upstream bytes_up bytes_down age_ms
+show sessions                 id state client sni upstream bytes_up bytes_down age_ms listener
 show listeners                name address state sessions accepted refused policy
 show stats                    counters
 show clients                  top clients by sessions and by rate (the machine's client table)

@@ -15,7 +15,7 @@ use crate::admin::report::Report;
 
 /// The header line of `show sessions`.
 pub const SESSIONS_HEADER: &str =
-    "id state client sni host route upstream bytes_up bytes_down age_ms traced";
+    "id state client sni host route upstream bytes_up bytes_down age_ms traced listener";
 
 /// The header line of `show listeners`.
 pub const LISTENERS_HEADER: &str = "name address state sessions accepted refused policy";

@@ -21,10 +21,20 @@
 use std::fmt;
 use std::net::SocketAddr;
 
-use super::model::ProxyPolicy;
 use super::route::{is_name, Mode, NAME_MAX};
 use super::upstream::Upstream;
 use crate::cidr::Cidr;
+
+/// What to do with a PROXY protocol header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyPolicy {
+    /// Every connection must start with a header (v1 or v2).
+    Required,
+    /// A header is used when present; otherwise the socket's own peer is the client.
+    Optional,
+    /// Headers are not looked for: every byte is the client's and passes as is.
+    Off,
+}
 
 /// The implicit listener's name (ENVOY_LISTEN unset).
 pub const DEFAULT_NAME: &str = "default";

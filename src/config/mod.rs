@@ -27,7 +27,8 @@ pub mod upstream;
 pub use connect::ConnectHeader;
 pub use error::{ConfigError, ConfigErrors};
 pub use keys::{key_named, Key, KEYS};
-pub use model::{Config, NameMismatch, ProxyPolicy, Source};
+pub use listener::ProxyPolicy;
+pub use model::{Config, NameMismatch, Source};
 
 use error::error;
 use keys::key_names;

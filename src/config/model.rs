@@ -7,7 +7,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use super::connect::ConnectHeader;
-use super::listener::Listener;
+use super::listener::{Listener, ProxyPolicy};
 use super::route::{self, Mode, Route};
 use super::upstream::Upstream;
 use crate::cidr::Cidr;
@@ -35,17 +35,6 @@ impl fmt::Display for Source {
             Source::Set => "set",
         })
     }
-}
-
-/// What to do with a PROXY protocol header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProxyPolicy {
-    /// Every connection must start with a header (v1 or v2).
-    Required,
-    /// A header is used when present; otherwise the socket's own peer is the client.
-    Optional,
-    /// Headers are not looked for: every byte is the client's and passes as is.
-    Off,
 }
 
 /// When the ClientHello's SNI and the PROXY v2 AUTHORITY TLV both exist and differ.

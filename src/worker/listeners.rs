@@ -16,9 +16,7 @@ use std::os::fd::OwnedFd;
 use std::rc::Rc;
 
 use log::{debug, info, warn};
-use mio::net::TcpListener;
 use mio::{Interest, Token};
-use slab::Slab;
 
 use crate::admin::reply::Reply;
 use crate::config::Config;
@@ -26,84 +24,9 @@ use crate::hexdump::Address;
 use crate::logfmt::{Shown, Value};
 use crate::net;
 use crate::worker::session::Session;
+use crate::worker::sockets::LISTENER_BASE;
 use crate::worker::stats::ListenerCount;
 use crate::worker::{Worker, ACCEPT_BACKOFF_MS};
-
-/// Listening sockets are `LISTENER_BASE + key`: above every session token, below the
-/// admin plane's.
-pub const LISTENER_BASE: usize = 1 << (usize::BITS - 3);
-
-/// One listening socket this worker holds.
-pub(crate) struct Held {
-    /// The address its listener is configured with.
-    pub addr: SocketAddr,
-    socket: TcpListener,
-    /// The configured listener it serves now (an index of `cfg.listeners`); `None`: held,
-    /// not registered (not yet, or no more, configured).
-    serving: Option<usize>,
-    /// It may hold more connections than the last turn accepted.
-    pending: bool,
-    /// Its counters' slot in `Stats::listeners`.
-    slot: usize,
-}
-
-/// The sockets and, per configured listener, the configuration its sessions start with.
-#[derive(Default)]
-pub(crate) struct Listeners {
-    held: Slab<Held>,
-    /// `Config::for_listener(i)` for each configured listener `i`.
-    configs: Vec<Rc<Config>>,
-}
-
-impl Listeners {
-    /// Takes a socket for the listener configured at `addr` (a newer one replaces an older).
-    pub fn hold(&mut self, addr: SocketAddr, fd: OwnedFd) -> io::Result<()> {
-        let std = std::net::TcpListener::from(fd);
-        std.set_nonblocking(true)?;
-        if let Some(k) = self.key_of(addr) {
-            if self.held.get(k).is_some_and(|h| h.serving.is_some()) {
-                return Ok(()); // the one serving stays: same address, same queue
-            }
-            self.held.remove(k);
-        }
-        self.held.insert(Held {
-            addr,
-            socket: TcpListener::from_std(std),
-            serving: None,
-            pending: false,
-            slot: 0,
-        });
-        Ok(())
-    }
-
-    fn key_of(&self, addr: SocketAddr) -> Option<usize> {
-        self.held
-            .iter()
-            .find(|(_, h)| h.addr == addr)
-            .map(|(k, _)| k)
-    }
-
-    /// The address the first serving socket is bound to.
-    pub fn first_local_addr(&self) -> io::Result<SocketAddr> {
-        self.held
-            .iter()
-            .filter(|(_, h)| h.serving.is_some())
-            .min_by_key(|(_, h)| h.serving)
-            .map_or(Err(io::ErrorKind::NotConnected.into()), |(_, h)| {
-                h.socket.local_addr()
-            })
-    }
-
-    /// Lets go of the socket held for `addr`, serving or not; false when none is.
-    fn release(&mut self, registry: &mio::Registry, addr: SocketAddr) -> bool {
-        let Some(k) = self.key_of(addr) else {
-            return false;
-        };
-        let mut h = self.held.remove(k);
-        let _ = registry.deregister(&mut h.socket);
-        true
-    }
-}
 
 impl Worker {
     /// Serves `cfg`'s listeners: a socket held for each (bound here when alone) is

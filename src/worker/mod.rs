@@ -17,6 +17,7 @@ pub mod ops;
 pub mod pipe;
 pub mod role;
 pub mod session;
+pub mod sockets;
 pub mod splice;
 pub mod stats;
 pub mod timer;
@@ -94,7 +95,7 @@ pub struct Role {
 /// One worker: everything its loop owns.
 pub struct Worker {
     pub(crate) poll: Poll,
-    pub(crate) listeners: listeners::Listeners,
+    pub(crate) listeners: sockets::Listeners,
     pub(crate) sessions: Slab<Session>,
     pub(crate) pool: Pool,
     pub(crate) pipes: PipePool,
@@ -177,7 +178,7 @@ impl Worker {
     pub fn bound(layers: Layers, cfg: Config, role: Role) -> io::Result<Worker> {
         let poll = Poll::new()?;
         let supervised = role.channel.is_some();
-        let mut held = listeners::Listeners::default();
+        let mut held = sockets::Listeners::default();
         for (addr, fd) in role.listeners {
             held.hold(addr, fd)?;
         }
@@ -350,7 +351,7 @@ impl Worker {
                 LOG_WAKER => {} // the flush below writes what was logged
                 // The admin plane's listeners (CONTROL, METRICS) and connections.
                 t if t.0 >= ADMIN_BASE => self.on_admin(t),
-                t if t.0 >= listeners::LISTENER_BASE => self.on_listener(t),
+                t if t.0 >= sockets::LISTENER_BASE => self.on_listener(t),
                 t => {
                     let (key, leg) = token::untoken(t);
                     if let Some(s) = self.sessions.get_mut(key) {

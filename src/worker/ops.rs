@@ -223,7 +223,7 @@ impl Worker {
             let mut row = String::new();
             let _ = write!(
                 row,
-                "{} {} {} {} {} {} {} {} {} {} {}",
+                "{} {} {} {} {} {} {} {} {} {} {} {}",
                 s.id(),
                 s.state(),
                 s.client_label(),
@@ -234,7 +234,8 @@ impl Worker {
                 up,
                 down,
                 s.age_ms(self.now_ms),
-                if s.traced() { "yes" } else { "no" }
+                if s.traced() { "yes" } else { "no" },
+                Value::str(s.config().listener_name())
             );
             rows.push(row);
         }
