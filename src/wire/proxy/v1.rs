@@ -76,38 +76,37 @@ pub fn parse(buf: &[u8]) -> Parsed<ProxyHeader<'_>, ProxyError> {
     }
     let window = buf.get(..MAX_V1_LEN).unwrap_or(buf);
     for (i, &b) in window.iter().enumerate() {
+        let before = window.get(..i).unwrap_or(&[]);
         match b {
             CR => match window.get(i.saturating_add(1)) {
                 Some(&LF) => {
-                    let body = window.get(..i).unwrap_or(&[]);
                     let len = i.saturating_add(2);
-                    return match check_line(body, true) {
+                    return match check_line(before, true) {
                         Ok(line) => Parsed::Complete(header(line, len), len),
-                        Err(e) => Parsed::Invalid(e),
+                        Err(e) => Parsed::Invalid(earliest(before, e)),
                     };
                 }
-                Some(_) => return Parsed::Invalid(ProxyError::V1BadLineEnd),
+                Some(_) => return Parsed::Invalid(earliest(before, ProxyError::V1BadLineEnd)),
                 // The CR is the last byte we have: its LF may still come, unless that
                 // LF would be byte 108.
                 None if window.len() >= MAX_V1_LEN => {
-                    return too_long(window.get(..i).unwrap_or(&[]))
+                    return Parsed::Invalid(earliest(before, ProxyError::V1TooLong))
                 }
                 // Only LF may follow, so the line before the CR must already be whole.
                 None => {
-                    let body = window.get(..i).unwrap_or(&[]);
-                    return match check_line(body, true) {
+                    return match check_line(before, true) {
                         Ok(_) => Parsed::NeedMore,
-                        Err(e) => Parsed::Invalid(e),
+                        Err(e) => Parsed::Invalid(earliest(before, e)),
                     };
                 }
             },
-            LF => return Parsed::Invalid(ProxyError::V1BadLineEnd),
+            LF => return Parsed::Invalid(earliest(before, ProxyError::V1BadLineEnd)),
             0x20..=0x7e => {}
-            _ => return Parsed::Invalid(ProxyError::V1BadByte),
+            _ => return Parsed::Invalid(earliest(before, ProxyError::V1BadByte)),
         }
     }
     if window.len() >= MAX_V1_LEN {
-        return too_long(window);
+        return Parsed::Invalid(earliest(window, ProxyError::V1TooLong));
     }
     match check_line(window, false) {
         Ok(_) => Parsed::NeedMore,
@@ -115,13 +114,12 @@ pub fn parse(buf: &[u8]) -> Parsed<ProxyHeader<'_>, ProxyError> {
     }
 }
 
-/// 107 bytes and no CRLF: too long, unless the line was already broken before that, which a
-/// shorter read would have said; so the verdict does not depend on how the bytes arrived.
-fn too_long<T>(window: &[u8]) -> Parsed<T, ProxyError> {
-    match check_line(window, false) {
-        Ok(_) => Parsed::Invalid(ProxyError::V1TooLong),
-        Err(e) => Parsed::Invalid(e),
-    }
+/// The error for a line refused for `e` at the end of `before`, unless `before` was already
+/// broken, which a shorter read would have said: so the error does not depend on how the
+/// bytes arrived (the first_bytes fuzz target checks it). Only on the way out of a refusal.
+#[cold]
+fn earliest(before: &[u8], e: ProxyError) -> ProxyError {
+    check_line(before, false).err().unwrap_or(e)
 }
 
 fn header(line: Line, len: usize) -> ProxyHeader<'static> {
@@ -457,6 +455,11 @@ mod tests {
         let mut cr = line[..106].to_vec();
         cr.push(b'\r');
         assert_eq!(invalid(&cr), ProxyError::V1BadSyntax);
+        // ... and broken before a byte that may never stand in a line.
+        line[60] = 0xf2;
+        for k in 43..=line.len() {
+            assert_eq!(invalid(&line[..k]), ProxyError::V1BadSyntax, "{k} bytes");
+        }
     }
 
     #[test]
