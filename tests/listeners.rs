@@ -346,6 +346,19 @@ fn listeners_added_and_removed_live_under_load_then_an_upgrade_hands_all_on() {
         assert!(!ok_ && said.contains(why), "{value}: {said}");
         assert!(said.contains("nothing changed"), "{said}");
     }
+    // The same by SIGHUP: the reload is refused whole.
+    write_config(
+        &conf,
+        &format!("ENVOY_LISTEN={a_entry}; {taken}\nENVOY_LOG_LEVEL=debug\n"),
+    );
+    signal(sluice.child.id(), "HUP");
+    let refused = sluice.wait_for_log("reload refused, the old config stays signal=SIGHUP", T);
+    assert!(refused.contains("cannot listen on"), "{refused}");
+    write_config(&conf, &format!("ENVOY_LISTEN={a_entry}\n"));
+    assert!(
+        ctl_ok(&sock, &["show", "config"]).contains("ENVOY_LOG_LEVEL=info"),
+        "nothing of that reload applied"
+    );
     drop(held);
     let shown = ctl_ok(&sock, &["show", "listeners"]);
     assert_eq!(

@@ -337,7 +337,14 @@ impl Supervisor {
                     match self.stage_listeners(&self.layers.clone()) {
                         Ok(Some(staged)) => listeners::commit(&mut self.listeners, staged),
                         Ok(None) => {}
-                        Err(e) => error!("listeners unchanged error={}", Value::str(&e)),
+                        Err(e) => {
+                            // A listener that cannot be bound: nothing of the reload applies.
+                            error!(
+                                "reload refused, the old config stays signal=SIGHUP error={}",
+                                Value::str(&e)
+                            );
+                            continue;
+                        }
                     }
                     self.signal_workers(libc::SIGHUP);
                     self.follow_log_keys(self.layers.clone());
