@@ -99,39 +99,51 @@ const KINDS: &[(&str, &[&str])] = &[
     ("close", CLOSE_KEYS),
     ("traced from here on", &["sid"]),
     // parse errors and refusals, each with its dump where it has one
-    ("invalid PROXY header", &["sid", "peer", "error"]),
-    ("invalid ClientHello", &["sid", "client", "error"]),
-    ("invalid HTTP request head", &["sid", "client", "error"]),
+    (
+        "invalid PROXY header",
+        &["sid", "peer", "listener", "error"],
+    ),
+    (
+        "invalid ClientHello",
+        &["sid", "client", "listener", "error"],
+    ),
+    (
+        "invalid HTTP request head",
+        &["sid", "client", "listener", "error"],
+    ),
     ("dump", &["sid", "of", "offset", "not_shown"]),
-    ("PROXY header inside the stream", &["sid", "client"]),
+    (
+        "PROXY header inside the stream",
+        &["sid", "client", "listener"],
+    ),
     (
         "LOCAL PROXY header followed by bytes neither TLS nor HTTP",
-        &["sid", "peer"],
+        &["sid", "peer", "listener"],
     ),
     (
         "PROXY AUTHORITY is not a host name",
-        &["sid", "peer", "authority"],
+        &["sid", "peer", "listener", "authority"],
     ),
     (
         "first bytes fill the buffer without completing",
-        &["sid", "peer", "bytes"],
+        &["sid", "peer", "listener", "bytes"],
     ),
     (
         "truncated ClientHello",
-        &["sid", "client", "ended_by", "after_header"],
+        &["sid", "client", "listener", "ended_by", "after_header"],
     ),
     (
         "no ClientHello after the PROXY header",
-        &["sid", "client", "ended_by", "after_header"],
+        &["sid", "client", "listener", "ended_by", "after_header"],
     ),
     (
         "SNI differs from PROXY AUTHORITY",
-        &["sid", "client", "sni", "host", "authority"],
+        &["sid", "client", "listener", "sni", "host", "authority"],
     ),
-    ("ECH refused", &["sid", "client", "ech"]),
+    ("ECH refused", &["sid", "client", "listener", "ech"]),
     (
         "denied by route",
-        &["sid", "client", "name", "route", "alert"],
+        &["sid", "client", "listener", "name", "route", "alert"],
     ),
     (
         "no PROXY header",
@@ -145,16 +157,24 @@ const KINDS: &[(&str, &[&str])] = &[
     ("CONNECT accepted", &["sid", "upstream", "status"]),
     (
         "CONNECT refused",
-        &["sid", "client", "name", "upstream", "status", "status_text"],
+        &[
+            "sid",
+            "client",
+            "listener",
+            "name",
+            "upstream",
+            "status",
+            "status_text",
+        ],
     ),
     (
         "invalid CONNECT reply",
-        &["sid", "client", "upstream", "error"],
+        &["sid", "client", "listener", "upstream", "error"],
     ),
     ("connect failed", &["sid", "upstream", "error"]),
     (
         "no upstream accepted the connection",
-        &["sid", "client", "route"],
+        &["sid", "client", "listener", "route"],
     ),
     // reloads
     (

@@ -109,9 +109,10 @@ pub fn dial(
     }
     warn!(
         target: TARGET,
-        "no upstream accepted the connection sid={} client={} route={}",
+        "no upstream accepted the connection sid={} client={} listener={} route={}",
         core.id,
         core.client_label(),
+        crate::logfmt::Value::str(core.cfg.listener_name()),
         core.route().name
     );
     Err(CloseReason::UpstreamRefused)
@@ -389,9 +390,10 @@ impl Reply {
                 *ctx.stats.connect_status.entry(reply.status).or_insert(0) += 1;
                 warn!(
                     target: TARGET,
-                    "CONNECT refused sid={} client={} name={} upstream={} status={} status_text={}{}",
+                    "CONNECT refused sid={} client={} listener={} name={} upstream={} status={} status_text={}{}",
                     core.id,
                     core.client_label(),
+                    crate::logfmt::Value::str(core.cfg.listener_name()),
                     OrDash(core.facts.name().as_bytes()),
                     core.upstream_label(),
                     reply.status,
@@ -415,9 +417,10 @@ impl Reply {
                 ctx.stats.parse_error("connect_reply", "invalid");
                 warn!(
                     target: TARGET,
-                    "invalid CONNECT reply sid={} client={} upstream={} error={}{}",
+                    "invalid CONNECT reply sid={} client={} listener={} upstream={} error={}{}",
                     core.id,
                     core.client_label(),
+                    crate::logfmt::Value::str(core.cfg.listener_name()),
                     core.upstream_label(),
                     Value::str(&why),
                     DumpRows::new(core.id, "connect_reply", data, ERROR_DUMP_LIMIT)

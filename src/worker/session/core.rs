@@ -298,9 +298,10 @@ impl Core {
                 ctx.stats.name_mismatches += 1;
                 warn!(
                     target: TARGET,
-                    "SNI differs from PROXY AUTHORITY sid={} client={} sni={} host={} authority={}",
+                    "SNI differs from PROXY AUTHORITY sid={} client={} listener={} sni={} host={} authority={}",
                     self.id,
                     self.client_label(),
+                    crate::logfmt::Value::str(self.cfg.listener_name()),
                     OrDash(self.facts.sni.as_bytes()),
                     OrDash(self.facts.host.as_bytes()),
                     OrDash(self.facts.authority.as_bytes())
@@ -318,9 +319,10 @@ impl Core {
         if self.facts.ech && !self.cfg.allow_ech {
             info!(
                 target: TARGET,
-                "ECH refused sid={} client={} ech={}",
+                "ECH refused sid={} client={} listener={} ech={}",
                 self.id,
                 self.client_label(),
+                crate::logfmt::Value::str(self.cfg.listener_name()),
                 self.cfg.shown("ENVOY_ECH")
             );
             return Err(self.refuse(CloseReason::EchRefused, Alert::HandshakeFailure));
@@ -346,9 +348,10 @@ impl Core {
         if let Some((reason, alert)) = denied {
             info!(
                 target: TARGET,
-                "denied by route sid={} client={} name={} route={} alert={}",
+                "denied by route sid={} client={} listener={} name={} route={} alert={}",
                 self.id,
                 self.client_label(),
+                crate::logfmt::Value::str(self.cfg.listener_name()),
                 OrDash(name.as_bytes()),
                 self.route().name,
                 alert.as_str()
@@ -408,9 +411,10 @@ impl Core {
                 if let Some(n) = log {
                     warn!(
                         target: TARGET,
-                        "client table full, session admitted without a limit sid={} client={} key={} table_size={} admitted={}",
+                        "client table full, session admitted without a limit sid={} client={} listener={} key={} table_size={} admitted={}",
                         self.id,
                         self.client_label(),
+                        crate::logfmt::Value::str(self.cfg.listener_name()),
                         BlockLabel(client.block()),
                         ctx.clients.capacity(),
                         n
@@ -431,9 +435,10 @@ impl Core {
             };
             info!(
                 target: TARGET,
-                "client limited sid={} client={} key={} route={} {} reason={} refused={}",
+                "client limited sid={} client={} listener={} key={} route={} {} reason={} refused={}",
                 self.id,
                 self.client_label(),
+                crate::logfmt::Value::str(self.cfg.listener_name()),
                 BlockLabel(client.block()),
                 self.route(),
                 limit,
@@ -504,9 +509,10 @@ impl Core {
                 ctx.pool.give(pre);
                 warn!(
                     target: TARGET,
-                    "preamble failed sid={} client={} route={} error={}",
+                    "preamble failed sid={} client={} listener={} route={} error={}",
                     self.id,
                     self.client_label(),
+                    crate::logfmt::Value::str(self.cfg.listener_name()),
                     route.name,
                     Shown(e)
                 );

@@ -487,10 +487,11 @@ fn handshake_close(h: &Handshake, core: &Core, reason: CloseReason) -> CloseReas
         };
         warn!(
             target: TARGET,
-            "{} sid={} client={} ended_by={} after_header={}{}",
+            "{} sid={} client={} listener={} ended_by={} after_header={}{}",
             what,
             core.id,
             core.client_label(),
+            crate::logfmt::Value::str(core.cfg.listener_name()),
             reason.as_str(),
             rest.len(),
             DumpRows::new(core.id, "first_bytes", h.received(), ERROR_DUMP_LIMIT)
