@@ -221,14 +221,10 @@ impl Worker {
     /// if any may hold more.
     pub(crate) fn accept(&mut self) {
         let mut more = false;
-        let keys: Vec<usize> = self
-            .listeners
-            .held
-            .iter()
-            .filter(|(_, h)| h.pending && h.serving.is_some())
-            .map(|(k, _)| k)
-            .collect();
-        for k in keys {
+        // No list of keys is made: this runs for every accepted connection.
+        let mut from = 0;
+        while let Some(k) = self.listeners.next_pending(from) {
+            from = k + 1;
             match self.accept_on(k) {
                 Some(true) => more = true,
                 Some(false) => {}

@@ -66,6 +66,15 @@ impl Listeners {
             .map(|(k, _)| k)
     }
 
+    /// The first socket from key `from` on that serves and may hold connections.
+    pub fn next_pending(&self, from: usize) -> Option<usize> {
+        self.held
+            .iter()
+            .skip_while(|(k, _)| *k < from)
+            .find(|(_, h)| h.pending && h.serving.is_some())
+            .map(|(k, _)| k)
+    }
+
     /// The address the first serving socket is bound to.
     pub fn first_local_addr(&self) -> io::Result<SocketAddr> {
         self.held
