@@ -334,7 +334,11 @@ impl Supervisor {
                 libc::SIGHUP => {
                     // New listeners' sockets go first; a worker serves them whichever of
                     // socket and signal it reads first. Our copies of removed ones close.
-                    match self.stage_listeners(&self.layers.clone()) {
+                    let staged = match self.staged {
+                        Some(_) => Err("a listener change is being applied".to_string()),
+                        None => self.stage_listeners(&self.layers.clone()),
+                    };
+                    match staged {
                         Ok(Some(staged)) => listeners::commit(&mut self.listeners, staged),
                         Ok(None) => {}
                         Err(e) => {
