@@ -86,11 +86,13 @@ pub fn parse(buf: &[u8]) -> Parsed<ProxyHeader<'_>, ProxyError> {
                         Err(e) => Parsed::Invalid(earliest(before, e)),
                     };
                 }
-                Some(_) => return Parsed::Invalid(earliest(before, ProxyError::V1BadLineEnd)),
+                // A CR ends the line whatever follows it, so a line broken before it says
+                // so first, as a read that stopped at the CR would.
+                Some(_) => return Parsed::Invalid(ended(before, ProxyError::V1BadLineEnd)),
                 // The CR is the last byte we have: its LF may still come, unless that
                 // LF would be byte 108.
                 None if window.len() >= MAX_V1_LEN => {
-                    return Parsed::Invalid(earliest(before, ProxyError::V1TooLong))
+                    return Parsed::Invalid(ended(before, ProxyError::V1TooLong))
                 }
                 // Only LF may follow, so the line before the CR must already be whole.
                 None => {
@@ -120,6 +122,16 @@ pub fn parse(buf: &[u8]) -> Parsed<ProxyHeader<'_>, ProxyError> {
 #[cold]
 fn earliest(before: &[u8], e: ProxyError) -> ProxyError {
     check_line(before, false).err().unwrap_or(e)
+}
+
+/// The error for a line that ends (a CR) at the end of `before` and is refused for `e` past
+/// it: what is wrong with `before` as a whole line comes first.
+#[cold]
+fn ended(before: &[u8], e: ProxyError) -> ProxyError {
+    match check_line(before, true) {
+        Err(first) => earliest(before, first),
+        Ok(_) => e,
+    }
 }
 
 fn header(line: Line, len: usize) -> ProxyHeader<'static> {
@@ -455,6 +467,11 @@ mod tests {
         let mut cr = line[..106].to_vec();
         cr.push(b'\r');
         assert_eq!(invalid(&cr), ProxyError::V1BadSyntax);
+        // A CR ends the line: what the line lacks at the CR is said, whatever follows.
+        let cut = b"PROXY TCP4 127.\rJ";
+        for k in 16..=cut.len() {
+            assert_eq!(invalid(&cut[..k]), ProxyError::V1BadAddress, "{k} bytes");
+        }
         // ... and broken before a byte that may never stand in a line.
         line[60] = 0xf2;
         for k in 43..=line.len() {
