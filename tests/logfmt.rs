@@ -67,6 +67,7 @@ const KINDS: &[(&str, &[&str])] = &[
         "PROXY header",
         &[
             "sid",
+            "listener",
             "bytes",
             "proxy",
             "proxy.command",
@@ -77,10 +78,10 @@ const KINDS: &[(&str, &[&str])] = &[
         ],
     ),
     ("dump", &["sid", "of", "offset", "hex", "ascii"]),
-    ("transition", &["sid", "from", "to"]),
+    ("transition", &["sid", "listener", "from", "to"]),
     (
         "ClientHello",
-        &["sid", "bytes", "records", "sni", "alpn", "ech"],
+        &["sid", "listener", "bytes", "records", "sni", "alpn", "ech"],
     ),
     (
         "upstream connected",
@@ -95,9 +96,12 @@ const KINDS: &[(&str, &[&str])] = &[
             "connect_ms",
         ],
     ),
-    ("preamble", &["sid", "mode", "bytes", "unique_id"]),
+    (
+        "preamble",
+        &["sid", "listener", "mode", "bytes", "unique_id"],
+    ),
     ("close", CLOSE_KEYS),
-    ("traced from here on", &["sid"]),
+    ("traced from here on", &["sid", "listener"]),
     // parse errors and refusals, each with its dump where it has one
     (
         "invalid PROXY header",
@@ -154,7 +158,10 @@ const KINDS: &[(&str, &[&str])] = &[
         &["sid", "peer", "listener"],
     ),
     // the upstream leg
-    ("CONNECT accepted", &["sid", "upstream", "status"]),
+    (
+        "CONNECT accepted",
+        &["sid", "listener", "upstream", "status"],
+    ),
     (
         "CONNECT refused",
         &[
@@ -171,7 +178,7 @@ const KINDS: &[(&str, &[&str])] = &[
         "invalid CONNECT reply",
         &["sid", "client", "listener", "upstream", "error"],
     ),
-    ("connect failed", &["sid", "upstream", "error"]),
+    ("connect failed", &["sid", "listener", "upstream", "error"]),
     (
         "no upstream accepted the connection",
         &["sid", "client", "listener", "route"],

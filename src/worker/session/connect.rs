@@ -98,8 +98,9 @@ pub fn dial(
                 ctx.stats.connect_failures += 1;
                 sdebug!(
                     core,
-                    "connect failed at once sid={} upstream={} error={}",
+                    "connect failed at once sid={} listener={} upstream={} error={}",
                     core.id,
+                    crate::logfmt::Value::str(core.cfg.listener_name()),
                     Address(Some(addr)),
                     Shown(&e)
                 );
@@ -274,8 +275,9 @@ impl Connecting {
                 ctx.stats.connect_failures += 1;
                 sdebug!(
                     core,
-                    "connect failed sid={} upstream={} error={}",
+                    "connect failed sid={} listener={} upstream={} error={}",
                     core.id,
+                    crate::logfmt::Value::str(core.cfg.listener_name()),
                     core.upstream_label(),
                     Shown(&e)
                 );
@@ -378,8 +380,9 @@ impl Reply {
             Parsed::Complete(reply, n) if (200..300).contains(&reply.status) => {
                 sdebug!(
                     core,
-                    "CONNECT accepted sid={} upstream={} status={}",
+                    "CONNECT accepted sid={} listener={} upstream={} status={}",
                     core.id,
+                    crate::logfmt::Value::str(core.cfg.listener_name()),
                     core.upstream_label(),
                     reply.status
                 );

@@ -226,7 +226,12 @@ impl Core {
     fn check_traced(&mut self, traces: &[TraceRule]) {
         if !self.traced && traces.iter().any(|t| self.selected_by(t)) {
             self.traced = true;
-            sdebug!(self, "traced from here on sid={}", self.id);
+            sdebug!(
+                self,
+                "traced from here on sid={} listener={}",
+                self.id,
+                crate::logfmt::Value::str(self.cfg.listener_name())
+            );
         }
     }
 
@@ -241,8 +246,9 @@ impl Core {
             if let Parsed::Complete(parsed, _) = proxy::parse(h.bytes) {
                 sdebug!(
                     self,
-                    "PROXY header sid={} bytes={}{}{}",
+                    "PROXY header sid={} listener={} bytes={}{}{}",
                     self.id,
+                    crate::logfmt::Value::str(self.cfg.listener_name()),
                     h.bytes.len(),
                     HeaderSummary(&parsed),
                     DumpRows::new(self.id, "proxy_header", h.bytes, DEBUG_DUMP_LIMIT)
@@ -269,8 +275,9 @@ impl Core {
         if self.traced || log_enabled!(Level::Debug) {
             sdebug!(
                 self,
-                "ClientHello sid={} bytes={} records={} sni={} alpn={} ech={}{}",
+                "ClientHello sid={} listener={} bytes={} records={} sni={} alpn={} ech={}{}",
                 self.id,
+                crate::logfmt::Value::str(self.cfg.listener_name()),
                 bytes.len(),
                 records,
                 OrDash(self.facts.sni.as_bytes()),
@@ -494,8 +501,9 @@ impl Core {
                 if self.traced || log_enabled!(Level::Debug) {
                     sdebug!(
                         self,
-                        "preamble sid={} mode={} bytes={} unique_id={}{}",
+                        "preamble sid={} listener={} mode={} bytes={} unique_id={}{}",
                         self.id,
+                        crate::logfmt::Value::str(self.cfg.listener_name()),
                         route.mode.as_str(),
                         n,
                         UniqueIdField(proxy_v2.then_some(unique_id)),

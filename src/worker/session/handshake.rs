@@ -305,8 +305,9 @@ fn log_refusal(r: Refusal, core: &Core, data: &[u8], received: &[u8]) {
                 let bytes = data.get(..n).unwrap_or(data);
                 sdebug!(
                     core,
-                    "PROXY header sid={} bytes={}{}{}",
+                    "PROXY header sid={} listener={} bytes={}{}{}",
                     id,
+                    crate::logfmt::Value::str(core.cfg.listener_name()),
                     n,
                     HeaderSummary(&h),
                     DumpRows::new(id, "proxy_header", bytes, DEBUG_DUMP_LIMIT)

@@ -220,8 +220,9 @@ impl Session {
         if to != from {
             sdebug!(
                 self.core,
-                "transition sid={} from={} to={}",
+                "transition sid={} listener={} from={} to={}",
                 self.core.id,
+                crate::logfmt::Value::str(self.core.cfg.listener_name()),
                 from,
                 to
             );
@@ -366,8 +367,9 @@ impl Session {
                 ctx.stats.connect_failures += 1;
                 sdebug!(
                     self.core,
-                    "connect timed out sid={} upstream={}",
+                    "connect timed out sid={} listener={} upstream={}",
                     self.core.id,
+                    crate::logfmt::Value::str(self.core.cfg.listener_name()),
                     self.core.upstream_label()
                 );
                 match c.redial(&mut self.core, ctx) {
@@ -414,8 +416,9 @@ impl Session {
         if from != State::Closed {
             sdebug!(
                 self.core,
-                "transition sid={} from={} to={}",
+                "transition sid={} listener={} from={} to={}",
                 self.core.id,
+                crate::logfmt::Value::str(self.core.cfg.listener_name()),
                 from,
                 State::Closed
             );
