@@ -219,6 +219,15 @@ fn two_listeners_each_with_its_policy_upstream_and_routes() {
         metric_value(&scrape, "sluice_accepted_total{listener=\"direct\"}"),
         2
     );
+    // A worker that dies is respawned on every listener's socket.
+    let pids = worker_pids(&sluice);
+    signal(pids[0], "KILL");
+    sluice.wait_for_count("worker started", 3, T);
+    sluice.wait_for_count("listening addr=", 6, T);
+    for seed in 0..20 {
+        assert_eq!(session(a, PROXY_V1, &hello, 100 + seed), Ok(b'A'));
+        assert_eq!(session(b, b"", &hello, 200 + seed), Ok(b'B'));
+    }
 }
 
 #[test]

@@ -276,7 +276,8 @@ fn trace_on_a_name_dumps_that_name_only_at_info() {
     };
     let (traced, plain) = (sid_of("example.test"), sid_of("-"));
     let log = sluice.log();
-    let dump = format!("INFO  [sluice::trace] ClientHello sid={traced} listener=default bytes=517 ");
+    let dump =
+        format!("INFO  [sluice::trace] ClientHello sid={traced} listener=default bytes=517 ");
     assert!(
         log.contains(&dump),
         "a hex dump at info for the traced name:\n{log}"
