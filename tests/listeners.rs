@@ -355,6 +355,9 @@ fn listeners_added_and_removed_live_under_load_then_an_upgrade_hands_all_on() {
         assert!(!ok_ && said.contains(why), "{value}: {said}");
         assert!(said.contains("nothing changed"), "{said}");
     }
+    // The channel's words are not an operator's.
+    let (ok_, said) = ctl(&sock, &["unlisten", &a.to_string()]);
+    assert!(!ok_ && said.contains("supervisor's own"), "{said}");
     // The same by SIGHUP: the reload is refused whole.
     write_config(
         &conf,

@@ -569,6 +569,10 @@ impl Supervisor {
                         Ok((line, Command::ShowClients | Command::Forget(_))) => {
                             self.ask_one(conn, &line)
                         }
+                        Ok((_, Command::Listen(_) | Command::Unlisten(_))) => self.plane.reply(
+                            conn,
+                            "error: listen and unlisten are the supervisor's own, to its workers",
+                        ),
                         Ok((line, cmd @ (Command::Set(..) | Command::Reload))) => {
                             self.change_config(conn, &line, &cmd)
                         }

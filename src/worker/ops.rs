@@ -168,6 +168,9 @@ impl Worker {
                             let fd = self.plane.take_fd(conn);
                             self.take_listener(addr, fd)
                         }
+                        Ok(Command::Unlisten(addr)) if peer == Peer::Supervisor => {
+                            self.drop_listener(addr)
+                        }
                         Ok(cmd) => self.execute(cmd),
                         Err(e) => Reply::Error(e),
                     };
@@ -304,10 +307,9 @@ impl Worker {
             },
             Command::ShowSessions => Reply::Sessions(self.session_rows()),
             Command::ShowListeners => Reply::Listeners(self.listener_rows()),
-            Command::Listen(addr) => Reply::Error(format!(
-                "listen {addr}: only the supervisor hands sockets to a worker"
+            Command::Listen(addr) | Command::Unlisten(addr) => Reply::Error(format!(
+                "{addr}: only the supervisor hands sockets to a worker and takes them back"
             )),
-            Command::Unlisten(addr) => self.drop_listener(addr),
             Command::ShowStats => Reply::Stats(self.report()),
             Command::ShowClients => Reply::Text(self.show_clients()),
             Command::Forget(cidr) => {
