@@ -94,6 +94,7 @@ fn main() {
                 CloseLine {
                     sid: black_box(sid),
                     client: black_box(client),
+                    listener: black_box("default"),
                     sni: black_box(b"example.test"),
                     host: black_box(b""),
                     name: black_box(b"example.test"),

@@ -3,15 +3,16 @@
 
 /// `index/count` of a worker.
 pub const WORKER: &str = "SLUICE_WORKER";
-/// The worker's listening socket.
-pub const LISTEN_FD: &str = "SLUICE_LISTEN_FD";
+/// The worker's listening sockets: `ADDR=FD` pairs, comma-separated, ADDR the address its
+/// listener is configured with.
+pub const LISTEN_FDS: &str = "SLUICE_LISTEN_FDS";
 /// The worker's command channel.
 pub const CHANNEL_FD: &str = "SLUICE_CHANNEL_FD";
 /// The machine's client table (shared memory), for a worker.
 pub const CLIENT_TABLE_FD: &str = "SLUICE_CLIENT_TABLE_FD";
 /// Upgrade: the client table, handed on to the successor.
 pub const INHERIT_CLIENT_TABLE: &str = "SLUICE_INHERIT_CLIENT_TABLE_FD";
-/// Upgrade: the client listeners, comma-separated.
+/// Upgrade: the client listeners (every listener's, one per worker each), comma-separated.
 pub const INHERIT_LISTEN: &str = "SLUICE_INHERIT_LISTEN_FDS";
 /// Upgrade: the control socket listener.
 pub const INHERIT_CONTROL: &str = "SLUICE_INHERIT_CONTROL_FD";

@@ -9,6 +9,7 @@
 //!   the routes; `config::pool` a route's upstreams, balancing and check options;
 //!   `config::upstream` a configured `host:port` and its addresses, and how a load resolves;
 //!   `config::names` resolved names handed to a load (never resolving itself);
+//!   `config::listener` the listeners (ENVOY_LISTEN) and their policies;
 //!   `config::file` the KEY=VALUE file's syntax; `config::spelling` the nearest key to a typo;
 //!   `config::clients` the per-client limits' keys and how they settle onto the routes;
 //!   `config::connect` the CONNECT header keys' rules; `config::error` a refused value;
@@ -23,7 +24,10 @@
 //!     bounded cursors.
 //! * `first_bytes` — what a connection's first bytes come to (header, hello, refusal, a
 //!   health check): the one decision the session's handshake and `sluice inspect` share.
-//! * `worker` — one process's event loop: listener, sessions, timers, admin connections.
+//! * `worker` — one process's event loop: listeners, sessions, timers, admin connections.
+//!   * `worker::listeners` — serving the listeners: the sockets it holds (handed by the
+//!     supervisor, or bound alone), accepting, `show listeners`; `worker::sockets` what it
+//!     holds.
 //!   * `worker::session` — one proxied connection: phases that carry their data (LIFECYCLE.md).
 //!     * `worker::session::handshake` — reads and parses the client's first bytes.
 //!     * `worker::session::core` — what every phase shares; learns, decides, builds the preamble.
@@ -61,13 +65,17 @@
 //!   shared by every process (lock-free), ledgers that give back what a dead worker held.
 //! * `supervisor` — one worker per core, respawn, signals; `supervisor::spawn` starts a
 //!   worker and holds the supervisor's end of its channel, `supervisor::fanout` collects and
-//!   merges the workers' replies to admin requests, `supervisor::upgrade` hands over to a new
-//!   binary, `supervisor::notify` tells systemd, `supervisor::health` runs the machine's
-//!   active health checks, `supervisor::resolve` resolves names in a helper thread, `supervisor::client_table`
-//!   adopts or makes the machine's client table.
+//!   merges the workers' replies to admin requests, `supervisor::listeners` binds every
+//!   listener's sockets and hands a live change to the running workers,
+//!   `supervisor::upgrade` hands over to a new binary, `supervisor::notify` tells systemd,
+//!   `supervisor::health` runs the machine's active health checks, `supervisor::resolve`
+//!   resolves names in a helper thread, `supervisor::client_table` adopts or makes the
+//!   machine's client table, `supervisor::start` takes up the replayed `set`s and the admin
+//!   plane.
 //! * `handoff` — the environment variables a supervisor hands its workers and successor.
 //! * `sys` — every FFI call (`libc`) behind a safe function, the crate's only `unsafe`:
-//!   `sys::fd` (pipes, descriptor flags, adoption, umask), `sys::process` (spawning with
+//!   `sys::fd` (pipes, descriptor flags, adoption, umask), `sys::fdpass` (descriptors over a
+//!   UNIX socket, SCM_RIGHTS), `sys::process` (spawning with
 //!   inherited descriptors, kill, liveness), `sys::shm` (memory shared between processes),
 //!   `sys::clock` (the machine's monotonic clock), `sys::rlimit` (resource limits), `sys::account` (the
 //!   user and group databases, our ids), `sys::credentials` (changing ids, root directory,

@@ -121,8 +121,8 @@ pub fn check(cfg: &Config, inherited: Inherited) -> Vec<Problem> {
         push("ENVOY_CONTROL_SOCKET", path, control_socket(path));
     }
     if let (Some(addr), false) = (cfg.metrics_addr, inherited.metrics) {
-        let listen = cfg.listen_addr();
-        let r = if addr == listen && addr.port() != 0 {
+        let listens = cfg.listeners.iter().any(|l| l.addr == addr);
+        let r = if listens && addr.port() != 0 {
             Err((
                 "the listen address (ENVOY_IP, ENVOY_PORT) is the same".into(),
                 false,

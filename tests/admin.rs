@@ -220,7 +220,7 @@ fn show_stats_and_metrics_agree_after_merging() {
     assert_eq!(num("accepted"), n as u64);
     assert_eq!(
         num("accepted"),
-        metric_value(&body, "sluice_accepted_total")
+        metric_value(&body, "sluice_accepted_total{listener=\"default\"}")
     );
     assert_eq!(num("closed.done"), n as u64);
     assert_eq!(
@@ -368,7 +368,10 @@ fn a_merged_scrape_keeps_every_family_whole_and_takes_the_max_of_sizes() {
             "{body}"
         );
     }
-    assert_eq!(metric_value(&body, "sluice_accepted_total"), n as u64);
+    assert_eq!(
+        metric_value(&body, "sluice_accepted_total{listener=\"default\"}"),
+        n as u64
+    );
     assert_eq!(metric_value(&body, "sluice_buffer_size_bytes"), 16384);
     // build_info names the commit too (issue 16): one series, the version's.
     let build: Vec<&str> = body

@@ -421,7 +421,7 @@ fn at_debug_the_proxy_header_is_decoded_beside_its_dump() {
     let line = sluice.wait_for_log("PROXY header sid=", Duration::from_secs(10));
     assert!(
         line.ends_with(
-            "] PROXY header sid=1 bytes=53 proxy=v2 proxy.command=PROXY proxy.family=inet \
+            "] PROXY header sid=1 listener=default bytes=53 proxy=v2 proxy.command=PROXY proxy.family=inet \
              proxy.src=203.0.113.9:40000 proxy.dst=192.0.2.1:443 \
              proxy.tlv.authority=example.test proxy.tlv.0xea=01767063652d31 proxy.length=53"
         ),

@@ -346,7 +346,7 @@ fn out_of_descriptors_sluice_keeps_its_sessions_pauses_accepts_and_recovers() {
     }
     let exhausted_for = t0.elapsed();
     let exhausted = sluice.metric("sluice_accept_exhausted_total");
-    let accepted = sluice.metric("sluice_accepted_total") as usize;
+    let accepted = sluice.metric("sluice_accepted_total{listener=\"default\"}") as usize;
     let pauses = sluice
         .log()
         .lines()
@@ -377,7 +377,7 @@ fn out_of_descriptors_sluice_keeps_its_sessions_pauses_accepts_and_recovers() {
     wait_until(
         "sluice to accept and close every extra client",
         Duration::from_secs(20),
-        || sluice.metric("sluice_accepted_total") as usize >= HELD + EXTRA,
+        || sluice.metric("sluice_accepted_total{listener=\"default\"}") as usize >= HELD + EXTRA,
     );
     for i in 0..5 {
         echo_session(sluice.addr, &frame, 16 << 10, 100 + i)

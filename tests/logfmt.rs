@@ -25,6 +25,7 @@ const T: Duration = Duration::from_secs(10);
 const CLOSE_KEYS: &[&str] = &[
     "sid",
     "client",
+    "listener",
     "sni",
     "host",
     "name",
@@ -61,11 +62,12 @@ const KINDS: &[(&str, &[&str])] = &[
     ),
     ("variable ignored, not a key", &["variable", "nearest"]),
     // a session at debug
-    ("accept", &["sid", "peer", "state"]),
+    ("accept", &["sid", "peer", "listener", "state"]),
     (
         "PROXY header",
         &[
             "sid",
+            "listener",
             "bytes",
             "proxy",
             "proxy.command",
@@ -76,16 +78,17 @@ const KINDS: &[(&str, &[&str])] = &[
         ],
     ),
     ("dump", &["sid", "of", "offset", "hex", "ascii"]),
-    ("transition", &["sid", "from", "to"]),
+    ("transition", &["sid", "listener", "from", "to"]),
     (
         "ClientHello",
-        &["sid", "bytes", "records", "sni", "alpn", "ech"],
+        &["sid", "listener", "bytes", "records", "sni", "alpn", "ech"],
     ),
     (
         "upstream connected",
         &[
             "sid",
             "client",
+            "listener",
             "name",
             "route",
             "upstream",
@@ -93,63 +96,92 @@ const KINDS: &[(&str, &[&str])] = &[
             "connect_ms",
         ],
     ),
-    ("preamble", &["sid", "mode", "bytes", "unique_id"]),
+    (
+        "preamble",
+        &["sid", "listener", "mode", "bytes", "unique_id"],
+    ),
     ("close", CLOSE_KEYS),
-    ("traced from here on", &["sid"]),
+    ("traced from here on", &["sid", "listener"]),
     // parse errors and refusals, each with its dump where it has one
-    ("invalid PROXY header", &["sid", "peer", "error"]),
-    ("invalid ClientHello", &["sid", "client", "error"]),
-    ("invalid HTTP request head", &["sid", "client", "error"]),
+    (
+        "invalid PROXY header",
+        &["sid", "peer", "listener", "error"],
+    ),
+    (
+        "invalid ClientHello",
+        &["sid", "client", "listener", "error"],
+    ),
+    (
+        "invalid HTTP request head",
+        &["sid", "client", "listener", "error"],
+    ),
     ("dump", &["sid", "of", "offset", "not_shown"]),
-    ("PROXY header inside the stream", &["sid", "client"]),
+    (
+        "PROXY header inside the stream",
+        &["sid", "client", "listener"],
+    ),
     (
         "LOCAL PROXY header followed by bytes neither TLS nor HTTP",
-        &["sid", "peer"],
+        &["sid", "peer", "listener"],
     ),
     (
         "PROXY AUTHORITY is not a host name",
-        &["sid", "peer", "authority"],
+        &["sid", "peer", "listener", "authority"],
     ),
     (
         "first bytes fill the buffer without completing",
-        &["sid", "peer", "bytes"],
+        &["sid", "peer", "listener", "bytes"],
     ),
     (
         "truncated ClientHello",
-        &["sid", "client", "ended_by", "after_header"],
+        &["sid", "client", "listener", "ended_by", "after_header"],
     ),
     (
         "no ClientHello after the PROXY header",
-        &["sid", "client", "ended_by", "after_header"],
+        &["sid", "client", "listener", "ended_by", "after_header"],
     ),
     (
         "SNI differs from PROXY AUTHORITY",
-        &["sid", "client", "sni", "host", "authority"],
+        &["sid", "client", "listener", "sni", "host", "authority"],
     ),
-    ("ECH refused", &["sid", "client", "ech"]),
+    ("ECH refused", &["sid", "client", "listener", "ech"]),
     (
         "denied by route",
-        &["sid", "client", "name", "route", "alert"],
+        &["sid", "client", "listener", "name", "route", "alert"],
     ),
-    ("no PROXY header", &["sid", "peer", "proxy_protocol"]),
+    (
+        "no PROXY header",
+        &["sid", "peer", "listener", "proxy_protocol"],
+    ),
     (
         "PROXY header from a source not in ENVOY_TRUSTED_PROXIES",
-        &["sid", "peer"],
+        &["sid", "peer", "listener"],
     ),
     // the upstream leg
-    ("CONNECT accepted", &["sid", "upstream", "status"]),
+    (
+        "CONNECT accepted",
+        &["sid", "listener", "upstream", "status"],
+    ),
     (
         "CONNECT refused",
-        &["sid", "client", "name", "upstream", "status", "status_text"],
+        &[
+            "sid",
+            "client",
+            "listener",
+            "name",
+            "upstream",
+            "status",
+            "status_text",
+        ],
     ),
     (
         "invalid CONNECT reply",
-        &["sid", "client", "upstream", "error"],
+        &["sid", "client", "listener", "upstream", "error"],
     ),
-    ("connect failed", &["sid", "upstream", "error"]),
+    ("connect failed", &["sid", "listener", "upstream", "error"]),
     (
         "no upstream accepted the connection",
-        &["sid", "client", "route"],
+        &["sid", "client", "listener", "route"],
     ),
     // reloads
     (

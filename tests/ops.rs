@@ -276,7 +276,8 @@ fn trace_on_a_name_dumps_that_name_only_at_info() {
     };
     let (traced, plain) = (sid_of("example.test"), sid_of("-"));
     let log = sluice.log();
-    let dump = format!("INFO  [sluice::trace] ClientHello sid={traced} bytes=517 ");
+    let dump =
+        format!("INFO  [sluice::trace] ClientHello sid={traced} listener=default bytes=517 ");
     assert!(
         log.contains(&dump),
         "a hex dump at info for the traced name:\n{log}"
@@ -289,7 +290,7 @@ fn trace_on_a_name_dumps_that_name_only_at_info() {
     );
     assert!(
         log.contains(&format!(
-            "transition sid={traced} from=Connecting to=Connected"
+            "transition sid={traced} listener=default from=Connecting to=Connected"
         )),
         "transitions too"
     );
@@ -425,7 +426,7 @@ fn a_scrape_after_known_traffic_shows_exactly_the_counts_and_passes_promtool() {
             .unwrap()
             .to_string()
     };
-    assert_eq!(value("sluice_accepted_total"), "10");
+    assert_eq!(value("sluice_accepted_total{listener=\"default\"}"), "10");
     assert_eq!(value("sluice_closed_total{reason=\"done\"}"), "7");
     assert_eq!(value("sluice_closed_total{reason=\"invalid_tls\"}"), "3");
     assert_eq!(

@@ -321,7 +321,10 @@ fn soak_random_sessions_lose_nothing_and_leave_nothing_behind() {
         "upstream failures: {upstream_failures:#?}"
     );
     assert_eq!(done, sessions);
-    assert_eq!(metric_value(&body, "sluice_accepted_total"), sessions);
+    assert_eq!(
+        metric_value(&body, "sluice_accepted_total{listener=\"default\"}"),
+        sessions
+    );
     assert_eq!(
         metric_value(&body, "sluice_closed_total{reason=\"done\"}"),
         sessions,

@@ -317,7 +317,7 @@ fn a_new_binary_that_fails_to_start_leaves_the_old_one_serving() {
 }
 
 #[test]
-fn a_new_listen_port_is_applied_by_an_upgrade_without_dropping_a_session() {
+fn a_new_listen_port_is_applied_by_a_reload_and_kept_by_an_upgrade_without_dropping_a_session() {
     let hello = fixture("client-curl-7.88.1-h2.bin");
     let upstream = echo_upstream(hello.len());
     let dir = TempDir::new("moveport");
@@ -336,13 +336,24 @@ fn a_new_listen_port_is_applied_by_an_upgrade_without_dropping_a_session() {
     old.write_all(&hello).unwrap();
     old.write_all(b"before").unwrap();
     assert_eq!(read_exact(&mut old, 6), b"before");
-    // A reload cannot move the listener: refused, and it says how.
+    // A reload moves the listener (issue 19): the new port accepts, the old one stops
+    // accepting, the running session goes on.
     std::fs::write(&file, format!("ENVOY_PORT={b}\n")).unwrap();
     let sup = current_supervisor(&sluice.log());
     signal(sup, "HUP");
-    let refused = sluice.wait_for_log("reload refused", Duration::from_secs(5));
-    assert!(refused.contains("upgrade"), "{refused}");
-    // The upgrade binds the new port; the running session stays on the old workers.
+    sluice.wait_for_log(
+        "listener closed, its sessions finish",
+        Duration::from_secs(5),
+    );
+    assert_eq!(
+        short_session(format!("127.0.0.1:{b}").parse().unwrap(), &hello, 4),
+        Ok(())
+    );
+    assert!(
+        TcpStream::connect(("127.0.0.1", a)).is_err(),
+        "the old port no longer accepts"
+    );
+    // The upgrade hands the new port on; the running session stays on the old workers.
     signal(sup, "USR2");
     sluice.wait_for_log(
         "every worker is ready, told the old supervisor",

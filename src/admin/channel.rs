@@ -11,6 +11,7 @@
 //! error                    a refusal or failure; then its lines, each after '|'
 //! applied R N K UPSTREAM   config applied: R running sessions, N routes, key K ('-': reload)
 //! sessions                 `show sessions`; then one row per session, each after '|'
+//! listeners                `show listeners`; then one row per listener, each after '|'
 //! traced N RULE            `trace`: N running sessions now traced by RULE
 //! killed ID F              `kill`: F is 1 if this worker held session ID, else 0
 //! draining N MS            `drain`: N sessions left, MS until the deadline
@@ -82,6 +83,10 @@ pub fn encode(reply: &Reply) -> String {
         Reply::Sessions(rows) => {
             let rows: Vec<String> = rows.iter().map(|r| one_line(r)).collect();
             lines(&mut o, "sessions", &mut rows.iter().map(String::as_str))
+        }
+        Reply::Listeners(rows) => {
+            let rows: Vec<String> = rows.iter().map(|r| one_line(r)).collect();
+            lines(&mut o, "listeners", &mut rows.iter().map(String::as_str))
         }
         Reply::Stats(r) => report(&mut o, "stats", r),
         Reply::Metrics(r) => report(&mut o, "metrics", r),
@@ -170,6 +175,7 @@ pub fn decode(message: &str) -> Result<Message, String> {
         "text" => Reply::Text(body()?.join("\n")),
         "error" => Reply::Error(body()?.join("\n")),
         "sessions" => Reply::Sessions(body()?),
+        "listeners" => Reply::Listeners(body()?),
         "applied" => {
             let running = number(word("count")?)?;
             let routes = number(word("routes")?)?;
@@ -368,6 +374,9 @@ mod tests {
             "3 Opened".into(),
         ]));
         round_trip(Reply::Sessions(vec![]));
+        round_trip(Reply::Listeners(vec![
+            "lb 127.0.0.1:8443 active 2 10 0 proxy_protocol=required".into(),
+        ]));
         for key in [None, Some("ENVOY_X".to_string())] {
             round_trip(Reply::Applied {
                 key,
@@ -405,6 +414,11 @@ mod tests {
     fn a_report_comes_back_whole() {
         let mut s = Stats {
             accepted: 10,
+            listeners: vec![crate::worker::stats::ListenerCount {
+                name: "default".into(),
+                accepted: 10,
+                refused_max_sessions: 0,
+            }],
             ..Stats::default()
         };
         s.close(CloseReason::InvalidTls);
@@ -428,7 +442,7 @@ mod tests {
         }));
         round_trip(Reply::Metrics(r));
         let text = encode(&Reply::Stats(Report::of_worker(&s, &g)));
-        assert!(text.contains("\naccepted 10\n"), "{text}");
+        assert!(text.contains("\naccepted default=10\n"), "{text}");
         assert!(
             text.contains("\nparse_errors tls/not_client_hello=1\n"),
             "{text}"

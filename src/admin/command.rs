@@ -13,7 +13,8 @@ show config                   every key, its value and its source (default, envi
 set <KEY> <VALUE>             change a key for new sessions (validated like start-up)
 set log-level <level>         off, error, warn, info, debug, trace
 reload                        re-read ENVOY_CONFIG_FILE and the routes, apply for new sessions
-show sessions                 id state client sni upstream bytes_up bytes_down age_ms
+show sessions                 id state client sni upstream bytes_up bytes_down age_ms listener
+show listeners                name address state sessions accepted refused policy
 show stats                    counters
 show upstreams                per upstream: state, health, sessions, failures, ejections, connect p50/p99
 upstream <HOST:PORT> <state>  ready, drain (no new sessions) or maint (drain, and no health checks)
@@ -74,6 +75,14 @@ pub enum Command {
     Metrics,
     /// `upgrade`: start the binary now on disk and hand it the sockets (supervisor only).
     Upgrade,
+    /// `show listeners`
+    ShowListeners,
+    /// `listen ADDR`: the supervisor hands a worker the socket (passed with the line) of the
+    /// listener configured at ADDR.
+    Listen(std::net::SocketAddr),
+    /// `unlisten ADDR`: the supervisor takes back a socket it handed out (a change it did
+    /// not commit).
+    Unlisten(std::net::SocketAddr),
 }
 
 /// Parses one command line (without its line end).
@@ -103,7 +112,17 @@ pub fn parse(line: &str) -> Result<Command, String> {
         ("health", _) => Err("usage: health <HOST:PORT> up|down".into()),
         ("names", entries) => Names::decode(&entries.join(" ")).map(Command::Names),
         ("show", ["clients"]) => Ok(Command::ShowClients),
-        ("show", _) => Err("usage: show config|sessions|stats|upstreams|clients".into()),
+        ("show", ["listeners"]) => Ok(Command::ShowListeners),
+        ("show", _) => Err("usage: show config|sessions|stats|upstreams|clients|listeners".into()),
+        ("listen" | "unlisten", _) => {
+            let a = one("addr:port")?;
+            let addr = a.parse().map_err(|_| format!("not ADDR:PORT: {a:?}"))?;
+            Ok(if verb == "listen" {
+                Command::Listen(addr)
+            } else {
+                Command::Unlisten(addr)
+            })
+        }
         ("forget", _) => {
             let a = one("cidr")?;
             a.parse()

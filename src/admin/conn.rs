@@ -92,6 +92,9 @@ pub struct AdminConn {
     pub close_after_write: bool,
     /// The peer closed its side: close once every reply is out.
     pub peer_closed: bool,
+    /// Descriptors the supervisor passed with its lines (`SCM_RIGHTS`), in order; each
+    /// `listen` line takes the first.
+    pub fds: std::collections::VecDeque<std::os::fd::OwnedFd>,
 }
 
 impl AdminConn {
@@ -104,6 +107,7 @@ impl AdminConn {
             output: Vec::new(),
             close_after_write: false,
             peer_closed: false,
+            fds: Default::default(),
         }
     }
 
@@ -120,7 +124,21 @@ impl AdminConn {
     pub fn fill(&mut self) -> io::Result<()> {
         let mut buf = [0u8; 4096];
         loop {
-            match self.stream.read(&mut buf) {
+            let read = match (&self.stream, self.peer) {
+                (AdminStream::Unix(s), Peer::Supervisor) => {
+                    // Descriptors come with the bytes (and only from the supervisor).
+                    let mut fds = Vec::new();
+                    let n = crate::sys::fdpass::recv_with_fds(
+                        std::os::fd::AsRawFd::as_raw_fd(s),
+                        &mut buf,
+                        &mut fds,
+                    );
+                    self.fds.extend(fds);
+                    n
+                }
+                _ => self.stream.read(&mut buf),
+            };
+            match read {
                 Ok(0) => {
                     self.peer_closed = true;
                     return Ok(());

@@ -100,6 +100,11 @@ mod tests {
     fn every_family_once_with_its_series_together() {
         let mut s = Stats {
             accepted: 3,
+            listeners: vec![crate::worker::stats::ListenerCount {
+                name: "default".into(),
+                accepted: 3,
+                refused_max_sessions: 0,
+            }],
             ..Stats::default()
         };
         s.parse_error("tls", "not_client_hello");
@@ -113,7 +118,7 @@ mod tests {
         assert!(text.starts_with(
             "# HELP sluice_build_info Build information.\n# TYPE sluice_build_info gauge\nsluice_build_info{version=\""
         ));
-        assert!(text.contains("\nsluice_accepted_total 3\n"));
+        assert!(text.contains("\nsluice_accepted_total{listener=\"default\"} 3\n"));
         assert!(text
             .contains("\nsluice_parse_errors_total{parser=\"tls\",kind=\"not_client_hello\"} 1\n"));
         assert!(text.contains("\nsluice_session_duration_seconds_bucket{le=\"2.5\"} 1\n"));

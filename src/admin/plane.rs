@@ -302,6 +302,14 @@ impl AdminPlane {
         }
     }
 
+    /// The first descriptor connection `id` received (the supervisor's, with a `listen`).
+    pub fn take_fd(&mut self, id: ConnId) -> Option<OwnedFd> {
+        match self.conns.get_mut(id.key) {
+            Some((serial, conn)) if *serial == id.serial => conn.fds.pop_front(),
+            _ => None,
+        }
+    }
+
     /// Queues the reply to one command line (a connection gone since is skipped).
     pub fn reply(&mut self, id: ConnId, text: &str) {
         if let Some(c) = self.get(id) {

@@ -16,7 +16,10 @@ use crate::admin::upstreams;
 
 /// The header line of `show sessions`.
 pub const SESSIONS_HEADER: &str =
-    "id state client sni host route upstream bytes_up bytes_down age_ms traced";
+    "id state client sni host route upstream bytes_up bytes_down age_ms traced listener";
+
+/// The header line of `show listeners`.
+pub const LISTENERS_HEADER: &str = "name address state sessions accepted refused policy";
 
 /// One worker's answer to one command.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +37,9 @@ pub enum Reply {
     },
     /// `show sessions`: one line per session, without the header.
     Sessions(Vec<String>),
+    /// `show listeners`: one line per listener (`NAME ADDR STATE SESSIONS ACCEPTED REFUSED
+    /// POLICY...`), without the header.
+    Listeners(Vec<String>),
     /// `show stats`.
     Stats(Report),
     /// `metrics`: the same report, as Prometheus text.
@@ -115,6 +121,15 @@ impl Reply {
                 }
                 o
             }
+            Reply::Listeners(rows) => {
+                let mut o = String::from(LISTENERS_HEADER);
+                o.push('\n');
+                for r in rows {
+                    o.push_str(r);
+                    o.push('\n');
+                }
+                o
+            }
             Reply::Stats(r) => r.show_stats(),
             Reply::Metrics(r) => metrics::render(r),
             Reply::Upstreams(r) => upstreams::render(r),
@@ -130,6 +145,31 @@ impl Reply {
             Reply::Reopened { target, processes } => {
                 format!("ok: {target} reopened by {processes} process(es)")
             }
+        }
+    }
+}
+
+/// Adds one worker's `show listeners` row into `rows`: the same listener (name and
+/// address) from several workers is one row, its numbers summed, active if any serves it.
+fn merge_listener_row(rows: &mut Vec<Vec<String>>, row: &str) {
+    let words: Vec<String> = row.splitn(7, ' ').map(String::from).collect();
+    let key = |w: &[String]| (w.first().cloned(), w.get(1).cloned());
+    let Some(have) = rows.iter_mut().find(|r| key(r) == key(&words)) else {
+        rows.push(words);
+        return;
+    };
+    for i in 3..6 {
+        let sum = [have.get(i), words.get(i)]
+            .iter()
+            .filter_map(|w| w.and_then(|w| w.parse::<u64>().ok()))
+            .sum::<u64>();
+        if let Some(w) = have.get_mut(i) {
+            *w = sum.to_string();
+        }
+    }
+    if words.get(2).is_some_and(|s| s == "active") {
+        if let Some(w) = have.get_mut(2) {
+            *w = "active".into();
         }
     }
 }
@@ -238,6 +278,17 @@ fn merge_same_kind(replies: &[(usize, Reply)]) -> Option<Merged> {
                 }
             }
             Some(Merged::One(total))
+        }
+        Reply::Listeners(_) => {
+            let mut rows: Vec<Vec<String>> = Vec::new();
+            for (_, r) in replies {
+                let Reply::Listeners(r) = r else { return None };
+                for row in r {
+                    merge_listener_row(&mut rows, row);
+                }
+            }
+            let rows = rows.into_iter().map(|r| r.join(" ")).collect();
+            Some(Merged::One(Reply::Listeners(rows)))
         }
         Reply::Sessions(_) => {
             let mut rows = Vec::new();

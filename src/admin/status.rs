@@ -514,6 +514,11 @@ mod tests {
     fn report(accepted: u64, route_sessions: u64, bytes: u64) -> Report {
         let mut s = Stats {
             accepted,
+            listeners: vec![crate::worker::stats::ListenerCount {
+                name: "default".into(),
+                accepted,
+                refused_max_sessions: 0,
+            }],
             bytes_up: bytes,
             ..Stats::default()
         };

@@ -7,7 +7,9 @@ use std::str::FromStr;
 
 use super::connect;
 use super::error::ConfigError;
-use super::model::{auto_max_sessions, Config, NameMismatch, ProxyPolicy};
+use super::listener;
+use super::listener::ProxyPolicy;
+use super::model::{auto_max_sessions, Config, NameMismatch};
 use super::pool::{self, Balance, Pool};
 use super::route::{self, Alert, Mode, Route};
 use super::setting::Setting;
@@ -67,6 +69,45 @@ pub const KEYS: &[Key] = &[
         c.port = s.parse("not a port (0-65535)", |v| v.parse().ok())?;
         Ok(())
     }),
+    key(
+        "ENVOY_LISTEN",
+        "",
+        "listeners, separated by ';' or newlines: ADDR:PORT options (see README, Listeners); empty: ENVOY_IP:ENVOY_PORT",
+        |c, s| {
+            c.listeners = listener::parse_listeners(
+                s.text,
+                true,
+                |n| format!("ENVOY_LISTEN listener {n}"),
+                &[],
+                &|t: &str| Upstream::resolve(t, s.names),
+            )
+            .map_err(|e| s.refuse_part(&e.text, format!("{}: {}", e.origin, e.reason)))?;
+            Ok(())
+        },
+    ),
+    key(
+        "ENVOY_LISTEN_FILE",
+        "",
+        "a file of listeners, one a line, after ENVOY_LISTEN",
+        |c, s| {
+            let path = s.text.trim();
+            if path.is_empty() {
+                return Ok(());
+            }
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| s.refuse_part(path, format!("cannot read: {e}")))?;
+            let more = listener::parse_listeners(
+                &text,
+                false,
+                |n| format!("{path} line {n}"),
+                &c.listeners,
+                &|t: &str| Upstream::resolve(t, s.names),
+            )
+            .map_err(|e| s.refuse_part(&e.text, format!("{}: {}", e.origin, e.reason)))?;
+            c.listeners.extend(more);
+            Ok(())
+        },
+    ),
     key(
         "ENVOY_UPSTREAM",
         "localhost:10000",

@@ -18,6 +18,7 @@ mod connect;
 mod error;
 mod file;
 mod keys;
+pub mod listener;
 mod model;
 pub mod names;
 pub mod pool;
@@ -29,7 +30,8 @@ pub mod upstream;
 pub use connect::ConnectHeader;
 pub use error::{ConfigError, ConfigErrors};
 pub use keys::{key_named, Key, KEYS};
-pub use model::{Config, NameMismatch, ProxyPolicy, Source};
+pub use listener::ProxyPolicy;
+pub use model::{Config, NameMismatch, Source};
 
 use error::error;
 use keys::key_names;
@@ -214,6 +216,19 @@ impl Config {
             c.entries.push((k.name, text, source));
         }
         clients::settle(&c.clients, &mut c.routes, &mut c.default_route);
+        if c.listeners.is_empty() {
+            c.listeners
+                .push(listener::Listener::implicit(c.listen_addr()));
+        }
+        let names: Vec<&str> = c.listeners.iter().map(|l| l.name.as_str()).collect();
+        if let Err(e) = route::settle_listeners(&mut c.routes, &names) {
+            let key = if e.origin.starts_with("ENVOY_ROUTES") {
+                "ENVOY_ROUTES"
+            } else {
+                "ENVOY_ROUTES_FILE"
+            };
+            errors.push(error(key, &e.text, format!("{}: {}", e.origin, e.reason)));
+        }
         if errors.is_empty() {
             Ok(c)
         } else {
@@ -492,6 +507,9 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let routes_file = dir.join("routes");
         std::fs::write(&routes_file, "sni=file.test deny\n").unwrap();
+        let listen_file = dir.join("listeners");
+        std::fs::write(&listen_file, "127.0.0.1:9 name=filed\n").unwrap();
+        let listen_path = listen_file.to_str().unwrap().to_string();
         let config_file = dir.join("config");
         std::fs::write(&config_file, "ENVOY_BACKLOG=77\n").unwrap();
         let (routes_path, config_path) = (
@@ -505,6 +523,14 @@ mod tests {
                 c.ip == "::1".parse::<IpAddr>().unwrap()
             }),
             ("ENVOY_PORT", "1234", |c| c.port == 1234),
+            ("ENVOY_LISTEN", "[::1]:9 name=a proxy_protocol=off", |c| {
+                c.listeners.len() == 1
+                    && c.listeners[0].name == "a"
+                    && c.for_listener(0).proxy_protocol == ProxyPolicy::Off
+            }),
+            ("ENVOY_LISTEN_FILE", &listen_path, |c| {
+                c.listeners.len() == 1 && c.listeners[0].name == "filed"
+            }),
             ("ENVOY_UPSTREAM", "127.0.0.1:4", |c| {
                 c.upstream[0].addrs == ["127.0.0.1:4".parse().unwrap()]
                     && c.default_route.pool.members == c.upstream
@@ -698,6 +724,52 @@ mod tests {
         ] {
             assert_eq!(load(&[(v, why)]).unwrap_err().key, v);
         }
+    }
+
+    #[test]
+    fn listeners_settle_their_policy_and_routes_name_them() {
+        let c = load(&[
+            ("ENVOY_UPSTREAM", "127.0.0.1:10000"),
+            ("ENVOY_PROXY_PROTOCOL", "optional"),
+            (
+                "ENVOY_LISTEN",
+                "127.0.0.1:8443 name=lb proxy_protocol=required upstream=127.0.0.1:1; [::1]:8444 mode=connect idle_timeout_ms=7",
+            ),
+            ("ENVOY_ROUTES", "listener=listen2 sni=a.test deny; allow"),
+        ])
+        .unwrap();
+        assert_eq!(c.listeners.len(), 2);
+        let (lb, two) = (c.for_listener(0), c.for_listener(1));
+        assert_eq!((lb.listener, lb.listener_name()), (0, "lb"));
+        assert_eq!(lb.proxy_protocol, ProxyPolicy::Required);
+        let addrs = |r: &route::Route| -> Vec<std::net::SocketAddr> {
+            r.pool
+                .members
+                .iter()
+                .flat_map(|u| u.addrs.clone())
+                .collect()
+        };
+        assert_eq!(addrs(&lb.default_route), ["127.0.0.1:1".parse().unwrap()]);
+        assert_eq!(lb.default_route.mode, Mode::Direct);
+        assert_eq!(two.listener_name(), "listen2");
+        assert_eq!(two.proxy_protocol, ProxyPolicy::Optional, "the key's value");
+        assert_eq!(two.default_route.mode, Mode::Connect);
+        assert_eq!(addrs(&two.default_route), c.upstream_addrs());
+        assert_eq!((two.idle_timeout_ms, c.idle_timeout_ms), (7, 300_000));
+        // ENVOY_LISTEN unset: one listener named default on ENVOY_IP:ENVOY_PORT.
+        let d = load(&[("ENVOY_UPSTREAM", "127.0.0.1:10000"), ("ENVOY_PORT", "9")]).unwrap();
+        assert_eq!(d.listeners.len(), 1);
+        assert_eq!(d.listeners[0].name, "default");
+        assert_eq!(d.listeners[0].addr, "127.0.0.1:9".parse().unwrap());
+        // A route naming no listener, a bad entry, two on one address: exit 2 naming them.
+        let e = load(&[("ENVOY_ROUTES", "listener=nope allow")]).unwrap_err();
+        assert_eq!(e.key, "ENVOY_ROUTES");
+        assert!(e.to_string().contains("no listener is named nope"), "{e}");
+        let e = load(&[("ENVOY_LISTEN", "127.0.0.1:1; 127.0.0.1:1 name=b")]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            r#"invalid ENVOY_LISTEN="127.0.0.1:1 name=b": ENVOY_LISTEN listener 2: 127.0.0.1:1 is already the address of listener listen1 (ENVOY_LISTEN listener 1)"#
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use super::connect::ConnectHeader;
+use super::listener::{Listener, ProxyPolicy};
 use super::pool::{Balance, Check, Pool};
 use super::route::{self, Mode, Route};
 use super::upstream::Upstream;
@@ -37,17 +38,6 @@ impl fmt::Display for Source {
     }
 }
 
-/// What to do with a PROXY protocol header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProxyPolicy {
-    /// Every connection must start with a header (v1 or v2).
-    Required,
-    /// A header is used when present; otherwise the socket's own peer is the client.
-    Optional,
-    /// Headers are not looked for: every byte is the client's and passes as is.
-    Off,
-}
-
 /// When the ClientHello's SNI and the PROXY v2 AUTHORITY TLV both exist and differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NameMismatch {
@@ -67,6 +57,12 @@ pub struct Config {
     pub ip: IpAddr,
     /// ENVOY_PORT
     pub port: u16,
+    /// ENVOY_LISTEN then ENVOY_LISTEN_FILE; when both are empty, the one listener on
+    /// ENVOY_IP:ENVOY_PORT named `default` (`config::listener`).
+    pub listeners: Vec<Listener>,
+    /// The listener this configuration is settled for ([`Config::for_listener`]): its
+    /// sessions' policy and the `listener=` route condition read it. 0 in the base.
+    pub listener: usize,
     /// ENVOY_UPSTREAM: the default route's pool members, in order.
     pub upstream: Vec<Upstream>,
     /// ENVOY_BALANCE: the default route's, and that of routes naming none.
@@ -165,6 +161,8 @@ impl Config {
         Config {
             ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             port: 0,
+            listeners: Vec::new(),
+            listener: 0,
             default_route: Route::default_route(
                 Pool::new(Vec::new(), Balance::First),
                 Mode::Direct,
@@ -270,9 +268,74 @@ impl Config {
             .collect()
     }
 
-    /// The listen address.
+    /// ENVOY_IP:ENVOY_PORT, the implicit listener's address.
     pub fn listen_addr(&self) -> SocketAddr {
         SocketAddr::new(self.ip, self.port)
+    }
+
+    /// The name of the listener this configuration is settled for.
+    pub fn listener_name(&self) -> &str {
+        self.listeners
+            .get(self.listener)
+            .map_or(super::listener::DEFAULT_NAME, |l| l.name.as_str())
+    }
+
+    /// The PROXY policy as log lines show it: the listener's `proxy_protocol=`, else the
+    /// key's text.
+    pub fn proxy_protocol_shown(&self) -> crate::logfmt::Value<'_> {
+        let own = self
+            .listeners
+            .get(self.listener)
+            .and_then(|l| l.overrides.proxy_protocol);
+        match own {
+            Some(ProxyPolicy::Required) => crate::logfmt::Value::str("required"),
+            Some(ProxyPolicy::Optional) => crate::logfmt::Value::str("optional"),
+            Some(ProxyPolicy::Off) => crate::logfmt::Value::str("off"),
+            None => self.shown("ENVOY_PROXY_PROTOCOL"),
+        }
+    }
+
+    /// This configuration as the sessions of listener `i` see it: its overrides in place
+    /// of the `ENVOY_*` values (PROXY policy, trusted sources, timeouts, the default
+    /// route). Made once per listener when a configuration is applied, so that a session
+    /// pays nothing for its listener's policy.
+    pub fn for_listener(&self, i: usize) -> Config {
+        let mut c = self.clone();
+        c.listener = i;
+        let Some(l) = self.listeners.get(i) else {
+            return c;
+        };
+        let o = &l.overrides;
+        if let Some(p) = o.proxy_protocol {
+            c.proxy_protocol = p;
+        }
+        if let Some(t) = &o.trusted {
+            c.trusted_proxies.clone_from(t);
+        }
+        if let Some(ms) = o.header_timeout_ms {
+            c.header_timeout_ms = ms;
+        }
+        if let Some(ms) = o.connect_timeout_ms {
+            c.connect_timeout_ms = ms;
+        }
+        if let Some(ms) = o.idle_timeout_ms {
+            c.idle_timeout_ms = ms;
+        }
+        if o.upstreams.is_some() || o.mode.is_some() {
+            // Counted with the default route's clients (same limits, same counters).
+            let limited = c.default_route.limited;
+            let ups = o.upstreams.clone();
+            let mut pool = c.default_route.pool.clone();
+            if let Some(ups) = ups {
+                // At most as many as ENVOY_UPSTREAM takes: checked when the listener loaded.
+                let _ = pool.set_members(ups);
+                pool.slots.clear();
+            }
+            let mut r = Route::default_route(pool, o.mode.unwrap_or(c.upstream_mode));
+            r.limited = limited;
+            c.default_route = r;
+        }
+        c
     }
 
     /// The route for a session: the first that matches, else the default.

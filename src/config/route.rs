@@ -14,6 +14,7 @@
 //!            | "client=" cidr ("," cidr)*          the client (PROXY header source, else peer)
 //!            | "alpn=" proto ("," proto)*          any ALPN protocol the client offered
 //!            | "proto=" ("tls" | "http" | "other") ("," ...)*
+//!            | "listener=" name ("," name)*         the listener the session arrived on
 //! option    := "name=" token                        the route's name in logs and metrics
 //!                                                  (default route1, route2, ... in order)
 //!            | "upstream=" host:port ("," host:port)*   the route's pool (`config::pool`)
@@ -274,6 +275,8 @@ pub struct Request<'a> {
     pub alpn: &'a [u8],
     /// What the first bytes were.
     pub proto: Option<Proto>,
+    /// The index of the listener the session arrived on (`Config::listeners`).
+    pub listener: usize,
 }
 
 /// The default route's name.
@@ -295,6 +298,9 @@ pub struct Route {
     clients: Vec<Cidr>,
     alpn: Vec<Vec<u8>>,
     protos: Vec<Proto>,
+    /// `listener=` as written; `listener_ids` the same as indices once settled.
+    pub listener_names: Vec<String>,
+    pub(crate) listener_ids: Vec<usize>,
     /// allow or deny.
     pub action: Action,
     /// The upstreams and how a session picks one.
@@ -334,6 +340,8 @@ impl Route {
             clients: Vec::new(),
             alpn: Vec::new(),
             protos: Vec::new(),
+            listener_names: Vec::new(),
+            listener_ids: Vec::new(),
             action: Action::Allow,
             pool,
             mode,
@@ -363,7 +371,8 @@ impl Route {
                 .split(|&b| b == b',')
                 .any(|p| self.alpn.iter().any(|a| a.as_slice() == p));
         let proto_ok = self.protos.is_empty() || r.proto.is_some_and(|p| self.protos.contains(&p));
-        name_ok && port_ok && client_ok && alpn_ok && proto_ok
+        let listener_ok = self.listener_ids.is_empty() || self.listener_ids.contains(&r.listener);
+        name_ok && port_ok && client_ok && alpn_ok && proto_ok && listener_ok
     }
 
     /// True when the route names clients (a denial then means access_denied).
@@ -479,7 +488,10 @@ fn parse_route(
             return Err(format!("{word:?} is not allow, deny or key=value"));
         };
         let list = || value.split(',').filter(|s| !s.is_empty());
-        let is_condition = matches!(key, "sni" | "port" | "client" | "alpn" | "proto");
+        let is_condition = matches!(
+            key,
+            "sni" | "port" | "client" | "alpn" | "proto" | "listener"
+        );
         if is_condition && action.is_some() {
             return Err(format!("condition {key}= after allow/deny"));
         }
@@ -525,6 +537,14 @@ fn parse_route(
                 }
             }
             "alpn" => r.alpn.extend(list().map(|a| a.as_bytes().to_vec())),
+            "listener" => {
+                for l in list() {
+                    if !is_name(l) {
+                        return Err(format!("bad listener name {l:?}"));
+                    }
+                    r.listener_names.push(l.to_string());
+                }
+            }
             "proto" => {
                 for p in list() {
                     r.protos.push(
@@ -653,6 +673,31 @@ fn parse_route(
     Ok(r)
 }
 
+/// Gives each route's `listener=` names their indices among `listeners`' names; a name
+/// no listener has is refused (the route's origin and the name).
+pub fn settle_listeners(routes: &mut [Route], listeners: &[&str]) -> Result<(), RouteError> {
+    for r in routes.iter_mut() {
+        let mut ids = Vec::with_capacity(r.listener_names.len());
+        for n in &r.listener_names {
+            match listeners.iter().position(|l| l == n) {
+                Some(i) => ids.push(i),
+                None => {
+                    return Err(RouteError {
+                        origin: r.origin.clone(),
+                        text: format!("listener={n}"),
+                        reason: format!(
+                            "no listener is named {n} (listeners: {})",
+                            listeners.join(", ")
+                        ),
+                    })
+                }
+            }
+        }
+        r.listener_ids = ids;
+    }
+    Ok(())
+}
+
 /// The first route that matches, else `default`.
 pub fn select<'r>(routes: &'r [Route], default: &'r Route, req: &Request<'_>) -> &'r Route {
     routes.iter().find(|r| r.matches(req)).unwrap_or(default)
@@ -709,6 +754,7 @@ mod tests {
             client: Some(client.parse().unwrap()),
             alpn: alpn.as_bytes(),
             proto: Some(Proto::Tls),
+            listener: 0,
         }
     }
 
@@ -877,6 +923,26 @@ mod tests {
                 .contains("name api-2.eu is already the name of route 2"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_listener_condition_matches_the_listeners_it_names() {
+        let mut routes = load("listener=b,c allow upstream=127.0.0.1:1; allow").unwrap();
+        settle_listeners(&mut routes, &["a", "b", "c"]).unwrap();
+        let default = Route::default_route(defaults(), Mode::Direct);
+        let on = |listener| {
+            let mut r = req(None, None, "10.0.0.1", "");
+            r.listener = listener;
+            select(&routes, &default, &r).name.clone()
+        };
+        assert_eq!([on(0), on(1), on(2)], ["route2", "route1", "route1"]);
+        let e = settle_listeners(&mut routes, &["a", "b"]).unwrap_err();
+        assert_eq!(e.origin, "route 1");
+        assert!(e.reason.contains("no listener is named c"), "{e}");
+        assert!(load("allow listener=a")
+            .unwrap_err()
+            .reason
+            .contains("after allow/deny"));
     }
 
     #[test]

@@ -19,7 +19,6 @@
 //! log keys say (a `set`, a reload) so that its lines go where theirs go.
 
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -30,9 +29,11 @@ use mio::{Events, Interest, Poll, Token};
 mod client_table;
 mod fanout;
 mod health;
+mod listeners;
 mod notify;
 mod resolve;
 mod spawn;
+mod start;
 mod upgrade;
 
 use crate::admin::channel::{self, Message};
@@ -51,6 +52,7 @@ use crate::sys::fd::adopt_inherited;
 use crate::sys::signals::SignalPipe;
 use client_table::client_table;
 use fanout::{is_replayed, Answered, Asker, Fanout};
+use listeners::{Bound, Staged};
 use spawn::WorkerSlot;
 use upgrade::{Handoff, PipeNews, Upgrade};
 
@@ -87,7 +89,10 @@ pub struct Supervisor {
     /// supervisor follows are read from it.
     layers: Layers,
     exe: PathBuf,
-    listeners: Vec<OwnedFd>,
+    /// Every listener's sockets, one per worker each.
+    listeners: Vec<Bound>,
+    /// A listener change handed to the workers, waiting for their answer to request `.0`.
+    staged: Option<(usize, Staged)>,
     plane: AdminPlane,
     workers: Vec<WorkerSlot>,
     fanout: Fanout,
@@ -145,54 +150,30 @@ impl Supervisor {
         ])?;
         poll.registry()
             .register(&mut SourceFd(&signals.fd()), SIGNALS, Interest::READABLE)?;
+        let (replay, layers) = start::replayed();
+        let mut cfg = cfg;
+        if !layers.set.is_empty() {
+            // an upgrade: the listeners the old generation's `set`s made are bound here too
+            if let Ok(c) = layers.load() {
+                cfg.listeners = c.listeners;
+            }
+        }
         // Adopting a descriptor consumes its variable: the workers inherit none of them.
-        let listeners = upgrade::bind_listeners(&cfg).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("cannot start on {}: {e}", cfg.listen_addr()),
-            )
-        })?;
-        let mut plane = AdminPlane::new(ADMIN_TOKENS);
-        let control = &cfg.control_socket;
-        let owner = crate::privilege::control_socket_ownership(&cfg)
-            .map_err(|e| io::Error::other(e.to_string()))?;
-        plane.set_control_ownership(owner);
-        match adopt_inherited(env::INHERIT_CONTROL)? {
-            Some(fd) => plane.adopt_control(poll.registry(), fd, control),
-            None => plane.set_control(poll.registry(), control),
-        }
-        .map_err(|e| named("ENVOY_CONTROL_SOCKET", control, e))?;
-        let metrics = cfg.metrics_addr.map_or_else(String::new, |a| a.to_string());
-        match adopt_inherited(env::INHERIT_METRICS)? {
-            Some(fd) => plane.adopt_metrics(poll.registry(), fd),
-            None => plane.set_metrics(poll.registry(), cfg.metrics_addr),
-        }
-        .map_err(|e| named("ENVOY_METRICS_ADDR", &metrics, e))?;
+        let listeners = listeners::bind_all(&cfg)?;
+        let plane = start::admin_plane(poll.registry(), &cfg, ADMIN_TOKENS)?;
         let clients = client_table(&cfg)?;
         let tell_ready = adopt_inherited(env::UPGRADE_FD)?.map(std::fs::File::from);
-        let replay: Vec<String> = std::env::var(env::REPLAY)
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| !l.is_empty())
-            .map(String::from)
-            .collect();
-        std::env::remove_var(env::REPLAY);
         let addr = listeners
             .first()
-            .map(upgrade::local_addr)
-            .ok_or_else(|| io::Error::other("no worker to start (ENVOY_WORKERS)"))??;
+            .filter(|_| cfg.workers > 0)
+            .map(|b| b.local)
+            .ok_or_else(|| io::Error::other("no worker to start (ENVOY_WORKERS)"))?;
         info!(
             "supervisor starting pid={} workers={} addr={}",
             std::process::id(),
             cfg.workers,
             Address(Some(addr))
         );
-        let mut layers = Layers::from_process_env();
-        for line in &replay {
-            if let Ok(Command::Set(k, v)) = command::parse(line) {
-                layers = layers.with_set(&k, &v).unwrap_or(layers);
-            }
-        }
         let mut resolver = resolve::Resolver::start(poll.registry(), RESOLVED)?;
         // At start, before any loop: the names of the configuration, resolved here once
         // and handed to every worker.
@@ -203,6 +184,7 @@ impl Supervisor {
             layers,
             exe,
             listeners,
+            staged: None,
             plane,
             workers: Vec::new(),
             fanout: Fanout::default(),
@@ -255,15 +237,11 @@ impl Supervisor {
     /// Starts worker `i` on its listener, with a fresh channel; then replays the runtime
     /// changes to it.
     fn spawn(&mut self, i: usize) -> io::Result<()> {
-        let listener = self
-            .listeners
-            .get(i)
-            .ok_or_else(|| io::Error::other(format!("no listener for worker {i}")))?
-            .as_raw_fd();
+        let (spec, fds) = listeners::for_worker(&self.listeners, i);
         let (child, chan) = spawn::start(
             &self.exe,
             (i, self.cfg.workers),
-            listener,
+            (&spec, &fds),
             self.clients.fd(),
             self.poll.registry(),
             Token(WORKER_BASE + i),
@@ -586,6 +564,10 @@ impl Supervisor {
                         Ok((line, Command::ShowClients | Command::Forget(_))) => {
                             self.ask_one(conn, &line)
                         }
+                        Ok((_, Command::Listen(_) | Command::Unlisten(_))) => self.plane.reply(
+                            conn,
+                            "error: listen and unlisten are the supervisor's own, to its workers",
+                        ),
                         Ok((line, cmd)) => {
                             if cmd == Command::Drain {
                                 self.stop();
@@ -594,7 +576,7 @@ impl Supervisor {
                             // loop first; the workers then load it without resolving.
                             let names = resolve::Resolver::names_for(&cmd, &self.layers);
                             if names.is_empty() {
-                                self.fan_out(Asker::Control(conn), &line);
+                                self.dispatch(conn, &line);
                             } else {
                                 let after = resolve::After::Command { conn, line };
                                 self.resolver.request(names, after);
@@ -608,8 +590,26 @@ impl Supervisor {
         self.plane.flush(self.poll.registry(), conn, busy);
     }
 
-    /// SIGHUP, its names known: the workers reload, the supervisor follows.
+    /// SIGHUP, its names known: new listeners' sockets go to the workers first (a worker
+    /// serves them whichever of socket and signal it reads first; our copies of removed ones
+    /// close), then the workers reload, the supervisor follows.
     fn on_sighup(&mut self) {
+        let staged = match self.staged {
+            Some(_) => Err("a listener change is being applied".to_string()),
+            None => self.stage_listeners(&self.layers.clone()),
+        };
+        match staged {
+            Ok(Some(staged)) => listeners::commit(&mut self.listeners, staged),
+            Ok(None) => {}
+            Err(e) => {
+                // A listener that cannot be bound: nothing of the reload applies.
+                error!(
+                    "reload refused, the old config stays signal=SIGHUP error={}",
+                    Value::str(&e)
+                );
+                return;
+            }
+        }
         self.signal_workers(libc::SIGHUP);
         self.follow_log_keys(self.layers.clone());
         self.configure_checks();
@@ -627,7 +627,7 @@ impl Supervisor {
             }
             match done.after {
                 resolve::After::Command { conn, line } => {
-                    self.fan_out(Asker::Control(conn), &line);
+                    self.dispatch(conn, &line);
                     let busy = self.fanout.busy(conn) || self.resolver.holds(conn);
                     self.plane.flush(self.poll.registry(), conn, busy);
                 }
@@ -650,9 +650,54 @@ impl Supervisor {
         self.resolver.refresh_if_due(&self.layers, now);
     }
 
+    /// A control command whose names are known: `set` and `reload` may change listeners.
+    fn dispatch(&mut self, conn: ConnId, line: &str) {
+        match command::parse(line) {
+            Ok(cmd @ (Command::Set(..) | Command::Reload)) => self.change_config(conn, line, &cmd),
+            _ => self.fan_out(Asker::Control(conn), line),
+        }
+    }
+
+    /// `set` or `reload`: the listeners it adds are bound and handed to the workers before
+    /// the line goes to them (all or nothing); committed once they all applied it.
+    fn change_config(&mut self, conn: ConnId, line: &str, cmd: &Command) {
+        let layers = match cmd {
+            Command::Set(k, v) => self.layers.with_set(k, v).ok(),
+            _ => Some(self.layers.clone()),
+        };
+        let staged = match layers {
+            _ if self.staged.is_some() => Err("a listener change is being applied".into()),
+            Some(l) => self.stage_listeners(&l),
+            None => Ok(None),
+        };
+        match staged {
+            Ok(staged) => self.fan_out_staged(Asker::Control(conn), line, staged),
+            Err(e) => self
+                .plane
+                .reply(conn, &format!("error: {e}; nothing changed")),
+        }
+    }
+
+    /// The listener change `layers` makes, its new sockets bound and handed to the running
+    /// workers; `None` when the configuration is invalid (the workers say why).
+    fn stage_listeners(&mut self, layers: &Layers) -> Result<Option<Staged>, String> {
+        // The names are resolved already (the command waited for them): nothing blocks.
+        let Ok(cfg) = layers.load_with(&self.resolver.cache) else {
+            return Ok(None);
+        };
+        let staged = listeners::stage(&cfg, &self.listeners, self.workers.len())?;
+        listeners::hand_out(&staged, &mut self.workers)?;
+        Ok(Some(staged))
+    }
+
     fn fan_out(&mut self, asker: Asker, line: &str) {
+        self.fan_out_staged(asker, line, None);
+    }
+
+    fn fan_out_staged(&mut self, asker: Asker, line: &str, st: Option<Staged>) {
         let n = self.workers.len();
         let r = self.fanout.open(asker, line, n);
+        self.staged = st.map(|s| (r, s)).or(self.staged.take());
         for i in 0..n {
             self.send(i, line, Some(r));
         }
@@ -684,6 +729,15 @@ impl Supervisor {
             process: Process::this(self.clock),
             log: logger::counters(),
         }));
+        if self.staged.as_ref().is_some_and(|(s, _)| *s == r) {
+            if let Some((_, staged)) = self.staged.take() {
+                if merged.is_ok() {
+                    listeners::commit(&mut self.listeners, staged);
+                } else {
+                    listeners::take_back(&staged.added, &mut self.workers);
+                }
+            }
+        }
         let command = command::parse(&line);
         if command == Ok(Command::ReopenLogs) {
             let target = &self.cfg.log_target;
@@ -836,9 +890,10 @@ impl Supervisor {
             return Err(io::Error::other("an upgrade is already running"));
         }
         let (control, metrics) = self.plane.listener_fds();
+        let fds = listeners::all_fds(&self.listeners);
         let handoff = Handoff {
             exe: &self.exe,
-            listeners: &self.listeners,
+            listeners: &fds,
             control,
             metrics,
             replay: &self.replay,
@@ -896,9 +951,4 @@ impl Supervisor {
         self.retired = true;
         self.signal_workers(libc::SIGTERM);
     }
-}
-
-/// `e`, said of the resource `key`=`value` names.
-fn named(key: &str, value: &str, e: io::Error) -> io::Error {
-    io::Error::new(e.kind(), format!("{key}={value}: {e}"))
 }

@@ -60,6 +60,31 @@ impl WorkerSlot {
         true
     }
 
+    /// Sends one command line with descriptor `fd` passed along (`SCM_RIGHTS`); nobody
+    /// waits for its reply. False without a channel, or when the line cannot go now (its
+    /// channel still holds unsent bytes, or the send failed).
+    pub fn send_with_fd(&mut self, line: &str, fd: RawFd) -> bool {
+        let Some(chan) = self.chan.as_mut() else {
+            return false;
+        };
+        chan.flush();
+        if !chan.output.is_empty() {
+            return false;
+        }
+        let bytes = format!("{line}\n");
+        match crate::sys::fdpass::send_with_fds(chan.stream.as_raw_fd(), bytes.as_bytes(), &[fd]) {
+            Ok(n) => {
+                // the descriptor went with the first byte; the rest follows as usual
+                chan.output
+                    .extend_from_slice(bytes.as_bytes().get(n..).unwrap_or(&[]));
+                self.awaiting.push_back(None);
+                chan.flush();
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
     /// The process is gone: closes the channel; returns the requests still waiting on it.
     pub fn gone(&mut self, registry: &Registry) -> Vec<usize> {
         self.child = None;
@@ -113,12 +138,13 @@ impl Channel {
     }
 }
 
-/// Starts worker `index` of `count` from `exe` on the listening socket `listener`, with a
-/// fresh channel registered under `token`, mapping the client table `client_table`.
+/// Starts worker `index` of `count` from `exe` on its listening sockets (`listeners`: the
+/// SLUICE_LISTEN_FDS text and the descriptors), with a fresh channel registered under
+/// `token`, mapping the client table `client_table`.
 pub(super) fn start(
     exe: &Path,
     (index, count): (usize, usize),
-    listener: RawFd,
+    listeners: (&str, &[RawFd]),
     client_table: RawFd,
     registry: &Registry,
     token: Token,
@@ -129,11 +155,12 @@ pub(super) fn start(
     let mut cmd = Command::new(exe);
     cmd.arg("worker")
         .env(env::WORKER, format!("{index}/{count}"))
-        .env(env::LISTEN_FD, listener.to_string())
+        .env(env::LISTEN_FDS, listeners.0)
         .env(env::CHANNEL_FD, chan_fd.to_string())
         .env(env::CLIENT_TABLE_FD, client_table.to_string())
         .env(env::NAMES, names);
-    let inherit = [listener, chan_fd, client_table];
+    let mut inherit = listeners.1.to_vec();
+    inherit.extend([chan_fd, client_table]);
     let child = spawn_inheriting(&mut cmd, &inherit, Some(libc::SIGTERM))?;
     drop(theirs);
     ours.set_nonblocking(true)?;

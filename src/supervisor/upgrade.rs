@@ -1,30 +1,27 @@
 //! The binary upgrade, successor side and predecessor side: the binary now on disk starts as
 //! a new supervisor holding every listening socket (inherited across exec); once its workers
 //! are ready it says so on a pipe. Here: starting the successor, watching its pipe and its
-//! deadline, and on the successor's side taking the client listeners over. Letting go of the
+//! deadline (taking the client listeners over is `supervisor::listeners`'). Letting go of the
 //! sockets and draining is the supervisor's own decision once this says "ready".
 
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::Path;
 use std::process::{Child, Command};
 
-use log::info;
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
-use crate::config::Config;
 use crate::handoff as env;
-use crate::net;
-use crate::sys::fd::{adopt_inherited_list, pipe, set_nonblocking};
+use crate::sys::fd::{pipe, set_nonblocking};
 use crate::sys::process::spawn_inheriting;
 
 /// What the successor inherits.
 pub(super) struct Handoff<'a> {
     /// The binary to start.
     pub exe: &'a Path,
-    /// The client listeners, one per worker.
-    pub listeners: &'a [OwnedFd],
+    /// The client listeners: every listener's, one per worker each.
+    pub listeners: &'a [RawFd],
     /// The control socket's listener.
     pub control: Option<RawFd>,
     /// The metrics listener.
@@ -60,7 +57,7 @@ impl Upgrade {
         token: Token,
         deadline_ms: u64,
     ) -> io::Result<Upgrade> {
-        let mut fds: Vec<RawFd> = h.listeners.iter().map(AsRawFd::as_raw_fd).collect();
+        let mut fds: Vec<RawFd> = h.listeners.to_vec();
         let mut cmd = Command::new(h.exe);
         cmd.arg("run");
         cmd.env(
@@ -143,43 +140,4 @@ impl Upgrade {
     pub fn finish(self, registry: &Registry) {
         let _ = registry.deregister(&mut SourceFd(&self.ready.as_raw_fd()));
     }
-}
-
-/// One SO_REUSEPORT listener per worker on the configured address: the predecessor's, when
-/// an upgrade handed them over and the address did not move; new ones otherwise.
-pub(super) fn bind_listeners(cfg: &Config) -> io::Result<Vec<OwnedFd>> {
-    let mut out = adopt_inherited_list(env::INHERIT_LISTEN)?;
-    out.truncate(cfg.workers);
-    let mut addr = cfg.listen_addr();
-    if let Some(first) = out.first() {
-        let inherited = local_addr(first)?;
-        let moved =
-            inherited.ip() != addr.ip() || (addr.port() != 0 && inherited.port() != addr.port());
-        if moved {
-            // An upgrade is how the listen address changes: bind the new one; the old
-            // sockets close when the old supervisor and its workers are gone.
-            info!(
-                "listen address changed, binding the new one was={} addr={}",
-                crate::hexdump::Address(Some(inherited)),
-                crate::hexdump::Address(Some(addr))
-            );
-            out.clear();
-        } else {
-            addr = inherited;
-        }
-    }
-    while out.len() < cfg.workers {
-        let l = net::listen(addr, cfg.backlog)?;
-        addr = l.local_addr()?; // port 0: the others join the port the first one got
-        out.push(OwnedFd::from(l));
-    }
-    Ok(out)
-}
-
-/// The address a listening socket is bound to.
-pub(super) fn local_addr(fd: &OwnedFd) -> io::Result<std::net::SocketAddr> {
-    socket2::SockRef::from(fd)
-        .local_addr()?
-        .as_socket()
-        .ok_or_else(|| io::Error::other("not an IP socket"))
 }

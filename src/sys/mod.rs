@@ -7,6 +7,7 @@ pub mod clock;
 pub mod cpu;
 pub mod credentials;
 pub mod fd;
+pub mod fdpass;
 pub mod log_sink;
 pub mod process;
 pub mod random;

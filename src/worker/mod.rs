@@ -12,10 +12,12 @@
 //! Nothing here blocks but `poll` itself, and the bounded flush of what is left at exit.
 
 pub mod buffer;
+pub mod listeners;
 pub mod ops;
 pub mod pipe;
 pub mod role;
 pub mod session;
+pub mod sockets;
 pub mod splice;
 pub mod stats;
 pub mod timer;
@@ -26,8 +28,7 @@ use std::io;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use log::{debug, error, info, warn};
-use mio::net::TcpListener;
+use log::{error, info, warn};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
@@ -39,11 +40,9 @@ use crate::admin::plane::{AdminPlane, Tokens};
 use crate::admin::trace::TraceRule;
 use crate::config::names::Names;
 use crate::config::{Config, Layers};
-use crate::hexdump::Address;
 use crate::limits::ClientTable;
 use crate::logfmt::Shown;
 use crate::logger;
-use crate::net;
 use crate::sys::signals::SignalPipe;
 use crate::wire::tls::MAX_HELLO_LEN;
 use buffer::Pool;
@@ -53,8 +52,6 @@ use stats::{CloseReason, Stats};
 use timer::{Entry, Wheel};
 use upstreams::Upstreams;
 
-/// The client listener's token; session tokens stay far below the reserved ones.
-pub const LISTENER: Token = Token(usize::MAX);
 /// The signal self-pipe.
 pub const SIGNALS: Token = Token(usize::MAX - 1);
 /// The control socket listener.
@@ -78,7 +75,7 @@ const TICK_MS: u64 = 50;
 /// Slots of the wheel: 8192 x 50 ms covers 409 s, beyond the default idle timeout.
 const WHEEL_SLOTS: usize = 8192;
 /// How long accept() rests after running out of descriptors.
-const ACCEPT_BACKOFF_MS: u64 = 100;
+pub(crate) const ACCEPT_BACKOFF_MS: u64 = 100;
 /// Readiness events taken per poll.
 const EVENTS: usize = 1024;
 
@@ -89,8 +86,9 @@ pub struct Role {
     pub index: usize,
     /// How many workers there are.
     pub count: usize,
-    /// The listener the supervisor owns and lends (SO_REUSEPORT, already listening).
-    pub listener: Option<TcpListener>,
+    /// The listening sockets the supervisor owns and lends (SO_REUSEPORT, already
+    /// listening), each with the address its listener is configured with.
+    pub listeners: Vec<(std::net::SocketAddr, std::os::fd::OwnedFd)>,
     /// The command channel to the supervisor.
     pub channel: Option<mio::net::UnixStream>,
     /// The machine's client table, which the supervisor made (alone: the worker makes one).
@@ -100,7 +98,7 @@ pub struct Role {
 /// One worker: everything its loop owns.
 pub struct Worker {
     pub(crate) poll: Poll,
-    pub(crate) listener: Option<TcpListener>,
+    pub(crate) listeners: sockets::Listeners,
     pub(crate) sessions: Slab<Session>,
     pub(crate) pool: Pool,
     pub(crate) pipes: PipePool,
@@ -191,12 +189,10 @@ impl Worker {
     pub fn bound(layers: Layers, mut cfg: Config, role: Role) -> io::Result<Worker> {
         let poll = Poll::new()?;
         let supervised = role.channel.is_some();
-        let mut listener = match role.listener {
-            Some(l) => l,
-            None => net::listen(cfg.listen_addr(), cfg.backlog)?,
-        };
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let mut held = sockets::Listeners::default();
+        for (addr, fd) in role.listeners {
+            held.hold(addr, fd)?;
+        }
         let signals = SignalPipe::install(&[
             libc::SIGHUP,
             libc::SIGTERM,
@@ -232,7 +228,7 @@ impl Worker {
         clients.set_origin();
         let mut w = Worker {
             poll,
-            listener: Some(listener),
+            listeners: held,
             sessions: Slab::with_capacity(cfg.max_sessions.min(65536)),
             pool,
             pipes: PipePool::new(cfg.splice_pipes, 0),
@@ -266,6 +262,7 @@ impl Worker {
             clients,
         };
         let cfg = Rc::clone(&w.cfg);
+        w.serve_listeners(&cfg)?;
         if let Some(chan) = role.channel {
             // The supervisor's channel: commands come in as lines, typed replies go back;
             // "ready" first, unasked.
@@ -307,10 +304,7 @@ impl Worker {
 
     /// The address the listener is bound to (useful with port 0).
     pub fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
-        match &self.listener {
-            Some(l) => l.local_addr(),
-            None => Err(io::ErrorKind::NotConnected.into()),
-        }
+        self.listeners.first_local_addr()
     }
 
     /// The counters.
@@ -351,18 +345,7 @@ impl Worker {
     }
 
     fn serve(&mut self) -> io::Result<()> {
-        let c = &self.cfg;
-        info!(
-            "listening addr={} upstream={} upstream_addrs={} mode={} routes={} max_sessions={} buffer_size={} proxy_protocol={}",
-            Address(Some(self.local_addr()?)),
-            c.shown("ENVOY_UPSTREAM"),
-            Shown(c.upstream_addrs().iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",")),
-            c.shown("ENVOY_UPSTREAM_MODE"),
-            c.routes.len(),
-            c.max_sessions,
-            c.buffer_size,
-            c.shown("ENVOY_PROXY_PROTOCOL")
-        );
+        self.log_listening_all();
         let mut events = Events::with_capacity(EVENTS);
         self.log_flush_in = logger::flush(Instant::now());
         loop {
@@ -389,11 +372,11 @@ impl Worker {
         self.now_ms = self.ms_at(now);
         for event in events.iter() {
             match event.token() {
-                LISTENER => self.accept_pending = true,
                 SIGNALS => self.on_signals(),
                 LOG_WAKER => {} // the flush below writes what was logged
                 // The admin plane's listeners (CONTROL, METRICS) and connections.
                 t if t.0 >= ADMIN_BASE => self.on_admin(t),
+                t if t.0 >= sockets::LISTENER_BASE => self.on_listener(t),
                 t => {
                     let (key, leg) = token::untoken(t);
                     if let Some(s) = self.sessions.get_mut(key) {
@@ -532,9 +515,7 @@ impl Worker {
 
     /// Stops accepting: the listener is closed. Sessions finish until `deadline_ms`.
     pub(crate) fn start_drain(&mut self, timeout_ms: u64) {
-        if let Some(mut l) = self.listener.take() {
-            let _ = self.poll.registry().deregister(&mut l);
-        }
+        self.close_listeners();
         self.accept_pending = false;
         let deadline = self.now_ms + timeout_ms;
         self.drain_deadline = Some(self.drain_deadline.map_or(deadline, |d| d.min(deadline)));
@@ -542,75 +523,5 @@ impl Worker {
             "draining sessions={} timeout_ms={timeout_ms}",
             self.sessions.len()
         );
-    }
-
-    /// Accepts up to ENVOY_ACCEPTORS connections; leaves `accept_pending` set if there may be more.
-    fn accept(&mut self) {
-        for _ in 0..self.cfg.acceptors {
-            let Some(listener) = self.listener.as_ref() else {
-                self.accept_pending = false;
-                return;
-            };
-            match listener.accept() {
-                Ok((stream, peer)) => {
-                    if self.sessions.len() >= self.cfg.max_sessions {
-                        self.stats.refused_max_sessions += 1;
-                        debug!(
-                            "refused at accept, ENVOY_MAX_SESSIONS reached peer={} max_sessions={}",
-                            Address(Some(peer)),
-                            self.cfg.max_sessions
-                        );
-                        drop(stream);
-                        continue;
-                    }
-                    let id = self.next_id;
-                    self.next_id += self.id_step;
-                    let cfg = Rc::clone(&self.cfg);
-                    let (sessions, mut ctx) = self.ctx();
-                    let entry = sessions.vacant_entry();
-                    let key = entry.key();
-                    match Session::new(id, key, stream, peer, cfg, &mut ctx) {
-                        Ok(s) => {
-                            entry.insert(s);
-                            self.stats.accepted += 1;
-                            // Its first bytes are usually there already: no wakeup waited for.
-                            self.drive(key);
-                        }
-                        Err(e) => warn!(
-                            "session not set up sid={id} peer={} error={}",
-                            Address(Some(peer)),
-                            Shown(&e)
-                        ),
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.accept_pending = false;
-                    return;
-                }
-                Err(e) if net::is_resource_exhaustion(&e) => {
-                    self.stats.accept_exhausted += 1;
-                    self.accept_paused_until = self.now_ms + ACCEPT_BACKOFF_MS;
-                    let quiet = self
-                        .exhausted_logged_ms
-                        .is_some_and(|t| self.now_ms < t + 1000);
-                    if !quiet {
-                        self.exhausted_logged_ms = Some(self.now_ms);
-                        warn!(
-                            "accept failed, pausing accepts error={} pause_ms={ACCEPT_BACKOFF_MS} times={} sessions={}",
-                            Shown(&e),
-                            self.stats.accept_exhausted,
-                            self.sessions.len()
-                        );
-                    }
-                    return;
-                }
-                Err(e) => {
-                    // ECONNABORTED and friends concern one connection only.
-                    debug!("accept failed error={}", Shown(&e));
-                }
-            }
-        }
-        // The budget ran out: there may be more waiting, and no new edge will say so.
-        self.accept_pending = true;
     }
 }

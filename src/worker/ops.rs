@@ -9,7 +9,6 @@ use std::io;
 use std::rc::Rc;
 
 use log::{info, warn};
-use mio::Interest;
 use mio::Token;
 
 use crate::admin::capture::Capture;
@@ -24,13 +23,11 @@ use crate::admin::trace::TraceRule;
 use crate::config::names::Known;
 use crate::config::upstream::{Resolve, SystemResolver};
 use crate::config::{Config, Layers};
-use crate::hexdump::Address;
 use crate::limits::{self, policy::EVERY_ROUTE};
 use crate::logfmt::{OrDash, Shown, Value};
 use crate::logger;
-use crate::net;
 use crate::worker::stats::CloseReason;
-use crate::worker::{Worker, LISTENER};
+use crate::worker::Worker;
 
 impl Worker {
     /// Handles every signal that arrived.
@@ -138,16 +135,6 @@ impl Worker {
         } else {
             None
         };
-        if cfg.listen_addr() != old.listen_addr() && self.supervised {
-            // The supervisor owns the listeners (so no worker change can close one under
-            // queued connections); a new address is bound by an upgrade, which hands over.
-            return Err(format!(
-                "ENVOY_IP/ENVOY_PORT {} -> {}: the listening sockets belong to the supervisor; \
-                 apply the new address with an upgrade (kill -USR2 <supervisor> or `sluice ctl upgrade`)",
-                old.listen_addr(),
-                cfg.listen_addr()
-            ));
-        }
         if cfg.clients.table_size != self.clients.capacity() {
             // The table is one piece of memory every worker maps: it cannot grow under them.
             return Err(format!(
@@ -157,23 +144,12 @@ impl Worker {
                 cfg.clients.table_size
             ));
         }
-        if cfg.listen_addr() != old.listen_addr() && self.listener.is_some() {
-            // Bind the new address first: a failure leaves everything as it was.
-            let mut l = net::listen(cfg.listen_addr(), cfg.backlog)
-                .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen_addr()))?;
-            self.poll
-                .registry()
-                .register(&mut l, LISTENER, Interest::READABLE)
-                .map_err(|e| e.to_string())?;
-            if let Some(mut old_l) = self.listener.replace(l) {
-                let _ = self.poll.registry().deregister(&mut old_l);
-            }
-            info!(
-                "listen address changed addr={} was={}",
-                Address(Some(cfg.listen_addr())),
-                Address(Some(old.listen_addr()))
-            );
-        }
+        // The pools' and routes' slots first: each listener's configuration is made from
+        // this one. (A failure below leaves only entries no session reaches.)
+        self.upstreams.take(&mut cfg);
+        self.stats.take_in(&mut cfg);
+        // Bind (alone) or take up the new listeners: a failure leaves everything as it was.
+        self.serve_listeners(&cfg).map_err(|e| e.to_string())?;
         self.open_admin_listeners(&cfg).map_err(|e| e.to_string())?;
         if cfg.capture_dir != old.capture_dir {
             self.capture = self.start_capture(&cfg).map_err(|e| e.to_string())?;
@@ -188,8 +164,6 @@ impl Worker {
             );
             logger::global().set_sink(sink);
         }
-        self.upstreams.take(&mut cfg);
-        self.stats.take_in(&mut cfg);
         self.cfg = Rc::new(cfg);
         Ok(())
     }
@@ -243,6 +217,13 @@ impl Worker {
                 }
                 Request::Line(line) => {
                     let reply = match line.and_then(|l| command::parse(&l)) {
+                        Ok(Command::Listen(addr)) if peer == Peer::Supervisor => {
+                            let fd = self.plane.take_fd(conn);
+                            self.take_listener(addr, fd)
+                        }
+                        Ok(Command::Unlisten(addr)) if peer == Peer::Supervisor => {
+                            self.drop_listener(addr)
+                        }
                         Ok(cmd) => self.execute(cmd),
                         Err(e) => Reply::Error(e),
                     };
@@ -326,7 +307,7 @@ impl Worker {
             let mut row = String::new();
             let _ = write!(
                 row,
-                "{} {} {} {} {} {} {} {} {} {} {}",
+                "{} {} {} {} {} {} {} {} {} {} {} {}",
                 s.id(),
                 s.state(),
                 s.client_label(),
@@ -337,7 +318,8 @@ impl Worker {
                 up,
                 down,
                 s.age_ms(self.now_ms),
-                if s.traced() { "yes" } else { "no" }
+                if s.traced() { "yes" } else { "no" },
+                Value::str(s.config().listener_name())
             );
             rows.push(row);
         }
@@ -405,6 +387,10 @@ impl Worker {
                 Err(e) => Reply::Error(format!("reload refused, the old config stays: {e}")),
             },
             Command::ShowSessions => Reply::Sessions(self.session_rows()),
+            Command::ShowListeners => Reply::Listeners(self.listener_rows()),
+            Command::Listen(addr) | Command::Unlisten(addr) => Reply::Error(format!(
+                "{addr}: only the supervisor hands sockets to a worker and takes them back"
+            )),
             Command::ShowStats => Reply::Stats(self.report()),
             Command::ShowClients => Reply::Text(self.show_clients()),
             Command::Forget(cidr) => {

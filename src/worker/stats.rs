@@ -4,6 +4,17 @@
 
 use std::collections::BTreeMap;
 
+/// What a worker counts per listener (kept when a listener goes, for the scrape).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListenerCount {
+    /// The listener's name.
+    pub name: String,
+    /// Connections accepted into a session.
+    pub accepted: u64,
+    /// Connections refused at accept (ENVOY_MAX_SESSIONS).
+    pub refused_max_sessions: u64,
+}
+
 /// Why a session ended. `as_str` is the stable label used in logs and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum CloseReason {
@@ -217,6 +228,8 @@ impl Histogram {
 pub struct Stats {
     /// Connections accepted into a session.
     pub accepted: u64,
+    /// Per listener, by name (a listener's slot stays when it goes, for the scrape).
+    pub listeners: Vec<ListenerCount>,
     /// Connections refused at accept because ENVOY_MAX_SESSIONS was reached.
     pub refused_max_sessions: u64,
     /// accept() failures for lack of descriptors or memory (each starts a back-off).

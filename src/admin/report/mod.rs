@@ -169,6 +169,11 @@ mod tests {
     fn sample() -> (Stats, Gauges) {
         let mut s = Stats {
             accepted: 10,
+            listeners: vec![crate::worker::stats::ListenerCount {
+                name: "default".into(),
+                accepted: 10,
+                refused_max_sessions: 0,
+            }],
             bytes_up: 100,
             bytes_down: 7,
             bytes_spliced: 50,

@@ -98,11 +98,13 @@ pub static TABLE: &[Def] = &[
         key: "accepted",
         prom: Some("sluice_accepted_total"),
         kind: Kind::Counter,
-        labels: &[],
-        help: "Connections accepted into a session.",
+        labels: &["listener"],
+        help: "Connections accepted into a session, by listener.",
         merge: Merge::Sum,
-        show: Show::Key,
-        read: Read::Worker(|s, _| one(s.accepted)),
+        show: Show::Total,
+        read: Read::Worker(|s, _| {
+            labelled(s.listeners.iter().map(|l| (l.name.as_str(), l.accepted)))
+        }),
     },
     Def {
         key: "refused",
@@ -113,6 +115,26 @@ pub static TABLE: &[Def] = &[
         merge: Merge::Sum,
         show: Show::Each("refused_"),
         read: Read::Worker(|s, _| labelled([("max_sessions", s.refused_max_sessions)].into_iter())),
+    },
+    Def {
+        key: "listener_refused",
+        prom: Some("sluice_listener_refused_total"),
+        kind: Kind::Counter,
+        labels: &["listener", "reason"],
+        help: "Connections refused at accept, by listener and reason.",
+        merge: Merge::Sum,
+        show: Show::No,
+        read: Read::Worker(|s, _| {
+            Value::Labelled(
+                s.listeners
+                    .iter()
+                    .map(|l| {
+                        let labels = vec![l.name.clone(), "max_sessions".to_string()];
+                        (labels, l.refused_max_sessions)
+                    })
+                    .collect(),
+            )
+        }),
     },
     Def {
         key: "accept_exhausted",

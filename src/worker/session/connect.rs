@@ -111,8 +111,9 @@ pub fn dial(core: &mut Core, ctx: &mut Ctx<'_>) -> Result<TcpStream, CloseReason
                 }
                 sdebug!(
                     core,
-                    "connect failed at once sid={} upstream={} error={}",
+                    "connect failed at once sid={} listener={} upstream={} error={}",
                     core.id,
+                    crate::logfmt::Value::str(core.cfg.listener_name()),
                     Address(Some(addr)),
                     Shown(&e)
                 );
@@ -122,9 +123,10 @@ pub fn dial(core: &mut Core, ctx: &mut Ctx<'_>) -> Result<TcpStream, CloseReason
     }
     warn!(
         target: TARGET,
-        "no upstream accepted the connection sid={} client={} route={}",
+        "no upstream accepted the connection sid={} client={} listener={} route={}",
         core.id,
         core.client_label(),
+        crate::logfmt::Value::str(core.cfg.listener_name()),
         core.route().name
     );
     Err(CloseReason::UpstreamRefused)
@@ -272,9 +274,10 @@ impl Connecting {
                 }
                 sdebug!(
                     core,
-                    "upstream connected sid={} client={} name={} route={} upstream={} mode={} connect_ms={}",
+                    "upstream connected sid={} client={} listener={} name={} route={} upstream={} mode={} connect_ms={}",
                     core.id,
                     core.client_label(),
+                    crate::logfmt::Value::str(core.cfg.listener_name()),
                     OrDash(core.facts.name().as_bytes()),
                     core.route().name,
                     core.upstream_label(),
@@ -293,8 +296,9 @@ impl Connecting {
                 }
                 sdebug!(
                     core,
-                    "connect failed sid={} upstream={} error={}",
+                    "connect failed sid={} listener={} upstream={} error={}",
                     core.id,
+                    crate::logfmt::Value::str(core.cfg.listener_name()),
                     core.upstream_label(),
                     Shown(&e)
                 );
@@ -397,8 +401,9 @@ impl Reply {
             Parsed::Complete(reply, n) if (200..300).contains(&reply.status) => {
                 sdebug!(
                     core,
-                    "CONNECT accepted sid={} upstream={} status={}",
+                    "CONNECT accepted sid={} listener={} upstream={} status={}",
                     core.id,
+                    crate::logfmt::Value::str(core.cfg.listener_name()),
                     core.upstream_label(),
                     reply.status
                 );
@@ -409,9 +414,10 @@ impl Reply {
                 *ctx.stats.connect_status.entry(reply.status).or_insert(0) += 1;
                 warn!(
                     target: TARGET,
-                    "CONNECT refused sid={} client={} name={} upstream={} status={} status_text={}{}",
+                    "CONNECT refused sid={} client={} listener={} name={} upstream={} status={} status_text={}{}",
                     core.id,
                     core.client_label(),
+                    crate::logfmt::Value::str(core.cfg.listener_name()),
                     OrDash(core.facts.name().as_bytes()),
                     core.upstream_label(),
                     reply.status,
@@ -435,9 +441,10 @@ impl Reply {
                 ctx.stats.parse_error("connect_reply", "invalid");
                 warn!(
                     target: TARGET,
-                    "invalid CONNECT reply sid={} client={} upstream={} error={}{}",
+                    "invalid CONNECT reply sid={} client={} listener={} upstream={} error={}{}",
                     core.id,
                     core.client_label(),
+                    crate::logfmt::Value::str(core.cfg.listener_name()),
                     core.upstream_label(),
                     Value::str(&why),
                     DumpRows::new(core.id, "connect_reply", data, ERROR_DUMP_LIMIT)

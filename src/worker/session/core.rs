@@ -242,7 +242,12 @@ impl Core {
     fn check_traced(&mut self, traces: &[TraceRule]) {
         if !self.traced && traces.iter().any(|t| self.selected_by(t)) {
             self.traced = true;
-            sdebug!(self, "traced from here on sid={}", self.id);
+            sdebug!(
+                self,
+                "traced from here on sid={} listener={}",
+                self.id,
+                crate::logfmt::Value::str(self.cfg.listener_name())
+            );
         }
     }
 
@@ -257,8 +262,9 @@ impl Core {
             if let Parsed::Complete(parsed, _) = proxy::parse(h.bytes) {
                 sdebug!(
                     self,
-                    "PROXY header sid={} bytes={}{}{}",
+                    "PROXY header sid={} listener={} bytes={}{}{}",
                     self.id,
+                    crate::logfmt::Value::str(self.cfg.listener_name()),
                     h.bytes.len(),
                     HeaderSummary(&parsed),
                     DumpRows::new(self.id, "proxy_header", h.bytes, DEBUG_DUMP_LIMIT)
@@ -285,8 +291,9 @@ impl Core {
         if self.traced || log_enabled!(Level::Debug) {
             sdebug!(
                 self,
-                "ClientHello sid={} bytes={} records={} sni={} alpn={} ech={}{}",
+                "ClientHello sid={} listener={} bytes={} records={} sni={} alpn={} ech={}{}",
                 self.id,
+                crate::logfmt::Value::str(self.cfg.listener_name()),
                 bytes.len(),
                 records,
                 OrDash(self.facts.sni.as_bytes()),
@@ -314,9 +321,10 @@ impl Core {
                 ctx.stats.name_mismatches += 1;
                 warn!(
                     target: TARGET,
-                    "SNI differs from PROXY AUTHORITY sid={} client={} sni={} host={} authority={}",
+                    "SNI differs from PROXY AUTHORITY sid={} client={} listener={} sni={} host={} authority={}",
                     self.id,
                     self.client_label(),
+                    crate::logfmt::Value::str(self.cfg.listener_name()),
                     OrDash(self.facts.sni.as_bytes()),
                     OrDash(self.facts.host.as_bytes()),
                     OrDash(self.facts.authority.as_bytes())
@@ -334,9 +342,10 @@ impl Core {
         if self.facts.ech && !self.cfg.allow_ech {
             info!(
                 target: TARGET,
-                "ECH refused sid={} client={} ech={}",
+                "ECH refused sid={} client={} listener={} ech={}",
                 self.id,
                 self.client_label(),
+                crate::logfmt::Value::str(self.cfg.listener_name()),
                 self.cfg.shown("ENVOY_ECH")
             );
             return Err(self.refuse(CloseReason::EchRefused, Alert::HandshakeFailure));
@@ -348,6 +357,7 @@ impl Core {
             client: self.facts.src.map(|s| s.ip()),
             alpn: self.facts.alpn.as_bytes(),
             proto: self.facts.proto,
+            listener: self.cfg.listener,
         };
         let (index, denied, limited) = {
             let route = self.cfg.route(&req);
@@ -366,9 +376,10 @@ impl Core {
         if let Some((reason, alert)) = denied {
             info!(
                 target: TARGET,
-                "denied by route sid={} client={} name={} route={} alert={}",
+                "denied by route sid={} client={} listener={} name={} route={} alert={}",
                 self.id,
                 self.client_label(),
+                crate::logfmt::Value::str(self.cfg.listener_name()),
                 OrDash(name.as_bytes()),
                 self.route().name,
                 alert.as_str()
@@ -428,9 +439,10 @@ impl Core {
                 if let Some(n) = log {
                     warn!(
                         target: TARGET,
-                        "client table full, session admitted without a limit sid={} client={} key={} table_size={} admitted={}",
+                        "client table full, session admitted without a limit sid={} client={} listener={} key={} table_size={} admitted={}",
                         self.id,
                         self.client_label(),
+                        crate::logfmt::Value::str(self.cfg.listener_name()),
                         BlockLabel(client.block()),
                         ctx.clients.capacity(),
                         n
@@ -451,9 +463,10 @@ impl Core {
             };
             info!(
                 target: TARGET,
-                "client limited sid={} client={} key={} route={} {} reason={} refused={}",
+                "client limited sid={} client={} listener={} key={} route={} {} reason={} refused={}",
                 self.id,
                 self.client_label(),
+                crate::logfmt::Value::str(self.cfg.listener_name()),
                 BlockLabel(client.block()),
                 self.route(),
                 limit,
@@ -509,8 +522,9 @@ impl Core {
                 if self.traced || log_enabled!(Level::Debug) {
                     sdebug!(
                         self,
-                        "preamble sid={} mode={} bytes={} unique_id={}{}",
+                        "preamble sid={} listener={} mode={} bytes={} unique_id={}{}",
                         self.id,
+                        crate::logfmt::Value::str(self.cfg.listener_name()),
                         route.mode.as_str(),
                         n,
                         UniqueIdField(proxy_v2.then_some(unique_id)),
@@ -524,9 +538,10 @@ impl Core {
                 ctx.pool.give(pre);
                 warn!(
                     target: TARGET,
-                    "preamble failed sid={} client={} route={} error={}",
+                    "preamble failed sid={} client={} listener={} route={} error={}",
                     self.id,
                     self.client_label(),
+                    crate::logfmt::Value::str(self.cfg.listener_name()),
                     route.name,
                     Shown(e)
                 );

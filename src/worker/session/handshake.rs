@@ -280,20 +280,21 @@ fn hello_of<'a>(first: First<'a>, data: &'a [u8]) -> Hello<'a> {
 fn log_refusal(r: Refusal, core: &Core, data: &[u8], received: &[u8]) {
     let (id, peer) = (core.id, Address(Some(core.peer)));
     let client = core.client_label();
+    let listener = Value::str(core.cfg.listener_name());
     let dump = DumpRows::new(id, "first_bytes", data, ERROR_DUMP_LIMIT);
     match r {
         Refusal::MissingProxyHeader => warn!(
             target: TARGET,
-            "no PROXY header sid={id} peer={peer} proxy_protocol={}{dump}",
-            core.cfg.shown("ENVOY_PROXY_PROTOCOL")
+            "no PROXY header sid={id} peer={peer} listener={listener} proxy_protocol={}{dump}",
+            core.cfg.proxy_protocol_shown()
         ),
         Refusal::UntrustedProxy => warn!(
             target: TARGET,
-            "PROXY header from a source not in ENVOY_TRUSTED_PROXIES sid={id} peer={peer}"
+            "PROXY header from a source not in ENVOY_TRUSTED_PROXIES sid={id} peer={peer} listener={listener}"
         ),
         Refusal::InvalidProxy(e) => warn!(
             target: TARGET,
-            "invalid PROXY header sid={id} peer={peer} error={}{dump}",
+            "invalid PROXY header sid={id} peer={peer} listener={listener} error={}{dump}",
             Shown(e)
         ),
         Refusal::BadAuthority => {
@@ -304,8 +305,9 @@ fn log_refusal(r: Refusal, core: &Core, data: &[u8], received: &[u8]) {
                 let bytes = data.get(..n).unwrap_or(data);
                 sdebug!(
                     core,
-                    "PROXY header sid={} bytes={}{}{}",
+                    "PROXY header sid={} listener={} bytes={}{}{}",
                     id,
+                    crate::logfmt::Value::str(core.cfg.listener_name()),
                     n,
                     HeaderSummary(&h),
                     DumpRows::new(id, "proxy_header", bytes, DEBUG_DUMP_LIMIT)
@@ -313,31 +315,31 @@ fn log_refusal(r: Refusal, core: &Core, data: &[u8], received: &[u8]) {
             }
             warn!(
                 target: TARGET,
-                "PROXY AUTHORITY is not a host name sid={id} peer={peer} authority={}",
+                "PROXY AUTHORITY is not a host name sid={id} peer={peer} listener={listener} authority={}",
                 Value(h.tlvs.authority().unwrap_or(&[]))
             );
         }
         Refusal::HeaderInStream => warn!(
             target: TARGET,
-            "PROXY header inside the stream sid={id} client={client}{dump}"
+            "PROXY header inside the stream sid={id} client={client} listener={listener}{dump}"
         ),
         Refusal::LocalThenGarbage => warn!(
             target: TARGET,
-            "LOCAL PROXY header followed by bytes neither TLS nor HTTP sid={id} peer={peer}{dump}"
+            "LOCAL PROXY header followed by bytes neither TLS nor HTTP sid={id} peer={peer} listener={listener}{dump}"
         ),
         Refusal::InvalidTls(e) => warn!(
             target: TARGET,
-            "invalid ClientHello sid={id} client={client} error={}{dump}",
+            "invalid ClientHello sid={id} client={client} listener={listener} error={}{dump}",
             Shown(e)
         ),
         Refusal::InvalidHttp(e) => warn!(
             target: TARGET,
-            "invalid HTTP request head sid={id} client={client} error={}{dump}",
+            "invalid HTTP request head sid={id} client={client} listener={listener} error={}{dump}",
             Shown(e)
         ),
         Refusal::TooLong { .. } => warn!(
             target: TARGET,
-            "first bytes fill the buffer without completing sid={id} peer={peer} bytes={}{}",
+            "first bytes fill the buffer without completing sid={id} peer={peer} listener={listener} bytes={}{}",
             received.len(),
             DumpRows::new(id, "first_bytes", received, ERROR_DUMP_LIMIT)
         ),

@@ -47,7 +47,7 @@ pub fn forced(args: fmt::Arguments<'_>) {
 /// The close line's message, one per session at info: always the same keys in the same
 /// order, `-` for what the session never learned:
 ///
-/// `close sid=3 client=127.0.0.1:35200 sni=example.test host=- name=example.test
+/// `close sid=3 client=127.0.0.1:35200 listener=default sni=example.test host=- name=example.test
 /// route=default upstream=127.0.0.1:43629 state=HalfClosed duration_ms=2 bytes_up=725
 /// bytes_down=6541 reason=done unique_id=-`
 ///
@@ -59,6 +59,8 @@ pub struct CloseLine<'a> {
     pub sid: u64,
     /// The client: the PROXY header's source, else the peer.
     pub client: SocketAddr,
+    /// The listener it arrived on.
+    pub listener: &'a str,
     /// The ClientHello's SNI (empty: none).
     pub sni: &'a [u8],
     /// A plain HTTP request's Host (empty: none).
@@ -91,6 +93,8 @@ impl fmt::Display for CloseLine<'_> {
         push_u64(o, self.sid)?;
         o.put(b" client=")?;
         Address(Some(self.client)).push_to(o)?;
+        o.put(b" listener=")?;
+        push_or_dash(o, self.listener.as_bytes())?;
         o.put(b" sni=")?;
         push_or_dash(o, self.sni)?;
         o.put(b" host=")?;
@@ -140,6 +144,7 @@ mod tests {
         let mut l = CloseLine {
             sid: 3,
             client: "127.0.0.1:35200".parse().unwrap(),
+            listener: "default",
             sni: b"example.test",
             host: b"",
             name: b"example.test",
@@ -154,7 +159,7 @@ mod tests {
         };
         assert_eq!(
             l.to_string(),
-            "close sid=3 client=127.0.0.1:35200 sni=example.test host=- name=example.test route=default upstream=127.0.0.1:43629 state=HalfClosed duration_ms=2 bytes_up=725 bytes_down=6541 reason=done unique_id=-"
+            "close sid=3 client=127.0.0.1:35200 listener=default sni=example.test host=- name=example.test route=default upstream=127.0.0.1:43629 state=HalfClosed duration_ms=2 bytes_up=725 bytes_down=6541 reason=done unique_id=-"
         );
         l.sni = b"";
         l.host = b"bad host\"\n";
@@ -164,7 +169,7 @@ mod tests {
         assert_eq!(
             l.to_string(),
             format!(
-                "close sid=3 client=127.0.0.1:35200 sni=- host=\"bad host\\\"\\n\" name=- route=default upstream=- state=HalfClosed duration_ms=2 bytes_up=725 bytes_down=6541 reason=done unique_id={}",
+                "close sid=3 client=127.0.0.1:35200 listener=default sni=- host=\"bad host\\\"\\n\" name=- route=default upstream=- state=HalfClosed duration_ms=2 bytes_up=725 bytes_down=6541 reason=done unique_id={}",
                 "ab".repeat(16)
             )
         );

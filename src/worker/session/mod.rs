@@ -130,9 +130,10 @@ impl Session {
         };
         sdebug!(
             s.core,
-            "accept sid={} peer={} state={}",
+            "accept sid={} peer={} listener={} state={}",
             id,
             Address(Some(peer)),
+            crate::logfmt::Value::str(s.core.cfg.listener_name()),
             s.state()
         );
         let t = s.core.cfg.header_timeout_ms;
@@ -153,6 +154,11 @@ impl Session {
     /// Starts or stops tracing this session.
     pub fn set_traced(&mut self, on: bool) {
         self.core.traced = on;
+    }
+
+    /// The configuration it started with, settled for its listener.
+    pub fn config(&self) -> &Config {
+        &self.core.cfg
     }
 
     /// What the first bytes said.
@@ -220,8 +226,9 @@ impl Session {
         if to != from {
             sdebug!(
                 self.core,
-                "transition sid={} from={} to={}",
+                "transition sid={} listener={} from={} to={}",
                 self.core.id,
+                crate::logfmt::Value::str(self.core.cfg.listener_name()),
                 from,
                 to
             );
@@ -368,8 +375,9 @@ impl Session {
                 }
                 sdebug!(
                     self.core,
-                    "connect timed out sid={} upstream={}",
+                    "connect timed out sid={} listener={} upstream={}",
                     self.core.id,
+                    crate::logfmt::Value::str(self.core.cfg.listener_name()),
                     self.core.upstream_label()
                 );
                 match c.redial(&mut self.core, Failure::Timeout, ctx) {
@@ -416,8 +424,9 @@ impl Session {
         if from != State::Closed {
             sdebug!(
                 self.core,
-                "transition sid={} from={} to={}",
+                "transition sid={} listener={} from={} to={}",
                 self.core.id,
+                crate::logfmt::Value::str(self.core.cfg.listener_name()),
                 from,
                 State::Closed
             );
@@ -449,6 +458,7 @@ impl Session {
             CloseLine {
                 sid: core.id,
                 client: core.client(),
+                listener: core.cfg.listener_name(),
                 sni: core.facts.sni.as_bytes(),
                 host: core.facts.host.as_bytes(),
                 name: core.facts.name().as_bytes(),
@@ -494,10 +504,11 @@ fn handshake_close(h: &Handshake, core: &Core, reason: CloseReason) -> CloseReas
         };
         warn!(
             target: TARGET,
-            "{} sid={} client={} ended_by={} after_header={}{}",
+            "{} sid={} client={} listener={} ended_by={} after_header={}{}",
             what,
             core.id,
             core.client_label(),
+            crate::logfmt::Value::str(core.cfg.listener_name()),
             reason.as_str(),
             rest.len(),
             DumpRows::new(core.id, "first_bytes", h.received(), ERROR_DUMP_LIMIT)
