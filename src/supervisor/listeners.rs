@@ -17,7 +17,8 @@ use log::info;
 
 use super::spawn::WorkerSlot;
 use crate::config::listener::Listener;
-use crate::config::Config;
+use crate::config::names::Names;
+use crate::config::{Config, Layers};
 use crate::handoff as env;
 use crate::hexdump::Address;
 use crate::logfmt::Value;
@@ -224,4 +225,21 @@ pub(super) fn take_back(added: &[Bound], workers: &mut [WorkerSlot]) {
             w.send(&format!("unlisten {}", b.addr), None);
         }
     }
+}
+
+/// The listener change `layers` makes, its new sockets bound and handed to the running
+/// `workers`; `None` when the configuration is invalid (the workers say why). The names are
+/// resolved already (`names`: the command waited for them), so nothing blocks.
+pub(super) fn stage_from(
+    layers: &Layers,
+    names: &Names,
+    have: &[Bound],
+    workers: &mut [WorkerSlot],
+) -> Result<Option<Staged>, String> {
+    let Ok(cfg) = layers.load_with(names) else {
+        return Ok(None);
+    };
+    let staged = stage(&cfg, have, workers.len())?;
+    hand_out(&staged, workers)?;
+    Ok(Some(staged))
 }

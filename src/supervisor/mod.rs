@@ -44,7 +44,6 @@ use crate::admin::report::{Process, Report, Supervision};
 use crate::admin::status::History;
 use crate::config::{Config, Layers};
 use crate::handoff as env;
-use crate::hexdump::Address;
 use crate::limits::ClientTable;
 use crate::logfmt::{Shown, Value};
 use crate::logger;
@@ -163,17 +162,7 @@ impl Supervisor {
         let plane = start::admin_plane(poll.registry(), &cfg, ADMIN_TOKENS)?;
         let clients = client_table(&cfg)?;
         let tell_ready = adopt_inherited(env::UPGRADE_FD)?.map(std::fs::File::from);
-        let addr = listeners
-            .first()
-            .filter(|_| cfg.workers > 0)
-            .map(|b| b.local)
-            .ok_or_else(|| io::Error::other("no worker to start (ENVOY_WORKERS)"))?;
-        info!(
-            "supervisor starting pid={} workers={} addr={}",
-            std::process::id(),
-            cfg.workers,
-            Address(Some(addr))
-        );
+        start::say_starting(&cfg, &listeners)?;
         let mut resolver = resolve::Resolver::start(poll.registry(), RESOLVED)?;
         // At start, before any loop: the names of the configuration, resolved here once
         // and handed to every worker.
@@ -596,7 +585,12 @@ impl Supervisor {
     fn on_sighup(&mut self) {
         let staged = match self.staged {
             Some(_) => Err("a listener change is being applied".to_string()),
-            None => self.stage_listeners(&self.layers.clone()),
+            None => listeners::stage_from(
+                &self.layers,
+                &self.resolver.cache,
+                &self.listeners,
+                &mut self.workers,
+            ),
         };
         match staged {
             Ok(Some(staged)) => listeners::commit(&mut self.listeners, staged),
@@ -667,7 +661,9 @@ impl Supervisor {
         };
         let staged = match layers {
             _ if self.staged.is_some() => Err("a listener change is being applied".into()),
-            Some(l) => self.stage_listeners(&l),
+            Some(l) => {
+                listeners::stage_from(&l, &self.resolver.cache, &self.listeners, &mut self.workers)
+            }
             None => Ok(None),
         };
         match staged {
@@ -676,18 +672,6 @@ impl Supervisor {
                 .plane
                 .reply(conn, &format!("error: {e}; nothing changed")),
         }
-    }
-
-    /// The listener change `layers` makes, its new sockets bound and handed to the running
-    /// workers; `None` when the configuration is invalid (the workers say why).
-    fn stage_listeners(&mut self, layers: &Layers) -> Result<Option<Staged>, String> {
-        // The names are resolved already (the command waited for them): nothing blocks.
-        let Ok(cfg) = layers.load_with(&self.resolver.cache) else {
-            return Ok(None);
-        };
-        let staged = listeners::stage(&cfg, &self.listeners, self.workers.len())?;
-        listeners::hand_out(&staged, &mut self.workers)?;
-        Ok(Some(staged))
     }
 
     fn fan_out(&mut self, asker: Asker, line: &str) {

@@ -4,12 +4,16 @@
 
 use std::io;
 
+use log::info;
 use mio::Registry;
+
+use super::listeners::Bound;
 
 use crate::admin::command::{self, Command};
 use crate::admin::plane::{AdminPlane, Tokens};
 use crate::config::{Config, Layers};
 use crate::handoff as env;
+use crate::hexdump::Address;
 use crate::sys::fd::adopt_inherited;
 
 /// The lines a predecessor replays (its accepted `set`s and upstream states), and the
@@ -51,6 +55,24 @@ pub fn admin_plane(registry: &Registry, cfg: &Config, tokens: Tokens) -> io::Res
     }
     .map_err(|e| named("ENVOY_METRICS_ADDR", &metrics, e))?;
     Ok(plane)
+}
+
+/// The start-up line, naming the first listener's address; an error when there is no
+/// worker to start.
+pub fn say_starting(cfg: &Config, listeners: &[Bound]) -> io::Result<()> {
+    let addr = listeners
+        .first()
+        .filter(|_| cfg.workers > 0)
+        .map(|b| b.local)
+        .ok_or_else(|| io::Error::other("no worker to start (ENVOY_WORKERS)"))?;
+    info!(
+        target: "sluice::supervisor",
+        "supervisor starting pid={} workers={} addr={}",
+        std::process::id(),
+        cfg.workers,
+        Address(Some(addr))
+    );
+    Ok(())
 }
 
 /// `e`, said of the resource `key`=`value` names.
