@@ -207,7 +207,7 @@ fn soak_random_sessions_lose_nothing_and_leave_nothing_behind() {
         ("ENVOY_METRICS_ADDR", "127.0.0.1:0"),
         ("ENVOY_CONTROL_SOCKET", sock.to_str().unwrap()),
     ]);
-    sluice.wait_for_log("metrics on http://", Duration::from_secs(5));
+    sluice.wait_for_log("metrics listening url=http://", Duration::from_secs(5));
     // Started at info (the harness reads the address from the log); now quieter: a close
     // line per session would be a million lines.
     let mut ctl = UnixStream::connect(&sock).expect("control socket");
