@@ -328,6 +328,9 @@ fn worker() -> i32 {
     } else {
         crate::worker::Role::default()
     };
+    // A lone worker resolved its names in `prepare`, before any loop; its reloads use those
+    // answers and never resolve on the loop (a name it has not seen is refused).
+    let names = if supervised { names } else { names_in(&cfg) };
     let parent = crate::sys::process::parent_pid();
     let mut worker = match Worker::bound(layers, cfg, role) {
         Ok(w) => w.with_names(names),
@@ -416,4 +419,33 @@ fn ctl(args: &[OsString]) -> i32 {
         println!("{line}");
     }
     i32::from(failed)
+}
+
+/// The addresses every name of `cfg` resolved to at its load: the upstreams of its routes,
+/// default route and listeners, and a syslog collector's.
+fn names_in(cfg: &Config) -> crate::config::names::Names {
+    let mut names = crate::config::names::Names::default();
+    let listeners = cfg
+        .listeners
+        .iter()
+        .filter_map(|l| l.overrides.upstreams.as_ref());
+    let members = cfg
+        .routes
+        .iter()
+        .chain(std::iter::once(&cfg.default_route))
+        .flat_map(|r| r.pool.members.iter())
+        .chain(cfg.upstream.iter())
+        .chain(listeners.flatten());
+    for u in members {
+        names.set(&u.name, u.addrs.clone());
+    }
+    if let crate::logger::Target::SyslogUdp {
+        host,
+        port,
+        addr: Some(a),
+    } = &cfg.log_target
+    {
+        names.set(&format!("{host}:{port}"), vec![*a]);
+    }
+    names
 }

@@ -181,3 +181,34 @@ fn names_are_resolved_again_a_changed_address_moves_new_sessions_and_a_lost_name
         assert_eq!(session(s.addr), b'2');
     }
 }
+
+/// A lone `sluice worker` has no supervisor to resolve for it: it resolves at start, before
+/// its loop, and its reloads use those answers. A reload naming the same host works; a `set`
+/// naming a host it has not seen is refused at once (the binary before asked the system
+/// resolver on its loop and took it). Needs no root: no resolver is steered.
+#[test]
+fn a_lone_worker_never_resolves_on_its_loop() {
+    let dir = TempDir::new("resolve-lone");
+    let sock = dir.path("ctl.sock");
+    let (l, _) = listener();
+    let port = l.local_addr().unwrap().port();
+    let served = tagged_on(l, b'L');
+    let mut cmd = Command::new(sluice_bin());
+    cmd.arg("worker");
+    let sluice = Sluice::start_cmd(
+        cmd,
+        &[
+            ("ENVOY_UPSTREAM", &format!("localhost:{port}")),
+            ("ENVOY_CONTROL_SOCKET", sock.to_str().unwrap()),
+        ],
+    );
+    assert_eq!(session(sluice.addr), b'L');
+    let said = ctl_ok(&sock, &["reload"]);
+    assert!(said.starts_with("ok:"), "{said}");
+    assert_eq!(session(sluice.addr), b'L');
+    let (ok, said) = ctl(&sock, &["set", "ENVOY_UPSTREAM", "localhost:9"]);
+    assert!(!ok && said.contains("not resolved yet"), "{said}");
+    // Unchanged: still the first upstream.
+    assert_eq!(session(sluice.addr), b'L');
+    assert_eq!(served.load(Ordering::SeqCst), 3);
+}

@@ -20,8 +20,7 @@ use crate::admin::plane::{Request, Requests};
 use crate::admin::reply::{Applied, Reply};
 use crate::admin::report::{Gauges, Process, Report, STATES};
 use crate::admin::trace::TraceRule;
-use crate::config::names::Known;
-use crate::config::upstream::{Resolve, SystemResolver};
+
 use crate::config::{Config, Layers};
 use crate::limits::{self, policy::EVERY_ROUTE};
 use crate::logfmt::{OrDash, Shown, Value};
@@ -64,15 +63,10 @@ impl Worker {
 
     /// Loads `layers` whole and applies the result to new sessions, or changes nothing.
     pub(crate) fn reload(&mut self, layers: Layers) -> Result<Applied, String> {
-        // Supervised, the supervisor resolved every name first: nothing blocks here. A lone
-        // worker has no one to resolve for it: a name it does not know yet is asked of the
-        // system resolver (the one place a loop may wait on one; see README, Upstreams).
-        let system = SystemResolver;
-        let lone = Known {
-            names: &self.names,
-            fallback: &system,
-        };
-        let names: &dyn Resolve = if self.supervised { &self.names } else { &lone };
+        // Never a resolver on the loop: supervised, the supervisor resolved every name first;
+        // a lone worker has the answers of its start (`cli::names_in`), and a name it has
+        // not seen is refused (see README, Upstreams).
+        let names = &self.names;
         let applied = layers
             .load_with(names)
             .map_err(|e| e.to_string())
