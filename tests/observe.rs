@@ -24,42 +24,11 @@ fn sessions_of_each_kind(addr: std::net::SocketAddr, n: usize) {
     }
 }
 
-fn ctl(sock: &Path, args: &[&str]) -> String {
-    let out = Command::new(sluice_bin())
-        .arg("ctl")
-        .args(args)
-        .env("ENVOY_CONTROL_SOCKET", sock)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{args:?}: {out:?}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn promtool_check_metrics(body: &str) {
+fn check_metrics_if_promtool(body: &str) {
     let Some(promtool) = which("promtool") else {
         return eprintln!("SKIPPED promtool check: promtool absent (Debian package prometheus)");
     };
-    let mut check = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write as _;
-    check
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    let res = check.wait_with_output().unwrap();
-    assert!(
-        res.status.success(),
-        "promtool check metrics:\n{}{}",
-        String::from_utf8_lossy(&res.stdout),
-        String::from_utf8_lossy(&res.stderr)
-    );
+    promtool_check_metrics(&promtool, body);
 }
 
 /// Waits until the closes of `n` sessions are counted (each kind once per 3 sessions).
@@ -142,12 +111,12 @@ fn per_route_series_count_each_route_and_survive_a_reload_that_reorders_them() {
     assert!(m("sluice_process_start_time_seconds") > 1_600_000_000);
     assert_eq!(m("sluice_config_reloads_total{result=\"success\"}"), 0);
     assert!(m("sluice_config_last_reload_success_timestamp_seconds") > 1_600_000_000);
-    promtool_check_metrics(&body);
+    check_metrics_if_promtool(&body);
 
     // A new table: `web` moves to the front, `no-h2` goes, `fresh` comes. Counts stay by name.
     let web_before = m("sluice_route_sessions_total{route=\"web\"}");
     let sock = dir.path("ctl.sock");
-    let reply = ctl(
+    let reply = ctl_ok(
         &sock,
         &[
             "set",
@@ -188,7 +157,7 @@ fn per_route_series_count_each_route_and_survive_a_reload_that_reorders_them() {
     );
     assert_eq!(m("sluice_config_reloads_total{result=\"success\"}"), 1);
     assert_eq!(m("sluice_config_reloads_total{result=\"failure\"}"), 1);
-    promtool_check_metrics(&body);
+    check_metrics_if_promtool(&body);
 }
 
 /// Chromium, headless, loads `url` with `budget_ms` of virtual time: the rendered DOM.

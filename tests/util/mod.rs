@@ -737,3 +737,27 @@ pub fn ctl_ok(sock: &Path, args: &[&str]) -> String {
     assert!(ok, "ctl {args:?}: {text}");
     text
 }
+
+/// `promtool check metrics` (the real one, at `promtool`) accepts `body`, an exposition.
+pub fn promtool_check_metrics(promtool: &Path, body: &str) {
+    let mut check = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let res = check.wait_with_output().unwrap();
+    assert!(
+        res.status.success(),
+        "promtool check metrics:\n{}{}",
+        String::from_utf8_lossy(&res.stdout),
+        String::from_utf8_lossy(&res.stderr)
+    );
+}
