@@ -18,10 +18,9 @@
 //! with one name, are refused. Everything is parsed (and `upstream=` resolved) at load;
 //! nothing here touches a socket.
 
-use std::fmt;
 use std::net::SocketAddr;
 
-use super::route::{is_name, Mode, NAME_MAX};
+use super::route::{entries, is_name, Mode, NAME_MAX};
 use super::upstream::Upstream;
 use crate::cidr::Cidr;
 
@@ -86,22 +85,9 @@ impl Listener {
     }
 }
 
-/// A listener entry that could not be loaded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListenerError {
-    /// Where: `ENVOY_LISTEN listener 2` or `FILE line 7`.
-    pub origin: String,
-    /// The entry as written.
-    pub text: String,
-    /// Why.
-    pub reason: String,
-}
-
-impl fmt::Display for ListenerError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {:?}: {}", self.origin, self.text, self.reason)
-    }
-}
+/// A listener entry that could not be loaded: where, the entry as written, why (the same
+/// shape as a route's).
+pub type ListenerError = super::route::RouteError;
 
 /// Parses the listeners in `text`; `origin(n)` names entry `n` (1-based). `before` are the
 /// listeners loaded ahead (ENVOY_LISTEN ahead of the file): default names count on after
@@ -115,22 +101,13 @@ pub fn parse_listeners(
     resolve: &dyn Fn(&str) -> Result<Upstream, String>,
 ) -> Result<Vec<Listener>, ListenerError> {
     let mut out: Vec<Listener> = Vec::new();
-    let lines: Vec<&str> = if split_semicolons {
-        text.split(['\n', ';']).collect()
-    } else {
-        text.split('\n').collect()
-    };
-    for (i, raw) in lines.iter().enumerate() {
-        let line = raw.split('#').next().unwrap_or("").trim();
-        if line.is_empty() {
-            continue;
-        }
+    for (n, line) in entries(text, split_semicolons) {
         let err = |reason: String| ListenerError {
-            origin: origin(i + 1),
+            origin: origin(n),
             text: line.to_string(),
             reason,
         };
-        let mut l = parse_listener(line, origin(i + 1), resolve).map_err(err)?;
+        let mut l = parse_listener(line, origin(n), resolve).map_err(err)?;
         if l.name.is_empty() {
             l.name = format!("listen{}", before.len() + out.len() + 1);
         }

@@ -395,10 +395,10 @@ pub fn is_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
 }
 
-/// A route that could not be loaded.
+/// A route (or a listener: [`entries`] of either list) that could not be loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteError {
-    /// Where: `ENVOY_ROUTES route 2` or `FILE line 7`.
+    /// Where: `ENVOY_ROUTES route 2`, `ENVOY_LISTEN listener 2` or `FILE line 7`.
     pub origin: String,
     /// The route as written.
     pub text: String,
@@ -428,22 +428,13 @@ pub fn parse_routes(
     names: &dyn Resolve,
 ) -> Result<Vec<Route>, RouteError> {
     let mut routes: Vec<Route> = Vec::new();
-    let lines: Vec<&str> = if split_semicolons {
-        text.split(['\n', ';']).collect()
-    } else {
-        text.split('\n').collect()
-    };
-    for (i, raw) in lines.iter().enumerate() {
-        let line = raw.split('#').next().unwrap_or("").trim();
-        if line.is_empty() {
-            continue;
-        }
+    for (n, line) in entries(text, split_semicolons) {
         let err = |reason: String| RouteError {
-            origin: origin(i + 1),
+            origin: origin(n),
             text: line.to_string(),
             reason,
         };
-        let mut r = parse_route(line, origin(i + 1), defaults, default_mode, names).map_err(err)?;
+        let mut r = parse_route(line, origin(n), defaults, default_mode, names).map_err(err)?;
         if r.name.is_empty() {
             r.name = format!("route{}", before.len() + routes.len() + 1);
         }
@@ -456,6 +447,21 @@ pub fn parse_routes(
         routes.push(r);
     }
     Ok(routes)
+}
+
+/// The entries of a list (routes, listeners): separated by newlines (and `;` when
+/// `split_semicolons`), a `#` to the end of its line a comment, blank ones skipped; each with
+/// its number (1-based, blanks counted, so that a file's number is its line).
+pub fn entries(text: &str, split_semicolons: bool) -> impl Iterator<Item = (usize, &str)> {
+    let seps: &[char] = if split_semicolons {
+        &['\n', ';']
+    } else {
+        &['\n']
+    };
+    text.split(seps)
+        .enumerate()
+        .map(|(i, raw)| (i + 1, raw.split('#').next().unwrap_or("").trim()))
+        .filter(|(_, line)| !line.is_empty())
 }
 
 fn parse_route(
