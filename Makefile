@@ -9,7 +9,7 @@ FUZZ_ARGS  ?=
 # Parses per batch for `make bench-parse` (5 batches per fixture, the median is reported).
 PARSE_BENCH_ITERS ?= 20000
 # Debian packages the tests talk to (real peers, no mocks), as COMMAND:PACKAGE.
-TEST_TOOLS := haproxy:haproxy tinyproxy:tinyproxy openssl:openssl curl:curl socat:socat nc:netcat-openbsd promtool:prometheus prometheus:prometheus chromium:chromium tmux:tmux
+TEST_TOOLS := haproxy:haproxy tinyproxy:tinyproxy openssl:openssl curl:curl socat:socat nc:netcat-openbsd promtool:prometheus prometheus:prometheus chromium:chromium tmux:tmux strace:strace
 # What `make demo` runs besides sluice.
 DEMO_TOOLS := haproxy:haproxy openssl:openssl curl:curl python3:python3
 

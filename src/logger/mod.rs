@@ -44,6 +44,8 @@ use sink::Outcome;
 pub const DEFAULT_CAPACITY: usize = 256 * 1024;
 /// The shortest time between two writes in buffered mode: lines are batched, one write
 /// every few ms at most instead of one per line (also the retry period of a blocked sink).
+/// The loop does not wake up for it: it flushes at the end of its turns, and an idle loop
+/// at its timer tick, so that the lines never shorten its wait (see `Worker::poll_timeout`).
 pub const FLUSH_EVERY: Duration = Duration::from_millis(5);
 /// How long a process that exits (after a drain, a stop or an upgrade) waits for the sink
 /// to take what is buffered; what it has not taken then is lost.

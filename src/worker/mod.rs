@@ -435,21 +435,25 @@ impl Worker {
         (self.sessions.len(), self.pool.lent(), self.pipes.lent())
     }
 
-    /// Zero while work is queued; otherwise until the next timer tick or log flush (or
-    /// forever when idle).
+    /// Zero while work is queued; otherwise until the next timer tick (or forever when idle
+    /// with no log line waiting).
     fn poll_timeout(&mut self) -> Option<Duration> {
         let backlog = !self.ready.is_empty()
             || (self.accept_pending && self.now_ms >= self.accept_paused_until);
         if backlog {
             return Some(Duration::ZERO);
         }
-        if self.wheel.is_empty() && !self.accept_pending && self.drain_deadline.is_none() {
-            return self.log_flush_in;
+        let idle = self.wheel.is_empty() && !self.accept_pending && self.drain_deadline.is_none();
+        if idle && self.log_flush_in.is_none() {
+            return None;
         }
+        // Buffered log lines wait for the next tick at the latest (every turn flushes what
+        // is due), never for a timer of their own: a timeout shorter than the tick re-arms
+        // the kernel's timer on every wait, an MSR write and a VM exit each under KVM,
+        // which cost more than the lines (issue 20).
         let now = self.clock_ms();
         let next_tick = (now / TICK_MS + 1) * TICK_MS;
-        let tick = Duration::from_millis(next_tick - now);
-        Some(self.log_flush_in.map_or(tick, |d| d.min(tick)))
+        Some(Duration::from_millis(next_tick - now))
     }
 
     fn ctx(&mut self) -> (&mut Slab<Session>, Ctx<'_>) {
