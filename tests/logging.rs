@@ -810,7 +810,7 @@ fn a_line_from_the_capture_thread_wakes_an_idle_loop() {
 /// every turn flushes what is due, and an idle loop writes at its next tick. A timeout of
 /// its own for the lines (the flush period, 5 ms) re-armed the kernel's timer on nearly
 /// every wait, an MSR write and a VM exit each under KVM, and cost more CPU than the lines
-/// (issue 20: 4.5 MSR writes a session at `info` against 2.7 at `warn`). The waits are read
+/// (issue 20: 4.5–4.7 MSR writes a session at `info` against 2.7 at `warn`). The waits are read
 /// off `strace` at `info` under a steady load: with the lines' own timeout most of them were
 /// 1–5 ms (504 of 804); by the tick, about a tenth are (77 of 803).
 #[cfg(target_os = "linux")]

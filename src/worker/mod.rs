@@ -142,8 +142,9 @@ pub struct Worker {
     pub(crate) drain_deadline: Option<u64>,
     /// Started by a supervisor, which owns the listener.
     pub(crate) supervised: bool,
-    /// The log buffer wants another flush within this (lines left, or batched).
-    log_flush_in: Option<Duration>,
+    /// Log lines wait in the buffer (batched, or the sink took no more): the loop must not
+    /// sleep for ever.
+    log_waiting: bool,
     /// The per-client counters every worker of the machine shares.
     pub(crate) clients: ClientTable,
 }
@@ -258,7 +259,7 @@ impl Worker {
             capture: None,
             drain_deadline: None,
             supervised,
-            log_flush_in: None,
+            log_waiting: false,
             clients,
         };
         let cfg = Rc::clone(&w.cfg);
@@ -347,7 +348,7 @@ impl Worker {
     fn serve(&mut self) -> io::Result<()> {
         self.log_listening_all();
         let mut events = Events::with_capacity(EVENTS);
-        self.log_flush_in = logger::flush(Instant::now());
+        self.log_waiting = logger::flush(Instant::now()).is_some();
         loop {
             let timeout = self.poll_timeout();
             if !self.turn(&mut events, timeout)? {
@@ -420,7 +421,7 @@ impl Worker {
                 return Ok(false);
             }
         }
-        self.log_flush_in = logger::flush(now);
+        self.log_waiting = logger::flush(now).is_some();
         Ok(true)
     }
 
@@ -444,7 +445,7 @@ impl Worker {
             return Some(Duration::ZERO);
         }
         let idle = self.wheel.is_empty() && !self.accept_pending && self.drain_deadline.is_none();
-        if idle && self.log_flush_in.is_none() {
+        if idle && !self.log_waiting {
             return None;
         }
         // Buffered log lines wait for the next tick at the latest (every turn flushes what
